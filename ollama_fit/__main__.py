@@ -1,0 +1,3 @@
+from ollama_fit.cli import main
+
+main()

@@ -1,0 +1,53 @@
+"""The one error hierarchy. `cli.py` turns these into a message, a hint and an exit code.
+
+Exit codes are part of the interface (documented in the README); never renumber one.
+"""
+
+from __future__ import annotations
+
+
+class OllamaFitError(Exception):
+    """Base of every error the user should see as a message rather than a traceback."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class InvalidInput(OllamaFitError):
+    """A value the user gave (option, size, file) cannot be used."""
+
+    exit_code = 3
+
+
+class ProfileError(OllamaFitError):
+    """The data shipped in profiles/ is missing or malformed (a packaging bug)."""
+
+    exit_code = 4
+
+
+class NothingFits(OllamaFitError):
+    """No model of the catalog fits the memory budget under the given constraints."""
+
+    exit_code = 5
+
+
+class TaskRefused(OllamaFitError):
+    """The task is one ollama-fit will not plan for (e.g. fine-tuning on GGUF)."""
+
+    exit_code = 6
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "unexpected internal error (run with -v for the traceback)",
+    2: "command-line usage error (unknown option, missing argument)",
+    InvalidInput.exit_code: "invalid input: a bad value, name or file",
+    ProfileError.exit_code: "the shipped data in profiles/ is broken",
+    NothingFits.exit_code: "no model fits the memory budget",
+    TaskRefused.exit_code: "the task cannot be served by a quantized local model",
+    130: "interrupted (Ctrl-C)",
+}

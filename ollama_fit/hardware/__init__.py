@@ -1,0 +1,1 @@
+"""Hardware: what memory a model may use on this (or a simulated) machine."""

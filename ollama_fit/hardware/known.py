@@ -1,0 +1,97 @@
+"""The known-hardware tables in profiles/gpus.toml: cards for `--gpu`, Apple chips for bandwidth."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+
+from ollama_fit.profiles import load_profile, require
+from ollama_fit.units import GiB
+
+
+@dataclass(frozen=True)
+class KnownGpu:
+    name: str
+    vendor: str
+    segment: str  # desktop, laptop, workstation, datacenter, apu
+    memory_bytes: int
+    bandwidth_gbs: float
+    aliases: tuple[str, ...] = ()
+    unified_memory: bool = False
+    compute_capability: str | None = None
+
+
+@dataclass(frozen=True)
+class AppleChip:
+    chip: str  # "M3 Max"
+    bandwidth_gbs: float
+    memory_gb: tuple[int, ...]  # the RAM sizes it ships with
+    gpu_cores: int | None = None
+
+
+def normalize(name: str) -> str:
+    """'NVIDIA GeForce RTX 4090' and 'rtx4090' both become 'rtx4090'."""
+    text = name.lower()
+    for noise in ("nvidia", "geforce", "amd", "radeon", "apple", "generation"):
+        text = text.replace(noise, "")
+    return re.sub(r"[^a-z0-9]", "", text)
+
+
+@cache
+def known_gpus() -> tuple[KnownGpu, ...]:
+    data = load_profile("gpus")
+    gpus = []
+    for i, entry in enumerate(data.get("gpu", [])):
+        where = f"gpus.toml gpu[{i}]"
+        if "memory_bytes" in entry:
+            memory = require(entry, "memory_bytes", int, where)
+        else:
+            memory = int(require(entry, "memory_gib", int | float, where) * GiB)
+        gpus.append(
+            KnownGpu(
+                name=require(entry, "name", str, where),
+                vendor=require(entry, "vendor", str, where),
+                segment=require(entry, "segment", str, where),
+                memory_bytes=memory,
+                bandwidth_gbs=float(require(entry, "bandwidth_gbs", int | float, where)),
+                aliases=tuple(entry.get("aliases", ())),
+                unified_memory=bool(entry.get("unified_memory", False)),
+                compute_capability=entry.get("compute_capability"),
+            )
+        )
+    return tuple(gpus)
+
+
+@cache
+def apple_chips() -> tuple[AppleChip, ...]:
+    data = load_profile("gpus")
+    chips = []
+    for i, entry in enumerate(data.get("apple", [])):
+        where = f"gpus.toml apple[{i}]"
+        chips.append(
+            AppleChip(
+                chip=require(entry, "chip", str, where),
+                bandwidth_gbs=float(require(entry, "bandwidth_gbs", int | float, where)),
+                memory_gb=tuple(require(entry, "memory_gb", list, where)),
+                gpu_cores=entry.get("gpu_cores"),
+            )
+        )
+    return tuple(chips)
+
+
+def find_gpu(name: str) -> KnownGpu | None:
+    """Exact match on the normalized name or an alias; no fuzzy guessing (a wrong card is worse than none)."""
+    key = normalize(name)
+    for gpu in known_gpus():
+        if key in {normalize(gpu.name), *(normalize(a) for a in gpu.aliases)}:
+            return gpu
+    return None
+
+
+def suggest_gpus(name: str, limit: int = 3) -> list[str]:
+    """Known names sharing the most characters in order with what the user typed, for the hint."""
+    import difflib
+
+    names = [g.name for g in known_gpus()] + [c.chip for c in apple_chips()]
+    return difflib.get_close_matches(name, names, n=limit, cutoff=0.4)

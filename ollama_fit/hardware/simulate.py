@@ -1,0 +1,206 @@
+"""Planning for another machine: `--gpu NAME`, `--vram SIZE`, `--ram SIZE`, `--hardware FILE.json`.
+
+Simulated devices replace the probed GPUs entirely; RAM comes from `--ram`, else from this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ollama_fit.errors import InvalidInput
+from ollama_fit.hardware.apple import default_gpu_limit
+from ollama_fit.hardware.known import AppleChip, KnownGpu, apple_chips, find_gpu, normalize, suggest_gpus
+from ollama_fit.hardware.model import AppleInfo, Cpu, Gpu, Hardware, hardware_from_dict
+from ollama_fit.units import GiB, parse_size, parse_sizes
+
+
+@dataclass(frozen=True)
+class Simulation:
+    gpus: tuple[str, ...] = ()  # names, each optionally "2x NAME"
+    vram: tuple[str, ...] = ()  # sizes, each optionally "2x24GiB"
+    ram: str | None = None
+    hardware_file: Path | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.gpus or self.vram or self.ram or self.hardware_file)
+
+
+_COUNT = re.compile(r"^\s*(\d+)\s*[x×]\s*(.+)$", re.IGNORECASE)
+_APPLE = re.compile(
+    r"^\s*(?:apple\s+)?(m\d(?:\s+(?:pro|max|ultra))?)(?:\s+(\d+)\s*-?core)?(?:\s+(\d+)\s*gb)?\s*$", re.I
+)
+
+
+def _count(text: str) -> tuple[int, str]:
+    m = _COUNT.match(text)
+    if not m:
+        return 1, text.strip()
+    count = int(m.group(1))
+    if not 1 <= count <= 64:
+        raise InvalidInput(f"invalid --gpu {text!r}: count must be 1 to 64")
+    return count, m.group(2).strip()
+
+
+def _apple_chip(text: str, ram: int | None) -> tuple[AppleChip, int | None] | None:
+    """'M3 Max 128GB' (or 'M3 Max' with --ram 128GiB) -> the chip variant and its RAM in GB."""
+    m = _APPLE.match(text)
+    if not m:
+        return None
+    chip_name, cores, ram_gb = m.group(1), m.group(2), m.group(3)
+    if ram_gb is None and ram is not None:
+        ram_gb = str(round(ram / GiB))
+    matches = [c for c in apple_chips() if normalize(c.chip) == normalize(chip_name)]
+    if cores:
+        matches = [c for c in matches if c.gpu_cores == int(cores)] or matches
+    if ram_gb:
+        sized = [c for c in matches if int(ram_gb) in c.memory_gb]
+        if matches and not sized:
+            sizes = sorted({gb for c in matches for gb in c.memory_gb})
+            raise InvalidInput(
+                f"the {matches[0].chip} does not come with {ram_gb} GB",
+                hint=f"it ships with {', '.join(map(str, sizes))} GB",
+            )
+        matches = sized
+    if not matches:
+        return None
+    return matches[-1], int(ram_gb) if ram_gb else None
+
+
+def _unknown(name: str) -> InvalidInput:
+    close = suggest_gpus(name)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return InvalidInput(
+        f"unknown GPU {name!r}",
+        hint=hint
+        + "`ollama-fit probe --list-gpus` shows the known cards; or give the memory with --vram 24GiB",
+    )
+
+
+def _known_to_gpu(known: KnownGpu, index: int) -> Gpu:
+    return Gpu(
+        index=index,
+        vendor=known.vendor,
+        name=known.name,
+        memory_total_bytes=known.memory_bytes,
+        memory_free_bytes=known.memory_bytes,
+        bandwidth_gbs=known.bandwidth_gbs,
+        compute_capability=known.compute_capability,
+        unified_memory=known.unified_memory,
+        source="simulated (known GPU table)",
+    )
+
+
+def _apple_hardware(chip: AppleChip, ram_gb: int | None, ram: int | None, base: Hardware) -> Hardware:
+    if ram is None and ram_gb is None:
+        raise InvalidInput(
+            f"say how much memory the {chip.chip} has",
+            hint=f'e.g. --gpu "{chip.chip} {chip.memory_gb[-1]}GB" or --ram {chip.memory_gb[-1]}GB',
+        )
+    ram_bytes = ram if ram is not None else (ram_gb or 0) * GiB
+    limit = default_gpu_limit(ram_bytes)
+    gpu = Gpu(
+        index=0,
+        vendor="apple",
+        name=f"Apple {chip.chip}",
+        memory_total_bytes=limit,
+        memory_free_bytes=limit,
+        bandwidth_gbs=chip.bandwidth_gbs,
+        unified_memory=True,
+        source="simulated (default macOS GPU limit)",
+    )
+    info = AppleInfo(chip.chip, ram_bytes, limit, "default rule, 2/3 of RAM up to 36 GB, else 3/4 (a guess)",
+                     gpu_cores=chip.gpu_cores)  # fmt: skip
+    return replace(
+        base,
+        gpus=(gpu,),
+        ram_total_bytes=ram_bytes,
+        ram_available_bytes=ram_bytes,
+        unified_memory=True,
+        apple=info,
+        cpu=Cpu(model=f"Apple {chip.chip}", physical_cores=None, logical_cores=None),
+        driver_version=None,
+        cuda_driver_version=None,
+        notes=(f"simulated Apple {chip.chip} with {ram_bytes / GiB:.0f} GiB unified memory",),
+        source="simulated",
+    )
+
+
+def load_hardware_file(path: Path) -> Hardware:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"hardware file {str(path)!r} not found", hint="check the path") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(
+            f"hardware file {str(path)!r} is not valid JSON ({exc})",
+            hint="create it with `ollama-fit probe --json > FILE.json` on the target machine",
+        ) from exc
+    return hardware_from_dict(data, source=str(path))
+
+
+def simulate(sim: Simulation, probe_here: Callable[[], Hardware]) -> Hardware:
+    """The hardware to plan for: a saved probe, simulated devices, or this machine with overrides."""
+    if sim.hardware_file and (sim.gpus or sim.vram):
+        raise InvalidInput("--hardware cannot be combined with --gpu or --vram", hint="use one or the other")
+    ram = parse_size(sim.ram, what="--ram") if sim.ram else None
+    base = load_hardware_file(sim.hardware_file) if sim.hardware_file else probe_here()
+    if not (sim.gpus or sim.vram):
+        if ram is None:
+            return base
+        return replace(base, ram_total_bytes=ram, ram_available_bytes=ram,
+                       notes=(*base.notes, f"RAM simulated: {ram / GiB:.1f} GiB"))  # fmt: skip
+    return _simulated_devices(sim.gpus, sim.vram, ram, base)
+
+
+def _simulated_devices(
+    names: Sequence[str], vram: Sequence[str], ram: int | None, base: Hardware
+) -> Hardware:
+    gpus: list[Gpu] = []
+    for text in names:
+        count, name = _count(text)
+        known = find_gpu(name)
+        if known is None:
+            apple = _apple_chip(name, ram)
+            if apple is None:
+                raise _unknown(name)
+            if count != 1 or len(names) != 1 or vram:
+                raise InvalidInput("an Apple chip cannot be combined with other GPUs", hint="give one --gpu")
+            return _apple_hardware(apple[0], apple[1], ram, base)
+        gpus.extend(_known_to_gpu(known, len(gpus)) for _ in range(count))
+    for text in vram:
+        for size in parse_sizes(text, what="--vram"):
+            gpus.append(
+                Gpu(
+                    index=len(gpus),
+                    vendor="nvidia",
+                    name=f"GPU with {size / GiB:g} GiB",
+                    memory_total_bytes=size,
+                    memory_free_bytes=size,
+                    source="simulated (--vram)",
+                )
+            )
+    unified = any(g.unified_memory for g in gpus)
+    ram_total = ram if ram is not None else base.ram_total_bytes
+    ram_available = ram if ram is not None else base.ram_available_bytes
+    if unified and ram is None:  # GB10-like boards: the GPU's memory is the system RAM
+        ram_total = ram_available = max(g.memory_total_bytes for g in gpus)
+    notes = [f"simulated: {', '.join(g.name for g in gpus)}"]
+    if ram is None and not unified:
+        notes.append(f"RAM is this machine's ({ram_total / GiB:.1f} GiB); pass --ram to simulate it too")
+    return replace(
+        base,
+        gpus=tuple(gpus),
+        ram_total_bytes=ram_total,
+        ram_available_bytes=ram_available,
+        unified_memory=unified,
+        apple=None,
+        driver_version=None,
+        cuda_driver_version=None,
+        notes=tuple(notes),
+        source="simulated",
+    )

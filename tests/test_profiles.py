@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+import ollama_fit
+from ollama_fit.hardware.known import apple_chips, find_gpu, known_gpus
+from ollama_fit.profiles import load_profile, profile_names
+
+
+@pytest.mark.parametrize("name", profile_names())
+def test_every_profile_loads_from_the_installed_package(name):
+    resource = resources.files("ollama_fit").joinpath("profiles", f"{name}.toml")
+    assert resource.is_file()
+    # the installed copy, not the source tree: the wheel must carry the data
+    assert "site-packages" in str(resource) or "dist-packages" in str(resource)
+    assert load_profile(name)
+
+
+def test_package_is_the_installed_one():
+    assert (
+        "site-packages" in Path(ollama_fit.__file__).parts
+        or "dist-packages" in Path(ollama_fit.__file__).parts
+    )
+
+
+def test_known_gpu_table_is_sane():
+    gpus = known_gpus()
+    names = [g.name for g in gpus]
+    assert len(names) == len(set(names))
+    assert {g.vendor for g in gpus} == {"nvidia", "amd"}
+    assert {"desktop", "laptop", "workstation", "datacenter"} <= {g.segment for g in gpus}
+    for g in gpus:
+        assert 2 * 1024**3 <= g.memory_bytes <= 256 * 1024**3, g.name
+        assert 50 <= g.bandwidth_gbs <= 10_000, g.name
+    assert find_gpu("rtx4090") is find_gpu("NVIDIA GeForce RTX 4090")
+    # every alias resolves to one card only
+    aliases = [a.lower() for g in gpus for a in g.aliases]
+    assert len(aliases) == len(set(aliases))
+
+
+def test_apple_chip_table_covers_m1_to_m5():
+    chips = {c.chip for c in apple_chips()}
+    for gen in range(1, 6):
+        assert f"M{gen}" in chips
+        assert f"M{gen} Max" in chips
