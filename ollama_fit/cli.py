@@ -73,23 +73,43 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 def hardware_options(fn: F) -> F:
     """The probe/simulation options every planning command takes."""
     options = [
-        click.option("--gpu", "gpus", multiple=True, metavar="NAME",
-                     help='Plan for a known card, not this one: "RTX 4090", "2x RTX 3090", "M3 Max 128GB".'),
-        click.option("--vram", multiple=True, metavar="SIZE",
-                     help="Plan for a GPU with this much memory: 24GiB; repeat, or 2x24GiB, for several."),
+        click.option(
+            "--gpu",
+            "gpus",
+            multiple=True,
+            metavar="NAME",
+            help='Plan for a known card, not this one: "RTX 4090", "2x RTX 3090", "M3 Max 128GB".',
+        ),
+        click.option(
+            "--vram",
+            multiple=True,
+            metavar="SIZE",
+            help="Plan for a GPU with this much memory: 24GiB; repeat, or 2x24GiB, for several.",
+        ),
         click.option("--ram", metavar="SIZE", help="Plan with this much RAM instead of this machine's."),
-        click.option("--hardware", "hardware_file", type=click.Path(path_type=Path), metavar="FILE.json",
-                     help="Plan for the machine a saved `probe --json` describes."),
-        click.option("--headroom", default="1GiB", show_default=True, metavar="SIZE",
-                     help="Memory left free on each GPU (llama.cpp's own fitting keeps 1 GiB)."),
-    ]  # fmt: skip
+        click.option(
+            "--hardware",
+            "hardware_file",
+            type=click.Path(path_type=Path),
+            metavar="FILE.json",
+            help="Plan for the machine a saved `probe --json` describes.",
+        ),
+        click.option(
+            "--headroom",
+            default="1GiB",
+            show_default=True,
+            metavar="SIZE",
+            help="Memory left free on each GPU (llama.cpp's own fitting keeps 1 GiB).",
+        ),
+    ]
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
-def resolve_hardware(gpus: tuple[str, ...], vram: tuple[str, ...], ram: str | None,
-                     hardware_file: Path | None, headroom: str) -> Any:  # fmt: skip
+def resolve_hardware(
+    gpus: tuple[str, ...], vram: tuple[str, ...], ram: str | None, hardware_file: Path | None, headroom: str
+) -> Any:
     from ollama_fit.hardware.model import ProbeReport, budget
     from ollama_fit.hardware.probe import probe
     from ollama_fit.hardware.simulate import Simulation, simulate
@@ -105,8 +125,15 @@ def resolve_hardware(gpus: tuple[str, ...], vram: tuple[str, ...], ram: str | No
 @hardware_options
 @click.option("--list-gpus", is_flag=True, help="List the known cards and chips --gpu accepts, and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (sizes in bytes) instead of a table.")
-def probe(gpus: tuple[str, ...], vram: tuple[str, ...], ram: str | None, hardware_file: Path | None,
-          headroom: str, list_gpus: bool, as_json: bool) -> None:  # fmt: skip
+def probe(
+    gpus: tuple[str, ...],
+    vram: tuple[str, ...],
+    ram: str | None,
+    hardware_file: Path | None,
+    headroom: str,
+    list_gpus: bool,
+    as_json: bool,
+) -> None:
     """Show the GPUs, RAM and the memory budget a model may use.
 
     \b
@@ -134,6 +161,142 @@ def probe(gpus: tuple[str, ...], vram: tuple[str, ...], ram: str | None, hardwar
         emit_json(report.to_dict())
     else:
         click.echo(render.render_probe(report))
+
+
+def parse_ctx(text: str) -> int | None:
+    """'8192', '32k' or 'max' (None: the largest context that fits)."""
+    from ollama_fit.errors import InvalidInput
+
+    value = text.strip().lower()
+    if value == "max":
+        return None
+    try:
+        return int(float(value[:-1]) * 1024) if value.endswith("k") else int(value)
+    except ValueError:
+        raise InvalidInput(f"invalid --ctx {text!r}", hint="give tokens (8192, 32k) or 'max'") from None
+
+
+def plan_options(fn: F) -> F:
+    """What to plan for: the options of `plan`, shared by the commands that plan."""
+    options = [
+        click.option(
+            "--task",
+            default="chat",
+            show_default=True,
+            metavar="TASK",
+            help="chat, summarization, translation, instructions, coding, reasoning, math, creative, "
+            "planning, numerical, recall, evaluation, embedding.",
+        ),
+        click.option(
+            "--ctx",
+            default="8192",
+            show_default=True,
+            metavar="TOKENS|max",
+            help="Context length per request (8192, 32k) or 'max' for the largest that fits.",
+        ),
+        click.option(
+            "--kv-type",
+            default="f16",
+            show_default=True,
+            type=click.Choice(["f16", "q8_0", "q4_0"]),
+            help="KV cache type (quantized needs flash attention).",
+        ),
+        click.option(
+            "--flash-attn",
+            default="auto",
+            show_default=True,
+            type=click.Choice(["auto", "on", "off"]),
+            help="Flash attention; auto = on where the GPUs support it.",
+        ),
+        click.option(
+            "--min-quant",
+            metavar="QUANT",
+            help="Lowest quant allowed: raises the task's floor, or lowers it as far as the task allows.",
+        ),
+        click.option(
+            "--family", metavar="FAMILY", help="Only this model family (qwen3, llama3, gemma3, ...)."
+        ),
+        click.option("--model", "model_id", metavar="ID", help="Only this catalog model (e.g. qwen3:8b)."),
+        click.option(
+            "--min-speed",
+            default=5.0,
+            show_default=True,
+            type=float,
+            metavar="TOK/S",
+            help="Skip picks estimated to decode slower than this; 0 turns the floor off.",
+        ),
+        click.option(
+            "--parallel",
+            default=1,
+            show_default=True,
+            type=int,
+            help="Requests served at once (OLLAMA_NUM_PARALLEL): each gets its own context.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@cli.command()
+@hardware_options
+@plan_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (sizes in bytes) instead of a table.")
+def plan(
+    gpus: tuple[str, ...],
+    vram: tuple[str, ...],
+    ram: str | None,
+    hardware_file: Path | None,
+    headroom: str,
+    task: str,
+    ctx: str,
+    kv_type: str,
+    flash_attn: str,
+    min_quant: str | None,
+    family: str | None,
+    model_id: str | None,
+    min_speed: float,
+    parallel: int,
+    as_json: bool,
+) -> None:
+    """Pick the largest model and the best quantization that fit, and show why.
+
+    \b
+    Examples:
+      ollama-fit plan
+      ollama-fit plan --task coding --gpu "RTX 4090"
+      ollama-fit plan --vram 2x24GiB --ctx 32k --kv-type q8_0
+      ollama-fit plan --gpu "M3 Max 128GB" --ctx max --json
+    """
+    from ollama_fit import render
+    from ollama_fit.catalog import catalog
+    from ollama_fit.plan import PlanRequest
+    from ollama_fit.plan import plan as make_plan
+
+    report = resolve_hardware(gpus, vram, ram, hardware_file, headroom)
+    request = PlanRequest(
+        task=task,
+        ctx=parse_ctx(ctx),
+        kv_type=kv_type,
+        flash_attn=None if flash_attn == "auto" else flash_attn == "on",
+        min_quant=min_quant,
+        family=family,
+        min_speed=min_speed,
+        parallel=parallel,
+        model=model_id,
+    )
+    result = make_plan(report, request, catalog())
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        click.echo(render.render_plan(result, charset=_charset()))
+
+
+def _charset() -> str:
+    encoding = (getattr(sys.stdout, "encoding", None) or "ascii").lower().replace("-", "")
+    return "utf-8" if encoding == "utf8" else "ascii"
 
 
 def main() -> None:

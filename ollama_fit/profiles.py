@@ -9,7 +9,7 @@ from typing import Any
 
 from ollama_fit.errors import ProfileError
 
-PROFILE_NAMES = ("gpus",)
+PROFILE_NAMES = ("gpus", "quants", "catalog")
 
 
 def profile_names() -> tuple[str, ...]:

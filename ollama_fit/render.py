@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from ollama_fit.hardware.known import AppleChip, KnownGpu
 from ollama_fit.hardware.model import Gpu, ProbeReport
@@ -69,8 +70,10 @@ def render_probe(report: ProbeReport) -> str:
         out.append(f"  NVIDIA driver {hw.driver_version}{cuda}")
     if hw.apple:
         a = hw.apple
-        out.append(f"  Apple {a.chip}: GPU may use {human(a.gpu_limit_bytes)} of {human(a.ram_bytes)}"
-                   f" ({a.gpu_limit_source})")  # fmt: skip
+        out.append(
+            f"  Apple {a.chip}: GPU may use {human(a.gpu_limit_bytes)} of {human(a.ram_bytes)}"
+            f" ({a.gpu_limit_source})"
+        )
     out.append("")
     out.append("Budget (what a model may use: free memory minus the headroom kept)")
     rows = [
@@ -92,8 +95,10 @@ def render_probe(report: ProbeReport) -> str:
 
 
 def render_known_gpus(gpus: Sequence[KnownGpu], chips: Sequence[AppleChip]) -> str:
-    rows = [[g.name, g.vendor, g.segment, f"{g.memory_bytes / GiB:g} GiB", f"{g.bandwidth_gbs:g} GB/s"]
-            for g in gpus]  # fmt: skip
+    rows = [
+        [g.name, g.vendor, g.segment, f"{g.memory_bytes / GiB:g} GiB", f"{g.bandwidth_gbs:g} GB/s"]
+        for g in gpus
+    ]
     for c in chips:
         cores = f" ({c.gpu_cores}-core GPU)" if c.gpu_cores else ""
         sizes = "/".join(str(s) for s in c.memory_gb)
@@ -101,3 +106,107 @@ def render_known_gpus(gpus: Sequence[KnownGpu], chips: Sequence[AppleChip]) -> s
             [f"Apple {c.chip}{cores}", "apple", "unified", f"{sizes} GB", f"{c.bandwidth_gbs:g} GB/s"]
         )
     return table(rows, header=["name", "vendor", "segment", "memory", "bandwidth"])
+
+
+# ----- plans -----
+
+BAR_CHARS = {"utf-8": ("█", "▓", "▒", "░", "·"), "ascii": ("#", "=", "+", "-", ".")}
+
+
+def memory_bar(parts: Sequence[int], capacity: int, width: int = 36, charset: str = "utf-8") -> str:
+    """[weights|kv|compute|overhead|free] scaled to the device's usable memory; '!' marks an overflow."""
+    chars = BAR_CHARS[charset]
+    used = sum(parts)
+    scale = max(capacity, used, 1)
+    cells = [round(p / scale * width) for p in parts]
+    body = "".join(c * n for c, n in zip(chars[:4], cells, strict=True))
+    body = body[:width] + chars[4] * max(0, width - len(body))
+    return "[" + body + "]" + ("!" if used > capacity else "")
+
+
+def _speed_text(speed: Any) -> str:
+    if speed is None:
+        return "speed unknown (no bandwidth figure)"
+    if speed.upper_bound:
+        return f"at most ~{speed.tps:.0f} tok/s (a GPU's bandwidth is unknown)"
+    return f"~{speed.tps:.0f} tok/s ({speed.low:.0f}-{speed.high:.0f})"
+
+
+def _device_lines(plan: Any, charset: str) -> list[str]:
+    mem = plan.choice.placement.memory
+    budgets = {g.index: g for g in plan.report.budget.gpus}
+    lines = []
+    for dev, index in zip(mem.gpus, plan.choice.placement.gpu_indices, strict=True):
+        b = budgets[index]
+        parts = [dev.weights_bytes, dev.kv_bytes, dev.compute_bytes, dev.overhead_bytes]
+        free = b.usable_bytes - dev.total_bytes
+        lines.append(
+            f"  GPU {index}  {memory_bar(parts, b.usable_bytes, charset=charset)}  "
+            f"{human(dev.total_bytes)} of {human(b.usable_bytes)} usable ({dev.layers} layers)"
+        )
+        lines.append(
+            f"         weights {human(dev.weights_bytes)}  KV {human(dev.kv_bytes)}  compute "
+            f"{human(dev.compute_bytes)}  overhead {human(dev.overhead_bytes)}  free {human(free)}"
+        )
+    host = mem.host
+    hb = plan.report.budget.host
+    parts = [host.weights_bytes, host.kv_bytes, host.compute_bytes, host.overhead_bytes]
+    parts[0] -= host.evictable_bytes
+    lines.append(
+        f"  RAM    {memory_bar(parts, hb.usable_bytes, charset=charset)}  {human(host.required_bytes)} of "
+        f"{human(hb.usable_bytes)} usable" + (f" ({host.layers} layers)" if host.layers else "")
+    )
+    evictable = f"  (of which {human(host.evictable_bytes)} page cache)" if host.evictable_bytes else ""
+    lines.append(
+        f"         weights {human(host.weights_bytes)}  KV {human(host.kv_bytes)}  compute "
+        f"{human(host.compute_bytes)}  free {human(hb.usable_bytes - host.required_bytes)}{evictable}"
+    )
+    return lines
+
+
+def render_plan(plan: Any, charset: str = "utf-8") -> str:
+    from ollama_fit.placement import KIND_TEXT
+    from ollama_fit.quants import quant_table
+
+    c = plan.choice
+    hw = plan.report.hardware
+    where = ", ".join(g.name for g in hw.gpus) or "CPU only"
+    q = quant_table()[c.quant]
+    src = c.to_dict()["source"]
+    files = ", ".join(src["files"]) or f"{src['pattern']} (split into shards)"
+    out = [
+        f"Plan for {plan.task} on {where} ({hw.source})",
+        "",
+        f"  Pick   {c.model.name}  {c.quant}  ctx {c.ctx}  {KIND_TEXT[c.placement.kind]}",
+        f"         {_speed_text(c.placement.speed)}   quality loss {q.quality_loss} ({q.source})   "
+        f"license {c.model.license}",
+        f"         hf.co/{src['repo']}  {files}",
+        "",
+        "Memory (█ weights ▓ KV ▒ compute ░ overhead · free)"
+        if charset == "utf-8"
+        else "Memory (# weights = KV + compute - overhead . free)",
+        *_device_lines(plan, charset),
+    ]
+    if plan.alternatives:
+        out += ["", "Alternatives"]
+        rows = []
+        for a in plan.alternatives:
+            mem = a.placement.memory
+            rows.append(
+                [
+                    a.model.name,
+                    a.quant,
+                    str(a.ctx),
+                    KIND_TEXT[a.placement.kind],
+                    f"GPU {human(mem.device_bytes)} + RAM {human(mem.host_required_bytes)}"
+                    if mem.gpus
+                    else f"RAM {human(mem.host_required_bytes)}",
+                    _speed_text(a.placement.speed),
+                ]
+            )
+        out.append(table(rows, header=["model", "quant", "ctx", "where", "memory", "speed"], indent=4))
+    out += ["", "Why"] + [f"  - {r}" if not r.startswith("  ") else f"    {r.strip()}" for r in plan.reasons]
+    notes = (*plan.warnings,)
+    if notes:
+        out += ["", "Warnings"] + [f"  ! {w}" for w in notes]
+    return "\n".join(out)

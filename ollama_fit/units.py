@@ -14,11 +14,19 @@ TiB = 1024**4
 _UNITS = {
     "": GiB,  # a bare number is GiB: "--vram 24" means 24 GiB
     "b": 1,
-    "k": KiB, "kib": KiB, "kb": 1000,
-    "m": MiB, "mib": MiB, "mb": 1000**2,
-    "g": GiB, "gib": GiB, "gb": 1000**3,
-    "t": TiB, "tib": TiB, "tb": 1000**4,
-}  # fmt: skip
+    "k": KiB,
+    "kib": KiB,
+    "kb": 1000,
+    "m": MiB,
+    "mib": MiB,
+    "mb": 1000**2,
+    "g": GiB,
+    "gib": GiB,
+    "gb": 1000**3,
+    "t": TiB,
+    "tib": TiB,
+    "tb": 1000**4,
+}
 _SIZE = re.compile(r"^\s*(?P<num>[+-]?\d+(?:\.\d+)?)\s*(?P<unit>[a-z]*)\s*$", re.IGNORECASE)
 _MULTI = re.compile(r"^\s*(?P<count>\d+)\s*[x×*]\s*(?P<rest>.+)$", re.IGNORECASE)
 _HINT = "write a size such as 24GiB, 16GB, 512MiB or 2x24GiB (a bare number means GiB)"

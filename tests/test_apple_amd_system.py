@@ -132,8 +132,14 @@ def test_cpu_only_box_with_cgroup_limit_plans_on_ram(tmp_path):
     from fakes.nvml import FakeNvml
 
     _cgroup(tmp_path, 6 * GiB, 2 * GiB)
-    hw = probe(Probes(nvml=FakeNvml(init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND), sysfs_root=tmp_path,
-                      is_apple_silicon=False, jetson=False))  # fmt: skip
+    hw = probe(
+        Probes(
+            nvml=FakeNvml(init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND),
+            sysfs_root=tmp_path,
+            is_apple_silicon=False,
+            jetson=False,
+        )
+    )
     assert hw.gpus == ()
     assert hw.ram_available_bytes == 4 * GiB
     assert any("no GPU found" in n for n in hw.notes)

@@ -74,11 +74,14 @@ def test_probe_hardware_file_round_trip(tmp_path):
     assert "GPU 1" in invoke("probe", "--hardware", str(saved)).output
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("--vram", "-3"), "Error: invalid --vram '-3': it must be positive"),
-    (("--gpu", "no such card"), "Error: unknown GPU 'no such card'"),
-    (("--ram", "twelve"), "Error: invalid --ram 'twelve'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--vram", "-3"), "Error: invalid --vram '-3': it must be positive"),
+        (("--gpu", "no such card"), "Error: unknown GPU 'no such card'"),
+        (("--ram", "twelve"), "Error: invalid --ram 'twelve'"),
+    ],
+)
 def test_bad_values_give_one_line_error_hint_and_exit_3(args, message):
     result = invoke("probe", *args)
     assert result.exit_code == 3
@@ -112,7 +115,12 @@ def test_installed_console_script_and_module_run():
     done = subprocess.run([exe, "probe", "--json"], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["ram_total_bytes"] > 0
-    done = subprocess.run([sys.executable, "-m", "ollama_fit", "--version"], capture_output=True, text=True,
-                          timeout=60, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "ollama_fit", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0
     assert __version__ in done.stdout

@@ -9,8 +9,13 @@ from ollama_fit.hardware.model import Cpu, Hardware, ProbeReport, budget
 from ollama_fit.hardware.simulate import Simulation, simulate
 
 GiB = 1024**3
-HERE = Hardware(gpus=(), ram_total_bytes=32 * GiB, ram_available_bytes=30 * GiB,
-                cpu=Cpu("Test CPU", 8, 16), notes=("probed here",))  # fmt: skip
+HERE = Hardware(
+    gpus=(),
+    ram_total_bytes=32 * GiB,
+    ram_available_bytes=30 * GiB,
+    cpu=Cpu("Test CPU", 8, 16),
+    notes=("probed here",),
+)
 
 
 def sim(**kw):
@@ -41,12 +46,15 @@ def test_count_prefix_and_repeated_gpus():
     assert all(d.usable_bytes == 23 * GiB for d in b.gpus)
 
 
-@pytest.mark.parametrize(("vram", "sizes"), [
-    (("24GiB",), [24 * GiB]),
-    (("2x24GiB",), [24 * GiB, 24 * GiB]),
-    (("16GiB", "8GiB"), [16 * GiB, 8 * GiB]),
-    (("12",), [12 * GiB]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("vram", "sizes"),
+    [
+        (("24GiB",), [24 * GiB]),
+        (("2x24GiB",), [24 * GiB, 24 * GiB]),
+        (("16GiB", "8GiB"), [16 * GiB, 8 * GiB]),
+        (("12",), [12 * GiB]),
+    ],
+)
 def test_vram(vram, sizes):
     assert [g.memory_total_bytes for g in sim(vram=vram).gpus] == sizes
 
@@ -74,15 +82,18 @@ def test_unified_known_gpu_takes_ram_from_the_board():
     assert hw.ram_total_bytes == 128 * GiB
 
 
-@pytest.mark.parametrize(("kw", "message"), [
-    ({"vram": ("-3",)}, "must be positive"),
-    ({"vram": ("lots",)}, "invalid --vram"),
-    ({"vram": ("0x24GiB",)}, "count must be 1 to 64"),
-    ({"gpus": ("no such card",)}, "unknown GPU"),
-    ({"gpus": ("M3 Max 40GB",)}, "does not come with 40 GB"),
-    ({"gpus": ("M3 Max",)}, "say how much memory"),
-    ({"ram": "-1GiB"}, "must be positive"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"vram": ("-3",)}, "must be positive"),
+        ({"vram": ("lots",)}, "invalid --vram"),
+        ({"vram": ("0x24GiB",)}, "count must be 1 to 64"),
+        ({"gpus": ("no such card",)}, "unknown GPU"),
+        ({"gpus": ("M3 Max 40GB",)}, "does not come with 40 GB"),
+        ({"gpus": ("M3 Max",)}, "say how much memory"),
+        ({"ram": "-1GiB"}, "must be positive"),
+    ],
+)
 def test_bad_values_raise_invalid_input_with_hint(kw, message):
     with pytest.raises(InvalidInput, match=message) as info:
         sim(**kw)
@@ -106,15 +117,24 @@ def test_saved_probe_round_trips(tmp_path):
     assert sim(hardware_file=path, ram="8GiB").ram_available_bytes == 8 * GiB
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("{not json", "not valid JSON"),
-    ('{"ram_total_bytes": 1}', "not a probe document"),
-    ('{"gpus": [{"vendor": "nvidia", "memory_total_bytes": -5, "memory_free_bytes": 0}], '
-     '"ram_total_bytes": 1, "ram_available_bytes": 1}', "non-negative integer"),
-    ('{"gpus": [{"vendor": "intel", "memory_total_bytes": 5, "memory_free_bytes": 0}], '
-     '"ram_total_bytes": 1, "ram_available_bytes": 1}', "vendor must be one of"),
-    ('{"gpus": [], "ram_total_bytes": "lots", "ram_available_bytes": 1}', "ram_total_bytes"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"ram_total_bytes": 1}', "not a probe document"),
+        (
+            '{"gpus": [{"vendor": "nvidia", "memory_total_bytes": -5, "memory_free_bytes": 0}], '
+            '"ram_total_bytes": 1, "ram_available_bytes": 1}',
+            "non-negative integer",
+        ),
+        (
+            '{"gpus": [{"vendor": "intel", "memory_total_bytes": 5, "memory_free_bytes": 0}], '
+            '"ram_total_bytes": 1, "ram_available_bytes": 1}',
+            "vendor must be one of",
+        ),
+        ('{"gpus": [], "ram_total_bytes": "lots", "ram_available_bytes": 1}', "ram_total_bytes"),
+    ],
+)
 def test_malformed_hardware_file(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content)

@@ -52,6 +52,8 @@ def _apple_chip(text: str, ram: int | None) -> tuple[AppleChip, int | None] | No
     if not m:
         return None
     chip_name, cores, ram_gb = m.group(1), m.group(2), m.group(3)
+    if ram_gb is not None and ram is not None and abs(int(ram_gb) * GiB - ram) > GiB:
+        raise InvalidInput(f"{text!r} and --ram disagree about the memory", hint="give the RAM size once")
     if ram_gb is None and ram is not None:
         ram_gb = str(round(ram / GiB))
     matches = [c for c in apple_chips() if normalize(c.chip) == normalize(chip_name)]
@@ -113,8 +115,13 @@ def _apple_hardware(chip: AppleChip, ram_gb: int | None, ram: int | None, base: 
         unified_memory=True,
         source="simulated (default macOS GPU limit)",
     )
-    info = AppleInfo(chip.chip, ram_bytes, limit, "default rule, 2/3 of RAM up to 36 GB, else 3/4 (a guess)",
-                     gpu_cores=chip.gpu_cores)  # fmt: skip
+    info = AppleInfo(
+        chip.chip,
+        ram_bytes,
+        limit,
+        "default rule, 2/3 of RAM up to 36 GB, else 3/4 (a guess)",
+        gpu_cores=chip.gpu_cores,
+    )
     return replace(
         base,
         gpus=(gpu,),
@@ -152,8 +159,12 @@ def simulate(sim: Simulation, probe_here: Callable[[], Hardware]) -> Hardware:
     if not (sim.gpus or sim.vram):
         if ram is None:
             return base
-        return replace(base, ram_total_bytes=ram, ram_available_bytes=ram,
-                       notes=(*base.notes, f"RAM simulated: {ram / GiB:.1f} GiB"))  # fmt: skip
+        return replace(
+            base,
+            ram_total_bytes=ram,
+            ram_available_bytes=ram,
+            notes=(*base.notes, f"RAM simulated: {ram / GiB:.1f} GiB"),
+        )
     return _simulated_devices(sim.gpus, sim.vram, ram, base)
 
 

@@ -155,9 +155,30 @@ def from_fixture(name: str) -> FakeNvml:
     return FakeNvml(gpus=gpus, driver=data["driver"], cuda=data["cuda_driver"])
 
 
-RTX_4090 = dict(name="NVIDIA GeForce RTX 4090", total=25757220864, free=24904990720, reserved=347602944,
-                cc=(8, 9), bus_width=384, mem_clock=10501)  # fmt: skip
-RTX_3060 = dict(name="NVIDIA GeForce RTX 3060", total=12884901888, free=12301893632, reserved=216006656,
-                cc=(8, 6), bus_width=192, mem_clock=7501)  # fmt: skip
-A100_80 = dict(name="NVIDIA A100-SXM4-80GB", total=85899345920, free=85024112640, reserved=601882624,
-               cc=(8, 0), bus_width=5120, mem_clock=1593)  # fmt: skip
+RTX_4090 = dict(
+    name="NVIDIA GeForce RTX 4090",
+    total=25757220864,
+    free=24904990720,
+    reserved=347602944,
+    cc=(8, 9),
+    bus_width=384,
+    mem_clock=10501,
+)
+RTX_3060 = dict(
+    name="NVIDIA GeForce RTX 3060",
+    total=12884901888,
+    free=12301893632,
+    reserved=216006656,
+    cc=(8, 6),
+    bus_width=192,
+    mem_clock=7501,
+)
+A100_80 = dict(
+    name="NVIDIA A100-SXM4-80GB",
+    total=85899345920,
+    free=85024112640,
+    reserved=601882624,
+    cc=(8, 0),
+    bus_width=5120,
+    mem_clock=1593,
+)

@@ -1,0 +1,157 @@
+"""The model catalog (profiles/catalog.toml): what can be planned, with shapes to rebuild tensor tables."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from ollama_fit.errors import InvalidInput, ProfileError
+from ollama_fit.profiles import load_profile, require
+from ollama_fit.spec import ModelShape, ModelSpec, rebuild
+
+# The quants publishers ship for every model, best first: the planner's ladder.
+STANDARD_QUANTS = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K")
+ARCHES = ("llama", "qwen2", "qwen3", "qwen3moe", "gemma3", "phi3", "gpt-oss")
+CAPABILITIES = ("chat", "coding", "reasoning", "embedding")
+
+
+@dataclass(frozen=True)
+class CatalogModel:
+    id: str
+    name: str
+    family: str
+    shape: ModelShape
+    params_b: float  # published total parameters (billions)
+    active_b: float  # published active parameters per token (MoE), else = params_b
+    license: str
+    capabilities: tuple[str, ...]
+    priority: int
+    repo: str
+    file: str  # pattern with {quant}
+    config_repo: str
+    quants: tuple[str, ...] = STANDARD_QUANTS
+    file_labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def is_moe(self) -> bool:
+        return self.shape.n_expert > 0
+
+    @property
+    def effective_b(self) -> float:
+        """Size used for ranking: MoE models count as the geometric mean of active and total
+        parameters (the common dense-equivalent rule of thumb); their memory is still their total size."""
+        return math.sqrt(self.params_b * self.active_b) if self.is_moe else self.params_b
+
+    def spec(self, quant: str) -> ModelSpec:
+        return _spec(self, quant)
+
+    def file_for(self, quant: str) -> str:
+        return self.file.replace("{quant}", self.file_labels.get(quant, quant))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "family": self.family,
+            "params": int(self.params_b * 1e9),
+            "active_params": int(self.active_b * 1e9),
+            "architecture": self.shape.arch,
+            "context_length": self.shape.context_length,
+            "license": self.license,
+            "capabilities": list(self.capabilities),
+        }
+
+
+@cache
+def _spec(model: CatalogModel, quant: str) -> ModelSpec:
+    return rebuild(model.shape, quant)
+
+
+def _swa_layers(pattern: str | None, n_layer: int) -> tuple[bool, ...]:
+    if pattern is None:
+        return ()
+    if pattern == "gemma3":  # five sliding-window layers, then one global
+        return tuple(i % 6 < 5 for i in range(n_layer))
+    if pattern == "even":  # gpt-oss: even layers are sliding-window
+        return tuple(i % 2 == 0 for i in range(n_layer))
+    raise ProfileError(f"catalog.toml: unknown swa_pattern {pattern!r}", hint="reinstall ollama-fit")
+
+
+def _model(entry: dict[str, Any], i: int) -> CatalogModel:
+    where = f"catalog.toml model[{i}] ({entry.get('id', '?')})"
+
+    def num(key: str, default: int | None = None) -> int:
+        if default is not None and key not in entry:
+            return default
+        return int(require(entry, key, int, where))
+
+    arch = require(entry, "arch", str, where)
+    if arch not in ARCHES:
+        raise ProfileError(f"{where}: unknown arch {arch!r}")
+    layers, head_dim = num("layers"), num("head_dim")
+    shape = ModelShape(
+        arch=arch,
+        n_layer=layers,
+        n_embd=num("embd"),
+        n_head=num("heads"),
+        n_head_kv=(num("kv_heads"),) * layers,
+        key_length=head_dim,
+        value_length=head_dim,
+        n_ff=num("ffn"),
+        n_vocab=num("vocab"),
+        context_length=num("context"),
+        tied_embeddings=bool(entry.get("tied", False)),
+        sliding_window=num("sliding_window", 0),
+        swa_layers=_swa_layers(entry.get("swa_pattern"), layers),
+        n_expert=num("experts", 0),
+        n_expert_used=num("experts_used", 0),
+        expert_ff=num("expert_ffn", 0),
+        qkv_bias=bool(entry.get("qkv_bias", False)),
+        qk_norm=bool(entry.get("qk_norm", False)),
+        fused_qkv=bool(entry.get("fused_qkv", False)),
+        post_norms=bool(entry.get("post_norms", False)),
+        attn_extras=bool(entry.get("attn_extras", False)),
+    )
+    capabilities = tuple(require(entry, "capabilities", list, where))
+    if not set(capabilities) <= set(CAPABILITIES):
+        raise ProfileError(f"{where}: unknown capability in {capabilities}")
+    params_b = float(require(entry, "params_b", int | float, where))
+    return CatalogModel(
+        id=require(entry, "id", str, where),
+        name=require(entry, "name", str, where),
+        family=require(entry, "family", str, where),
+        shape=shape,
+        params_b=params_b,
+        active_b=float(entry.get("active_b", params_b)),
+        license=require(entry, "license", str, where),
+        capabilities=capabilities,
+        priority=num("priority", 0),
+        repo=require(entry, "repo", str, where),
+        file=require(entry, "file", str, where),
+        config_repo=require(entry, "config_repo", str, where),
+        quants=tuple(entry.get("quants", STANDARD_QUANTS)),
+        file_labels=dict(entry.get("file_labels", {})),
+    )
+
+
+@cache
+def catalog() -> tuple[CatalogModel, ...]:
+    data = load_profile("catalog")
+    models = tuple(_model(e, i) for i, e in enumerate(data.get("model", [])))
+    ids = [m.id for m in models]
+    if len(ids) != len(set(ids)):
+        raise ProfileError("catalog.toml: duplicate model ids", hint="reinstall ollama-fit")
+    return models
+
+
+def find_model(model_id: str) -> CatalogModel:
+    for m in catalog():
+        if m.id == model_id.lower():
+            return m
+    raise InvalidInput(f"unknown model {model_id!r}", hint="`ollama-fit list` shows the catalog")
+
+
+def families() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(m.family for m in catalog()))

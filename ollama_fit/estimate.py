@@ -1,0 +1,257 @@
+"""Predict what llama.cpp (and so Ollama) allocates for a model, per device and on the host.
+
+Pure functions over frozen dataclasses. The terms and their calibration are in docs/estimator.md; the
+constants below are checked against the real runs in ../shared/calibration by scripts/calibrate.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ollama_fit.quants import KV_TYPES
+from ollama_fit.spec import ModelSpec
+from ollama_fit.units import MiB
+
+# Per-GPU memory llama.cpp does not account for (CUDA context, cuBLAS workspaces): 597-599 MiB measured on
+# an H200 with CUDA 13 (gpu_peak - llama.cpp's own total); ROCm assumed alike. Metal: Ollama's MinimumMemory.
+GPU_OVERHEAD = {"cuda": 600 * MiB, "rocm": 600 * MiB, "metal": 512 * MiB}
+# Pipeline parallelism across GPUs keeps GGML_SCHED_MAX_COPIES graph copies (conservative, uncalibrated).
+PIPELINE_COPIES = 4
+# CPU backends repack these types into interleaved layouts: a second copy next to the mmapped file.
+CPU_REPACK_TYPES = {"Q4_0", "Q4_K", "IQ4_NL"}
+BACKENDS = ("cuda", "rocm", "metal", "cpu")
+
+
+def pad256(n: int) -> int:
+    return -(-n // 256) * 256
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How the model will run: the knobs that change memory."""
+
+    ctx: int = 8192  # tokens per sequence (Ollama's num_ctx, llama-server's -c / parallel)
+    kv_type: str = "f16"  # K and V cache type
+    flash_attn: bool = True
+    ubatch: int = 512
+    parallel: int = 1  # sequences (OLLAMA_NUM_PARALLEL): each gets ctx cells
+    backend: str = "cuda"  # where offloaded layers run: cuda, rocm, metal; cpu = no GPU
+
+    @property
+    def cells(self) -> int:
+        return pad256(self.ctx)
+
+
+@dataclass(frozen=True)
+class DeviceMemory:
+    name: str
+    weights_bytes: int
+    kv_bytes: int
+    compute_bytes: int
+    overhead_bytes: int
+    layers: int = 0
+    # mmapped file pages whose data was copied (repacked) elsewhere: page cache the OS may drop, so they
+    # count in what llama.cpp reports but not in what must fit
+    evictable_bytes: int = 0
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.kv_bytes + self.compute_bytes + self.overhead_bytes
+
+    @property
+    def required_bytes(self) -> int:
+        return self.total_bytes - self.evictable_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "total_bytes": self.total_bytes,
+            "weights_bytes": self.weights_bytes,
+            "kv_bytes": self.kv_bytes,
+            "compute_bytes": self.compute_bytes,
+            "overhead_bytes": self.overhead_bytes,
+            "layers": self.layers,
+            "evictable_bytes": self.evictable_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    gpus: tuple[DeviceMemory, ...]  # one per GPU that holds layers
+    host: DeviceMemory
+    n_layer: int
+    gpu_layers: int  # repeating layers offloaded (the output layer rides with the last one)
+    kv_cells: int  # per sequence
+    backend: str
+
+    @property
+    def device_bytes(self) -> int:
+        return sum(g.total_bytes for g in self.gpus)
+
+    @property
+    def host_bytes(self) -> int:
+        return self.host.total_bytes
+
+    @property
+    def host_required_bytes(self) -> int:
+        return self.host.required_bytes
+
+    def _sum(self, attr: str) -> int:
+        return sum(getattr(d, attr) for d in (*self.gpus, self.host))
+
+    @property
+    def full_offload(self) -> bool:
+        return bool(self.gpus) and self.gpu_layers == self.n_layer
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device_bytes": self.device_bytes,
+            "host_bytes": self.host_bytes,
+            "host_required_bytes": self.host_required_bytes,
+            "weights_bytes": self._sum("weights_bytes"),
+            "kv_bytes": self._sum("kv_bytes"),
+            "compute_bytes": self._sum("compute_bytes"),
+            "overhead_bytes": self._sum("overhead_bytes"),
+            "gpu_layers": self.gpu_layers,
+            "n_layer": self.n_layer,
+            "kv_cells": self.kv_cells,
+            "backend": self.backend,
+            "devices": [g.to_dict() for g in self.gpus],
+            "host": self.host.to_dict(),
+        }
+
+
+# ----- KV cache -----
+
+
+def layer_cells(spec: ModelSpec, layer: int, rt: Runtime) -> int:
+    """Cells one sequence's stream gets in this layer (sliding-window layers keep only the window)."""
+    s = spec.shape
+    if s.is_swa(layer):
+        return min(rt.cells, pad256(s.sliding_window + rt.ubatch))
+    return rt.cells
+
+
+def layer_kv_bytes(spec: ModelSpec, layer: int, rt: Runtime) -> int:
+    s = spec.shape
+    heads = s.kv_heads(layer)
+    if heads == 0:
+        return 0  # recurrent layer: its state is counted once per sequence
+    per_elem = KV_TYPES[rt.kv_type]
+    if s.mla_kv_lora_rank:  # V-less MLA cache: only the compressed latent and the rope part
+        elems = s.mla_kv_lora_rank + s.mla_rope_dim
+    else:
+        elems = heads * (s.key_length + s.value_length)
+    return int(elems * layer_cells(spec, layer, rt) * per_elem) * rt.parallel
+
+
+def kv_bytes(spec: ModelSpec, rt: Runtime, layers: Sequence[int] | None = None) -> int:
+    chosen = range(spec.shape.n_layer) if layers is None else layers
+    return sum(layer_kv_bytes(spec, i, rt) for i in chosen)
+
+
+def recurrent_bytes(spec: ModelSpec, rt: Runtime) -> int:
+    return spec.shape.recurrent_state_bytes * max(1, rt.parallel)
+
+
+# ----- compute buffers -----
+
+
+def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1) -> int:
+    """The graph buffer on a device that runs layers (worst case of prompt and generation graphs)."""
+    s = spec.shape
+    b = min(rt.ubatch, rt.cells)
+    logits = 4 * b * (s.n_embd + s.n_vocab)
+    size = logits
+    if not rt.flash_attn:  # the f32 KQ matrix of one layer: b x context x heads
+        size = max(logits, 4 * b * (1 + 4 * s.n_embd + rt.cells * (1 + s.n_head)))
+    if rt.backend == "cpu":
+        size += 4 * b * s.n_embd  # the CPU graph keeps one more activation of the input
+    elif rt.kv_type not in ("f16", "bf16", "f32"):
+        # GPU flash attention dequantizes K and V of one layer to f16 over the whole context
+        width = max(s.kv_heads(i) for i in range(s.n_layer)) * (s.key_length + s.value_length)
+        size += rt.cells * width * 2
+    if gpus_holding_layers > 1:
+        size *= PIPELINE_COPIES
+    return size
+
+
+def host_compute_bytes(spec: ModelSpec, rt: Runtime) -> int:
+    """Pinned host buffers beside GPU layers: input embeddings and the attention mask."""
+    b = min(rt.ubatch, rt.cells)
+    return 8 * b * spec.shape.n_embd + rt.cells * b * (2 if rt.flash_attn else 4)
+
+
+def output_buffer_bytes(spec: ModelSpec, rt: Runtime) -> int:
+    return 4 * spec.shape.n_vocab * max(1, rt.parallel)
+
+
+# ----- putting it together -----
+
+
+def _repack_bytes(spec: ModelSpec, layers: Sequence[int], with_output: bool) -> int:
+    chosen = set(layers)
+    total = 0
+    for t in spec.tensors:
+        if t.type not in CPU_REPACK_TYPES:
+            continue
+        if (t.layer is not None and t.layer in chosen) or (with_output and t.name == "output.weight"):
+            total += t.nbytes
+    return total
+
+
+def estimate(spec: ModelSpec, rt: Runtime, split: Sequence[int] | None = None) -> MemoryEstimate:
+    """Memory per device. `split` is how many repeating layers each GPU holds, in order; None puts every
+    layer on one GPU (or, with backend cpu, everything in RAM). Layers not on a GPU run on the CPU."""
+    s = spec.shape
+    if rt.backend == "cpu":
+        split = ()
+    elif split is None:
+        split = (s.n_layer,)
+    if rt.kv_type not in KV_TYPES:
+        raise ValueError(f"unknown KV cache type {rt.kv_type}")
+    gpu_layers = sum(split)
+    full = gpu_layers >= s.n_layer and bool(split)
+    holders = sum(1 for n in split if n)
+    gpus: list[DeviceMemory] = []
+    start = 0
+    last_holder = max((i for i, n in enumerate(split) if n), default=-1)
+    for d, n in enumerate(split):
+        layers = range(start, min(start + n, s.n_layer))
+        start += n
+        if not n:
+            continue
+        weights = sum(spec.layer_bytes[i] for i in layers)
+        if full and d == last_holder:
+            weights += spec.output_bytes
+        gpus.append(
+            DeviceMemory(
+                name=f"GPU {d}",
+                weights_bytes=weights,
+                kv_bytes=kv_bytes(spec, rt, layers) + (recurrent_bytes(spec, rt) if d == 0 else 0),
+                compute_bytes=compute_bytes(spec, rt, gpus_holding_layers=holders),
+                overhead_bytes=GPU_OVERHEAD[rt.backend],
+                layers=len(layers),
+            )
+        )
+    cpu_layers = range(min(gpu_layers, s.n_layer), s.n_layer)
+    host_weights = spec.token_embd_bytes + sum(spec.layer_bytes[i] for i in cpu_layers)
+    repacked = 0
+    if not full:
+        host_weights += spec.output_bytes - (spec.token_embd_bytes if _tied(spec) else 0)
+        repacked = _repack_bytes(spec, cpu_layers, with_output=True)
+        host_weights += repacked
+    host_kv = kv_bytes(spec, rt, cpu_layers) + (recurrent_bytes(spec, rt) if not gpus else 0)
+    cpu_rt = rt if not gpus else Runtime(rt.ctx, rt.kv_type, rt.flash_attn, rt.ubatch, rt.parallel, "cpu")
+    host_compute = output_buffer_bytes(spec, rt)
+    host_compute += compute_bytes(spec, cpu_rt) if not gpus else host_compute_bytes(spec, rt)
+    host = DeviceMemory(
+        "RAM", host_weights, host_kv, host_compute, 0, len(cpu_layers), evictable_bytes=repacked
+    )
+    return MemoryEstimate(tuple(gpus), host, s.n_layer, min(gpu_layers, s.n_layer), rt.cells, rt.backend)
+
+
+def _tied(spec: ModelSpec) -> bool:
+    return not any(t.name == "output.weight" for t in spec.tensors)

@@ -1,0 +1,230 @@
+"""Pins the estimator to llama.cpp: exact type sizes, quant mixtures, KV and compute formulas, and the
+real measurements in tests/fixtures (copies of ../shared/calibration)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from ollama_fit.catalog import find_model
+from ollama_fit.estimate import PIPELINE_COPIES, Runtime, compute_bytes, estimate, kv_bytes
+from ollama_fit.quants import GGML_TYPES, MixContext, tensor_type, use_more_bits
+from ollama_fit.spec import ModelShape, rebuild
+
+GiB, MiB, KiB = 1024**3, 1024**2, 1024
+ROOT = Path(__file__).parent.parent
+LLAMA3_8B = ModelShape("llama", 32, 4096, 32, (8,) * 32, 128, 128, 14336, 128256, 131072)
+
+
+def test_ggml_block_sizes():
+    assert GGML_TYPES["Q4_K"].nbytes(256) == 144
+    assert GGML_TYPES["Q6_K"].nbytes(256) == 210
+    assert GGML_TYPES["Q8_0"].nbytes(32) == 34
+    assert GGML_TYPES["MXFP4"].nbytes(32) == 17
+    assert GGML_TYPES["IQ4_XS"].nbytes(256) == 136
+
+
+def test_use_more_bits_selects_half_of_llama3_layers():
+    assert sum(use_more_bits(i, 32) for i in range(32)) == 16
+
+
+# bits per weight llama.cpp's tools/quantize/README.md lists for Llama-3.1-8B
+@pytest.mark.parametrize(
+    ("quant", "bpw"),
+    [
+        ("Q2_K", 3.159),
+        ("Q3_K_S", 3.643),
+        ("Q3_K_L", 4.298),
+        ("Q4_K_S", 4.667),
+        ("Q4_K_M", 4.894),
+        ("Q5_K_S", 5.570),
+        ("Q5_K_M", 5.704),
+        ("Q6_K", 6.563),
+        ("Q8_0", 8.501),
+    ],
+)
+def test_llama3_8b_mixtures_match_llama_cpp(quant, bpw):
+    spec = rebuild(LLAMA3_8B, quant)
+    assert spec.weights_bytes * 8 / spec.params == pytest.approx(bpw, abs=0.001)
+
+
+def test_llama3_8b_q4_k_m_size_and_gpu_split():
+    spec = rebuild(LLAMA3_8B, "Q4_K_M")
+    assert spec.weights_bytes / GiB == pytest.approx(4.575, abs=0.001)
+    # measured: CPU buffer = token_embd (281.81 MiB), CUDA0 = everything else (4403.49 MiB)
+    assert spec.token_embd_bytes / MiB == pytest.approx(281.81, abs=0.01)
+    est = estimate(spec, Runtime(ctx=512, flash_attn=False))
+    assert est.gpus[0].weights_bytes / MiB == pytest.approx(4403.49, abs=0.01)
+    assert est.gpus[0].kv_bytes == 64 * MiB
+    assert est.gpus[0].compute_bytes / MiB == pytest.approx(258.5, abs=0.01)
+
+
+def test_exact_bytes_for_the_calibrated_files():
+    llama = find_model("llama3.2:1b").spec("Q4_K_M")
+    assert llama.weights_bytes == 799_862_784  # CPU_Mapped 762.81 MiB; the file adds a 2.8 MB header
+    assert find_model("llama3.2:1b").spec("Q8_0").weights_bytes / MiB == pytest.approx(1252.41, abs=0.01)
+    qwen = find_model("qwen2.5-coder:7b").spec("Q4_K_M")
+    assert qwen.token_embd_bytes / MiB == pytest.approx(292.36, abs=0.01)
+    assert (qwen.weights_bytes - qwen.token_embd_bytes) / MiB == pytest.approx(4168.09, abs=0.01)
+
+
+def test_tied_embeddings_follow_the_output_rule_and_are_duplicated_on_the_gpu():
+    spec = find_model("llama3.2:1b").spec("Q4_K_M")
+    embd = next(t for t in spec.tensors if t.name == "token_embd.weight")
+    assert embd.type == "Q6_K"
+    assert not any(t.name == "output.weight" for t in spec.tensors)
+    est = estimate(spec, Runtime())
+    assert est.gpus[0].weights_bytes == spec.weights_bytes  # every layer + the embedding's GPU copy
+    assert est.host.weights_bytes == spec.token_embd_bytes  # the mmapped original stays on the host
+
+
+def test_row_not_divisible_by_256_falls_back_to_32_blocks():
+    ctx = MixContext("Q4_K_M", "llama", 32, 4)
+    assert tensor_type("blk.0.ffn_gate.weight", (4000, 11008), ctx, {}) == "Q5_0"
+    assert tensor_type("blk.0.ffn_gate.weight", (4096, 11008), ctx, {}) == "Q4_K"
+    assert tensor_type("blk.0.attn_norm.weight", (4096,), ctx, {}) == "F32"
+    assert tensor_type("blk.0.ffn_gate_inp.weight", (4096, 128), ctx, {}) == "F32"
+
+
+def test_70b_raises_attn_v_to_q5_k():
+    spec = find_model("llama3.3:70b").spec("Q4_K_M")
+    attn_v = {t.type for t in spec.tensors if t.name.endswith("attn_v.weight")}
+    assert attn_v == {"Q5_K", "Q6_K"}
+
+
+def test_moe_active_params_and_gpt_oss_size():
+    moe = find_model("qwen3:30b-a3b").spec("Q4_K_M")
+    assert moe.active_params / 1e9 == pytest.approx(3.35, abs=0.05)
+    assert moe.params / 1e9 == pytest.approx(30.5, abs=0.1)
+    oss = find_model("gpt-oss:20b").spec("MXFP4")
+    assert oss.weights_bytes / 1e9 == pytest.approx(12.1, abs=0.05)  # ggml-org's gpt-oss-20b-mxfp4.gguf
+    assert {t.type for t in oss.tensors if "_exps.weight" in t.name} == {"MXFP4"}
+
+
+# ----- KV cache -----
+
+
+def test_kv_llama3_8b_per_token_and_32k():
+    spec = rebuild(LLAMA3_8B, "Q4_K_M")
+    assert kv_bytes(spec, Runtime(ctx=256)) == 128 * KiB * 256
+    assert kv_bytes(spec, Runtime(ctx=32768)) == 4096 * MiB  # logged: llama_kv_cache size = 4096.00 MiB
+
+
+def test_kv_cells_are_padded_to_256():
+    spec = rebuild(LLAMA3_8B, "Q4_K_M")
+    assert kv_bytes(spec, Runtime(ctx=1000)) == kv_bytes(spec, Runtime(ctx=1024))
+
+
+def test_kv_q8_0_counts_block_scales():
+    shape = replace(LLAMA3_8B, n_layer=8, n_head_kv=(4,) * 8)  # 512 K elements per layer
+    spec = rebuild(shape, "Q8_0")
+    # measured: K (q8_0): 68.00 MiB for 16384 cells x 8 layers x 512 elements (K and V each)
+    assert kv_bytes(spec, Runtime(ctx=16384, kv_type="q8_0")) == 2 * 68 * MiB
+    assert kv_bytes(spec, Runtime(ctx=16384, kv_type="q4_0")) == 2 * 36 * MiB
+
+
+def test_kv_parallel_slots_multiply():
+    spec = rebuild(LLAMA3_8B, "Q4_K_M")
+    assert kv_bytes(spec, Runtime(ctx=8192, parallel=4)) == 4 * kv_bytes(spec, Runtime(ctx=8192))
+
+
+def test_sliding_window_gemma3_27b():
+    spec = find_model("gemma3:27b").spec("Q4_K_M")
+    fixed = kv_bytes(spec, Runtime(ctx=256)) - 80 * KiB * 256  # 10 global layers: 80 KiB per token
+    swa_at_8k = kv_bytes(spec, Runtime(ctx=8192)) - 80 * KiB * 8192
+    assert swa_at_8k == 624 * MiB  # 52 SWA layers x pad256(1024 + 512) cells
+    assert fixed < swa_at_8k  # short contexts keep fewer cells than the window
+
+
+def test_sliding_window_gpt_oss_20b():
+    spec = find_model("gpt-oss:20b").spec("MXFP4")
+    assert kv_bytes(spec, Runtime(ctx=32768)) == 24 * KiB * 32768 + 18 * MiB
+
+
+def test_mla_and_recurrent_layers():
+    shape = ModelShape(
+        "deepseek2",
+        61,
+        7168,
+        128,
+        (1,) * 61,
+        192,
+        128,
+        18432,
+        129280,
+        163840,
+        mla_kv_lora_rank=512,
+        mla_rope_dim=64,
+    )
+    spec = rebuild(replace(shape, n_layer=2, n_head_kv=(1, 1)), "Q8_0")
+    mla = replace(spec, shape=shape)
+    assert kv_bytes(mla, Runtime(ctx=256)) == 61 * 576 * 2 * 256  # 68.6 KiB per token, V-less
+    hybrid = replace(LLAMA3_8B, n_head_kv=(0, 0, 0, 8) * 8, recurrent_state_bytes=75 * MiB)
+    hspec = rebuild(hybrid, "Q4_K_M")
+    assert kv_bytes(hspec, Runtime(ctx=4096)) == 8 * 8 * 256 * 2 * 4096
+    assert estimate(hspec, Runtime(ctx=4096)).gpus[0].kv_bytes == 8 * 8 * 256 * 2 * 4096 + 75 * MiB
+
+
+# ----- compute buffers -----
+
+
+def test_compute_fa_on_is_the_logits_buffer():
+    spec = find_model("qwen2.5-coder:7b").spec("Q4_K_M")
+    assert compute_bytes(spec, Runtime(ctx=32768)) == 4 * 512 * (3584 + 152064)  # 304.0 MiB, measured
+
+
+def test_compute_fa_off_grows_with_context():
+    spec = rebuild(LLAMA3_8B, "Q4_K_M")
+    small = compute_bytes(spec, Runtime(ctx=512, flash_attn=False))
+    big = compute_bytes(spec, Runtime(ctx=32768, flash_attn=False))
+    assert small / MiB == pytest.approx(258.5, abs=0.01)
+    assert big - 4 * 512 * (1 + 4 * 4096 + 512 * 33) == 4 * 512 * (32768 - 512) * 33
+
+
+def test_quantized_kv_adds_dequant_scratch_on_gpu_only():
+    spec = rebuild(LLAMA3_8B, "Q4_K_M")
+    f16 = compute_bytes(spec, Runtime(ctx=32768))
+    q8 = compute_bytes(spec, Runtime(ctx=32768, kv_type="q8_0"))
+    assert q8 - f16 == 32768 * 8 * 256 * 2
+    assert compute_bytes(spec, Runtime(ctx=32768, kv_type="q8_0", backend="cpu")) == compute_bytes(
+        spec, Runtime(ctx=32768, backend="cpu")
+    )
+
+
+def test_multi_gpu_split_layers_and_pipeline_copies():
+    spec = rebuild(LLAMA3_8B, "Q4_K_M")
+    est = estimate(spec, Runtime(), split=(16, 16))
+    assert [g.layers for g in est.gpus] == [16, 16]
+    assert est.gpus[0].compute_bytes == PIPELINE_COPIES * compute_bytes(spec, Runtime())
+    assert est.gpus[1].weights_bytes - est.gpus[0].weights_bytes == spec.output_bytes
+    assert sum(g.weights_bytes for g in est.gpus) + est.host.weights_bytes == spec.weights_bytes
+
+
+def test_partial_offload_keeps_the_rest_and_repacks_on_the_cpu():
+    spec = rebuild(LLAMA3_8B, "Q4_K_M")
+    est = estimate(spec, Runtime(), split=(20,))
+    assert est.gpu_layers == 20
+    assert not est.full_offload
+    assert est.host.layers == 12
+    assert est.host.evictable_bytes > 0
+    assert est.host_required_bytes == est.host_bytes - est.host.evictable_bytes
+
+
+def _calibration():
+    spec = importlib.util.spec_from_file_location("calibrate", ROOT / "scripts" / "calibrate.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["calibrate"] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_calibration_run_is_within_target():
+    rows = _calibration().rows(ROOT / "tests" / "fixtures")
+    assert len(rows) == 14
+    for row in rows:
+        assert row.ok, f"{row.name}: predicted {row.predicted_mib:.1f} MiB, measured {row.measured_mib:.1f}"
+        assert abs(row.error_pct) < 0.5  # today's accuracy; loosen only with a reason
