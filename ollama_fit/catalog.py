@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
@@ -15,6 +15,16 @@ from ollama_fit.spec import ModelShape, ModelSpec, rebuild
 STANDARD_QUANTS = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K")
 ARCHES = ("llama", "qwen2", "qwen3", "qwen3moe", "gemma3", "phi3", "gpt-oss")
 CAPABILITIES = ("chat", "coding", "reasoning", "embedding")
+
+
+@dataclass(frozen=True)
+class ExactQuant:
+    """A quant whose tensor table was read from the published GGUF header(s)."""
+
+    quant: str
+    spec: ModelSpec
+    files: tuple[str, ...]
+    file_bytes: int
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,7 @@ class CatalogModel:
     config_repo: str
     quants: tuple[str, ...] = STANDARD_QUANTS
     file_labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    exact: tuple[ExactQuant, ...] = ()  # specs from real GGUF headers, used instead of rebuilt ones
 
     @property
     def is_moe(self) -> bool:
@@ -45,7 +56,14 @@ class CatalogModel:
         return math.sqrt(self.params_b * self.active_b) if self.is_moe else self.params_b
 
     def spec(self, quant: str) -> ModelSpec:
-        return _spec(self, quant)
+        found = self.exact_for(quant)
+        return found.spec if found else _spec(self.shape, quant)
+
+    def exact_for(self, quant: str) -> ExactQuant | None:
+        return next((e for e in self.exact if e.quant == quant), None)
+
+    def with_exact(self, found: ExactQuant) -> CatalogModel:
+        return replace(self, exact=(*[e for e in self.exact if e.quant != found.quant], found))
 
     def file_for(self, quant: str) -> str:
         return self.file.replace("{quant}", self.file_labels.get(quant, quant))
@@ -65,8 +83,8 @@ class CatalogModel:
 
 
 @cache
-def _spec(model: CatalogModel, quant: str) -> ModelSpec:
-    return rebuild(model.shape, quant)
+def _spec(shape: ModelShape, quant: str) -> ModelSpec:
+    return rebuild(shape, quant)
 
 
 def _swa_layers(pattern: str | None, n_layer: int) -> tuple[bool, ...]:

@@ -150,9 +150,7 @@ def probe(
         from ollama_fit.hardware.known import apple_chips, known_gpus
 
         if as_json:
-            emit_json(
-                {"gpus": [g.__dict__ for g in known_gpus()], "apple": [c.__dict__ for c in apple_chips()]}
-            )
+            emit_json({"gpus": [g.__dict__ for g in known_gpus()], "apple": [c.__dict__ for c in apple_chips()]})
         else:
             click.echo(render.render_known_gpus(known_gpus(), apple_chips()))
         return
@@ -213,9 +211,7 @@ def plan_options(fn: F) -> F:
             metavar="QUANT",
             help="Lowest quant allowed: raises the task's floor, or lowers it as far as the task allows.",
         ),
-        click.option(
-            "--family", metavar="FAMILY", help="Only this model family (qwen3, llama3, gemma3, ...)."
-        ),
+        click.option("--family", metavar="FAMILY", help="Only this model family (qwen3, llama3, gemma3, ...)."),
         click.option("--model", "model_id", metavar="ID", help="Only this catalog model (e.g. qwen3:8b)."),
         click.option(
             "--min-speed",
@@ -241,6 +237,7 @@ def plan_options(fn: F) -> F:
 @cli.command()
 @hardware_options
 @plan_options
+@click.option("--offline", is_flag=True, help="Do not read GGUF headers from the Hub: catalog figures only.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (sizes in bytes) instead of a table.")
 def plan(
     gpus: tuple[str, ...],
@@ -257,6 +254,7 @@ def plan(
     model_id: str | None,
     min_speed: float,
     parallel: int,
+    offline: bool,
     as_json: bool,
 ) -> None:
     """Pick the largest model and the best quantization that fit, and show why.
@@ -270,8 +268,8 @@ def plan(
     """
     from ollama_fit import render
     from ollama_fit.catalog import catalog
+    from ollama_fit.exact import exact_plan
     from ollama_fit.plan import PlanRequest
-    from ollama_fit.plan import plan as make_plan
 
     report = resolve_hardware(gpus, vram, ram, hardware_file, headroom)
     request = PlanRequest(
@@ -285,13 +283,94 @@ def plan(
         parallel=parallel,
         model=model_id,
     )
-    result = make_plan(report, request, catalog())
+    result = exact_plan(report, request, catalog(), _hub_for_plans(offline))
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
     if as_json:
         emit_json(result.to_dict())
     else:
         click.echo(render.render_plan(result, charset=_charset()))
+
+
+@cli.command("inspect")
+@click.argument("ref")
+@hardware_options
+@click.option("--ctx", default="8192", show_default=True, metavar="TOKENS", help="Context length per request.")
+@click.option("--kv-type", default="f16", show_default=True, type=click.Choice(["f16", "q8_0", "q4_0"]))
+@click.option("--flash-attn", default="auto", show_default=True, type=click.Choice(["auto", "on", "off"]))
+@click.option("--ubatch", default=512, show_default=True, type=int, help="Micro-batch (llama.cpp -ub).")
+@click.option("--parallel", default=1, show_default=True, type=int, help="Requests served at once.")
+@click.option(
+    "--backend",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "cuda", "rocm", "metal", "cpu"]),
+    help="Where offloaded layers run.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (sizes in bytes) instead of a table.")
+def inspect_cmd(
+    ref: str,
+    gpus: tuple[str, ...],
+    vram: tuple[str, ...],
+    ram: str | None,
+    hardware_file: Path | None,
+    headroom: str,
+    ctx: str,
+    kv_type: str,
+    flash_attn: str,
+    ubatch: int,
+    parallel: int,
+    backend: str,
+    as_json: bool,
+) -> None:
+    """Read a GGUF header (local file or Hugging Face) and show what each quant needs here.
+
+    REF is a local .gguf file, hf.co/ORG/REPO (every quant) or hf.co/ORG/REPO:QUANT. Only the header bytes
+    are read, never the weights.
+
+    \b
+    Examples:
+      ollama-fit inspect ./Qwen3-8B-Q4_K_M.gguf
+      ollama-fit inspect hf.co/unsloth/Qwen3-8B-GGUF --gpu "RTX 4060 Laptop"
+      ollama-fit inspect hf.co/bartowski/google_gemma-3-12b-it-GGUF:Q4_K_M --ctx 32768 --json
+    """
+    from ollama_fit import render
+    from ollama_fit.errors import InvalidInput
+    from ollama_fit.estimate import Runtime
+    from ollama_fit.inspect_model import inspect_file, inspect_hub
+
+    report = resolve_hardware(gpus, vram, ram, hardware_file, headroom)
+    tokens = parse_ctx(ctx)
+    if tokens is None or ubatch < 1 or parallel < 1:
+        raise InvalidInput("--ctx must be a number of tokens; --ubatch and --parallel at least 1")
+    hw_gpus = report.hardware.gpus
+    fa = all(g.flash_attention for g in hw_gpus) if flash_attn == "auto" else flash_attn == "on"
+    if kv_type != "f16" and not fa:
+        raise InvalidInput(f"a {kv_type} KV cache needs flash attention", hint="drop --flash-attn off")
+    chosen = backend if backend != "auto" else (report.budget.gpus[0].backend if report.budget.gpus else "cpu")
+    rt = Runtime(ctx=tokens, kv_type=kv_type, flash_attn=fa, ubatch=ubatch, parallel=parallel, backend=chosen)
+    path = Path(ref)
+    if path.suffix.lower() == ".gguf" or path.exists():
+        result = inspect_file(path, rt, report)
+    else:
+        from ollama_fit.hub import Hub, HubRef
+
+        result = inspect_hub(HubRef.parse(ref), Hub.from_env(), rt, report)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        click.echo(render.render_inspection(result))
+
+
+def _hub_for_plans(offline: bool) -> Any:
+    """The Hub for exact figures, unless offline (flag or HF_HUB_OFFLINE): then the catalog alone, no import."""
+    from ollama_fit import config
+
+    if offline or config.hf_offline():
+        return None
+    from ollama_fit.hub import Hub
+
+    return Hub(config.hf_endpoint(), config.hf_token(), timeout=5.0)
 
 
 def _charset() -> str:

@@ -41,6 +41,18 @@ class TaskRefused(OllamaFitError):
     exit_code = 6
 
 
+class HubError(OllamaFitError):
+    """Hugging Face answered with an error, or could not be reached."""
+
+    exit_code = 7
+
+
+class BadModelFile(OllamaFitError):
+    """A file that should be a GGUF model is not one (truncated, malformed, an LFS pointer, wrong bytes)."""
+
+    exit_code = 8
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected internal error (run with -v for the traceback)",
@@ -49,5 +61,7 @@ EXIT_CODES: dict[int, str] = {
     ProfileError.exit_code: "the shipped data in profiles/ is broken",
     NothingFits.exit_code: "no model fits the memory budget",
     TaskRefused.exit_code: "the task cannot be served by a quantized local model",
+    HubError.exit_code: "Hugging Face: repository or file not found, gated, rate-limited or unreachable",
+    BadModelFile.exit_code: "a model file is malformed, truncated or not a GGUF",
     130: "interrupted (Ctrl-C)",
 }

@@ -247,9 +247,7 @@ def estimate(spec: ModelSpec, rt: Runtime, split: Sequence[int] | None = None) -
     cpu_rt = rt if not gpus else Runtime(rt.ctx, rt.kv_type, rt.flash_attn, rt.ubatch, rt.parallel, "cpu")
     host_compute = output_buffer_bytes(spec, rt)
     host_compute += compute_bytes(spec, cpu_rt) if not gpus else host_compute_bytes(spec, rt)
-    host = DeviceMemory(
-        "RAM", host_weights, host_kv, host_compute, 0, len(cpu_layers), evictable_bytes=repacked
-    )
+    host = DeviceMemory("RAM", host_weights, host_kv, host_compute, 0, len(cpu_layers), evictable_bytes=repacked)
     return MemoryEstimate(tuple(gpus), host, s.n_layer, min(gpu_layers, s.n_layer), rt.cells, rt.backend)
 
 

@@ -58,9 +58,7 @@ def _fits(est: MemoryEstimate, gpus: Sequence[DeviceBudget], host: DeviceBudget)
     )
 
 
-def _greedy_split(
-    spec: ModelSpec, rt: Runtime, gpus: Sequence[DeviceBudget], *, holders: int, full: bool
-) -> list[int]:
+def _greedy_split(spec: ModelSpec, rt: Runtime, gpus: Sequence[DeviceBudget], *, holders: int, full: bool) -> list[int]:
     """Layers per GPU, filling each in order; with `full`, the output layer rides with the last layer."""
     fixed = GPU_OVERHEAD[rt.backend] + compute_bytes(spec, rt, gpus_holding_layers=holders)
     counts = [0] * len(gpus)
@@ -110,7 +108,8 @@ def place(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware) -> Placeme
     host = budget.host
     best_shortfall: Shortfall | None = None
     if gpus:
-        gpu_rt = replace(rt, backend=gpus[0].backend)
+        # the runtime's GPU backend wins (inspect --backend); a CPU runtime takes the GPUs' own
+        gpu_rt = rt if rt.backend != "cpu" else replace(rt, backend=gpus[0].backend)
         single = estimate(spec, gpu_rt)
         for g in sorted(gpus, key=lambda g: -g.usable_bytes):
             if _fits(single, [g], host):

@@ -60,7 +60,7 @@ class Candidate:
             "speed": speed.to_dict() if speed else None,
             "quality": {"loss": q.quality_loss, "ppl_increase": q.ppl_increase, "source": q.source},
             "source": source(self.model, self.quant, self.placement.memory.to_dict()["weights_bytes"]),
-            "exact": False,
+            "exact": self.model.exact_for(self.quant) is not None,
         }
 
 
@@ -88,6 +88,15 @@ HF_FILE_LIMIT = 50 * 1000**3  # the Hub stores files up to 50 GB: bigger quants 
 
 
 def source(model: CatalogModel, quant: str, weights_bytes: int) -> dict[str, Any]:
+    exact = model.exact_for(quant)
+    if exact:  # the files the Hub lists, shards included
+        return {
+            "repo": model.repo,
+            "files": list(exact.files),
+            "file_bytes": exact.file_bytes,
+            "split": len(exact.files) > 1,
+            "resolved": True,
+        }
     name = model.file_for(quant)
     split = weights_bytes > HF_FILE_LIMIT or "-of-" in name
     return {
@@ -170,11 +179,7 @@ def _upgrade(
     notes: list[str] = []
     for q in ladder[:-1]:
         p = _try(model, q, rt, report)
-        if (
-            isinstance(p, Placement)
-            and KIND_ORDER[p.kind] <= KIND_ORDER[floor_p.kind]
-            and _fast_enough(p, req)
-        ):
+        if isinstance(p, Placement) and KIND_ORDER[p.kind] <= KIND_ORDER[floor_p.kind] and _fast_enough(p, req):
             return q, p, notes
         if isinstance(p, Shortfall):
             notes.append(f"{q} would need {human(p.need_bytes)} on {p.device} ({human(p.have_bytes)} usable)")
@@ -255,9 +260,7 @@ def _maximize_context(c: Candidate, req: PlanRequest, report: ProbeReport) -> tu
         return c, f"context {c.ctx}: no larger context fits"
     ctx = min(best.memory.kv_cells, trained)
     capped = " (its trained length)" if ctx >= trained else ""
-    return Candidate(
-        c.model, c.quant, ctx, best
-    ), f"--ctx max: {ctx} tokens is the largest context that fits{capped}"
+    return Candidate(c.model, c.quant, ctx, best), f"--ctx max: {ctx} tokens is the largest context that fits{capped}"
 
 
 def _explain(
@@ -317,16 +320,11 @@ def _remedies(miss: _Miss, req: PlanRequest, report: ProbeReport, task: Task) ->
         tips.append(apple)
     table = quant_table()
     for q in sorted(model.quants, key=lambda q: table[q].quality_loss_max_pct):
-        if (
-            not meets(q, task.lowest)
-            or table[q].quality_loss_max_pct <= table[miss.quant].quality_loss_max_pct
-        ):
+        if not meets(q, task.lowest) or table[q].quality_loss_max_pct <= table[miss.quant].quality_loss_max_pct:
             continue  # only quants the task may use, below the one that missed
         p = _try(model, q, rt, report)
         if isinstance(p, Placement) and _fast_enough(p, req):
-            tips.append(
-                f"it would fit at {q} ({table[q].quality_loss} quality loss; allow with --min-quant {q})"
-            )
+            tips.append(f"it would fit at {q} ({table[q].quality_loss} quality loss; allow with --min-quant {q})")
             break
     return [f"  to fit it: {t}" for t in tips]
 

@@ -71,8 +71,7 @@ def render_probe(report: ProbeReport) -> str:
     if hw.apple:
         a = hw.apple
         out.append(
-            f"  Apple {a.chip}: GPU may use {human(a.gpu_limit_bytes)} of {human(a.ram_bytes)}"
-            f" ({a.gpu_limit_source})"
+            f"  Apple {a.chip}: GPU may use {human(a.gpu_limit_bytes)} of {human(a.ram_bytes)} ({a.gpu_limit_source})"
         )
     out.append("")
     out.append("Budget (what a model may use: free memory minus the headroom kept)")
@@ -95,16 +94,11 @@ def render_probe(report: ProbeReport) -> str:
 
 
 def render_known_gpus(gpus: Sequence[KnownGpu], chips: Sequence[AppleChip]) -> str:
-    rows = [
-        [g.name, g.vendor, g.segment, f"{g.memory_bytes / GiB:g} GiB", f"{g.bandwidth_gbs:g} GB/s"]
-        for g in gpus
-    ]
+    rows = [[g.name, g.vendor, g.segment, f"{g.memory_bytes / GiB:g} GiB", f"{g.bandwidth_gbs:g} GB/s"] for g in gpus]
     for c in chips:
         cores = f" ({c.gpu_cores}-core GPU)" if c.gpu_cores else ""
         sizes = "/".join(str(s) for s in c.memory_gb)
-        rows.append(
-            [f"Apple {c.chip}{cores}", "apple", "unified", f"{sizes} GB", f"{c.bandwidth_gbs:g} GB/s"]
-        )
+        rows.append([f"Apple {c.chip}{cores}", "apple", "unified", f"{sizes} GB", f"{c.bandwidth_gbs:g} GB/s"])
     return table(rows, header=["name", "vendor", "segment", "memory", "bandwidth"])
 
 
@@ -209,4 +203,46 @@ def render_plan(plan: Any, charset: str = "utf-8") -> str:
     notes = (*plan.warnings,)
     if notes:
         out += ["", "Warnings"] + [f"  ! {w}" for w in notes]
+    return "\n".join(out)
+
+
+# ----- inspect -----
+
+
+def render_inspection(insp: Any) -> str:
+    from ollama_fit.inspect_model import summarize
+    from ollama_fit.placement import KIND_TEXT, Placement
+
+    m = summarize(insp.spec)
+    rt = insp.runtime
+    experts = f", {m['experts']} experts ({m['experts_used']} active)" if m["experts"] else ""
+    window = f", sliding window {m['sliding_window']}" if m["sliding_window"] else ""
+    out = [
+        f"{m['name'] or insp.ref} ({m['architecture']}): {m['params'] / 1e9:.2f}B parameters{experts}",
+        f"  {m['layers']} layers, embedding {m['embedding_length']}, {m['heads']} heads / {m['kv_heads']} KV heads "
+        f"x {m['key_length']}, vocabulary {m['vocab_size']}, trained context {m['context_length']}{window}",
+        f"  chat template: {'yes' if m['chat_template'] else 'no'}   tied embeddings: "
+        f"{'yes' if m['tied_embeddings'] else 'no'}   header read: {human(insp.header_bytes_read)} ({insp.source})",
+        "",
+        f"Memory at ctx {rt.ctx}, KV {rt.kv_type}, flash attention {'on' if rt.flash_attn else 'off'}, "
+        f"{rt.parallel} slot(s):",
+    ]
+    rows = []
+    for q in insp.quants:
+        p = q.placement
+        if isinstance(p, Placement):
+            mem = p.memory
+            rows.append(
+                [
+                    q.quant,
+                    human(q.file_bytes),
+                    human(mem.device_bytes),
+                    human(mem.host_required_bytes),
+                    "yes",
+                    KIND_TEXT[p.kind],
+                ]
+            )
+        else:
+            rows.append([q.quant, human(q.file_bytes), "", "", "no", f"{human(p.missing_bytes)} short on {p.device}"])
+    out.append(table(rows, header=["quant", "file", "GPU", "RAM", "fits", "where"]))
     return "\n".join(out)

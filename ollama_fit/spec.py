@@ -128,9 +128,7 @@ class ModelSpec:
 
     def type_bytes(self, types: set[str], *, skip_embd: bool = True) -> int:
         return sum(
-            t.nbytes
-            for t in self.tensors
-            if t.type in types and not (skip_embd and t.name.startswith("token_embd."))
+            t.nbytes for t in self.tensors if t.type in types and not (skip_embd and t.name.startswith("token_embd."))
         )
 
 
@@ -204,7 +202,5 @@ def rebuild(shape: ModelShape, quant: str) -> ModelSpec:
         tied=shape.tied_embeddings,
     )
     counters: dict[str, int] = {}
-    tensors = tuple(
-        Tensor(name, dims, tensor_type(name, dims, ctx, counters)) for name, dims in tensor_shapes(shape)
-    )
+    tensors = tuple(Tensor(name, dims, tensor_type(name, dims, ctx, counters)) for name, dims in tensor_shapes(shape))
     return ModelSpec(shape=shape, tensors=tensors, quant=quant, exact=False)

@@ -34,9 +34,7 @@ class Speed:
         }
 
 
-def decode_speed(
-    parts: Sequence[tuple[int, int, float | None]], assumptions: Sequence[str] = ()
-) -> Speed | None:
+def decode_speed(parts: Sequence[tuple[int, int, float | None]], assumptions: Sequence[str] = ()) -> Speed | None:
     """parts: (active weight bytes, KV bytes, bandwidth GB/s) per device a token passes through, in order.
     Devices run one after the other (layer split), so their times add up. A device of unknown bandwidth is
     left out, which makes the figure an upper bound; None when no device's bandwidth is known."""

@@ -84,16 +84,13 @@ def rows(folder: Path) -> list[Row]:
 def main() -> int:
     here = Path(__file__).resolve().parent.parent
     default = here.parent / "shared" / "calibration"
-    folder = (
-        Path(sys.argv[1]) if len(sys.argv) > 1 else default if default.exists() else here / "tests/fixtures"
-    )
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else default if default.exists() else here / "tests/fixtures"
     table = rows(folder)
     print(f"{'run':62} {'predicted':>10} {'measured':>10} {'error':>9} {'error%':>7}")
     for r in table:
         mark = "" if r.ok else "  <-- MISS"
         print(
-            f"{r.name:62} {r.predicted_mib:10.1f} {r.measured_mib:10.1f} "
-            f"{r.error_mib:+9.1f} {r.error_pct:+6.2f}%{mark}"
+            f"{r.name:62} {r.predicted_mib:10.1f} {r.measured_mib:10.1f} {r.error_mib:+9.1f} {r.error_pct:+6.2f}%{mark}"
         )
     worst = max(table, key=lambda r: abs(r.error_pct))
     print(

@@ -80,9 +80,7 @@ def main() -> int:
         try:
             fresh = shape_from_config(fetch_config(entry["config_repo"]))
         except Exception as exc:  # a gated or missing repo should not stop the others
-            print(
-                f"{entry['id']}: could not read {entry['config_repo']}/config.json ({exc})", file=sys.stderr
-            )
+            print(f"{entry['id']}: could not read {entry['config_repo']}/config.json ({exc})", file=sys.stderr)
             continue
         diff = differences(entry, fresh)
         for key, (old, new) in diff.items():

@@ -20,3 +20,65 @@ def pytest_configure(config: pytest.Config) -> None:
             "(not `python -m pytest`, which puts the source tree first on sys.path)",
             returncode=4,
         )
+
+
+@pytest.fixture(scope="session")
+def fake_hub():
+    from fakes.hub import FakeHub
+
+    hub = FakeHub().start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="session")
+def gguf_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("gguf")
+
+
+@pytest.fixture(scope="session")
+def llama1b_gguf(gguf_dir):
+    """Llama 3.2 1B at Q4_K_M with a real-size tokenizer (128k tokens, 280k merges), data left sparse."""
+    from ggufs import write_gguf
+
+    from ollama_fit.catalog import find_model
+
+    return write_gguf(
+        gguf_dir / "Llama-3.2-1B-Instruct-Q4_K_M.gguf",
+        find_model("llama3.2:1b").shape,
+        "Q4_K_M",
+        merges=280_147,
+        name="Llama 3.2 1B Instruct",
+    )
+
+
+TINY = None
+
+
+def tiny_shape(**kw):
+    from ollama_fit.spec import ModelShape
+
+    base = dict(
+        arch="llama",
+        n_layer=4,
+        n_embd=256,
+        n_head=4,
+        n_head_kv=(2,) * 4,
+        key_length=64,
+        value_length=64,
+        n_ff=512,
+        n_vocab=1000,
+        context_length=4096,
+    )
+    return ModelShape(**(base | kw))
+
+
+@pytest.fixture(autouse=True)
+def _hf_env(monkeypatch, tmp_path):
+    """No test may reach the real Hub: telemetry and Xet off, caches in tmp."""
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # closed port: a forgotten fake fails fast

@@ -42,15 +42,11 @@ def test_plan_table_shows_memory_bars_per_device():
 
 def test_plan_task_and_ctx_options():
     doc = json.loads(
-        invoke(
-            "plan", "--gpu", "RTX 4090", "--task", "coding", "--ctx", "32k", "--kv-type", "q8_0", "--json"
-        ).stdout
+        invoke("plan", "--gpu", "RTX 4090", "--task", "coding", "--ctx", "32k", "--kv-type", "q8_0", "--json").stdout
     )
     assert doc["choice"]["ctx"] == 32768
     assert "coding" in doc["choice"]["model"]["capabilities"]
-    doc = json.loads(
-        invoke("plan", "--gpu", "H200", "--model", "llama3.2:1b", "--ctx", "max", "--json").stdout
-    )
+    doc = json.loads(invoke("plan", "--gpu", "H200", "--model", "llama3.2:1b", "--ctx", "max", "--json").stdout)
     assert doc["choice"]["ctx"] == 131072
 
 

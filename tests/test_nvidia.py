@@ -37,9 +37,7 @@ def test_wsl2_library_path_is_preloaded_then_init_retried(tmp_path):
     lib = tmp_path / "libnvidia-ml.so.1"
     lib.write_bytes(b"")
     loaded: list[Path] = []
-    nvml = FakeNvml(
-        gpus=[FakeGpu(**RTX_4090)], init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND, init_failures=1
-    )
+    nvml = FakeNvml(gpus=[FakeGpu(**RTX_4090)], init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND, init_failures=1)
     reading = run(nvml, wsl_lib=lib, preload=loaded.append)
     assert loaded == [lib]
     assert [g.name for g in reading.gpus] == ["NVIDIA GeForce RTX 4090"]

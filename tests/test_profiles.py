@@ -20,10 +20,7 @@ def test_every_profile_loads_from_the_installed_package(name):
 
 
 def test_package_is_the_installed_one():
-    assert (
-        "site-packages" in Path(ollama_fit.__file__).parts
-        or "dist-packages" in Path(ollama_fit.__file__).parts
-    )
+    assert "site-packages" in Path(ollama_fit.__file__).parts or "dist-packages" in Path(ollama_fit.__file__).parts
 
 
 def test_known_gpu_table_is_sane():

@@ -69,8 +69,6 @@ def test_catalog_matches_the_published_configs_and_rewrite_fixes_a_drift():
     assert drifted == {"layers": (48, 50)}
     fixed = refresh.rewrite(text, "qwen3:30b-a3b", drifted)
     assert (
-        tomllib.loads(fixed)["model"][[e["id"] for e in tomllib.loads(text)["model"]].index("qwen3:30b-a3b")][
-            "layers"
-        ]
+        tomllib.loads(fixed)["model"][[e["id"] for e in tomllib.loads(text)["model"]].index("qwen3:30b-a3b")]["layers"]
         == 50
     )

@@ -45,9 +45,7 @@ def probe_amd(root: Path = Path("/"), first_index: int = 0) -> tuple[tuple[Gpu, 
     drm = root / "sys/class/drm"
     if not drm.is_dir():
         return (), ()
-    cards = sorted(
-        (p for p in drm.iterdir() if re.fullmatch(r"card\d+", p.name)), key=lambda p: int(p.name[4:])
-    )
+    cards = sorted((p for p in drm.iterdir() if re.fullmatch(r"card\d+", p.name)), key=lambda p: int(p.name[4:]))
     gpus: list[Gpu] = []
     notes: list[str] = []
     for card in cards:

@@ -225,15 +225,9 @@ def hardware_from_dict(data: Any, source: str) -> Hardware:
     cpu_data: dict[str, Any] = data["cpu"] if isinstance(data.get("cpu"), dict) else {}
     cpu = Cpu(
         model=str(cpu_data.get("model") or "unknown CPU"),
-        physical_cores=cpu_data.get("physical_cores")
-        if isinstance(cpu_data.get("physical_cores"), int)
-        else None,
-        logical_cores=cpu_data.get("logical_cores")
-        if isinstance(cpu_data.get("logical_cores"), int)
-        else None,
-        bandwidth_gbs=cpu_data.get("bandwidth_gbs")
-        if isinstance(cpu_data.get("bandwidth_gbs"), int | float)
-        else None,
+        physical_cores=cpu_data.get("physical_cores") if isinstance(cpu_data.get("physical_cores"), int) else None,
+        logical_cores=cpu_data.get("logical_cores") if isinstance(cpu_data.get("logical_cores"), int) else None,
+        bandwidth_gbs=cpu_data.get("bandwidth_gbs") if isinstance(cpu_data.get("bandwidth_gbs"), int | float) else None,
     )
     apple = None
     if isinstance(data.get("apple"), dict):

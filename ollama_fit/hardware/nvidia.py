@@ -100,9 +100,7 @@ def _bandwidth(nvml: Any, handle: Any) -> float | None:
     return round(bus_bits / 8 * clock_mhz * 2 / 1000, 1)  # double data rate
 
 
-def _device(
-    nvml: Any, handle: Any, index: int, meminfo: MemInfo, unified_hint: bool, notes: list[str]
-) -> Gpu:
+def _device(nvml: Any, handle: Any, index: int, meminfo: MemInfo, unified_hint: bool, notes: list[str]) -> Gpu:
     name = _text(_optional(lambda: nvml.nvmlDeviceGetName(handle), nvml) or f"NVIDIA GPU {index}")
     cc = _optional(lambda: nvml.nvmlDeviceGetCudaComputeCapability(handle), nvml)
     memory = None if unified_hint else _memory(nvml, handle)

@@ -25,9 +25,7 @@ class Probes:
     apple: AppleReader | None = None  # None: the real macOS reader on Apple Silicon, else skipped
     sysfs_root: Path = Path("/")
     system: SystemReading | None = None  # None: psutil + cgroup files
-    is_apple_silicon: bool = field(
-        default_factory=lambda: sys.platform == "darwin" and platform.machine() == "arm64"
-    )
+    is_apple_silicon: bool = field(default_factory=lambda: sys.platform == "darwin" and platform.machine() == "arm64")
     jetson: bool | None = None  # None: detect
 
 

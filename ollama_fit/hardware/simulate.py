@@ -78,8 +78,7 @@ def _unknown(name: str) -> InvalidInput:
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
     return InvalidInput(
         f"unknown GPU {name!r}",
-        hint=hint
-        + "`ollama-fit probe --list-gpus` shows the known cards; or give the memory with --vram 24GiB",
+        hint=hint + "`ollama-fit probe --list-gpus` shows the known cards; or give the memory with --vram 24GiB",
     )
 
 
@@ -168,9 +167,7 @@ def simulate(sim: Simulation, probe_here: Callable[[], Hardware]) -> Hardware:
     return _simulated_devices(sim.gpus, sim.vram, ram, base)
 
 
-def _simulated_devices(
-    names: Sequence[str], vram: Sequence[str], ram: int | None, base: Hardware
-) -> Hardware:
+def _simulated_devices(names: Sequence[str], vram: Sequence[str], ram: int | None, base: Hardware) -> Hardware:
     gpus: list[Gpu] = []
     for text in names:
         count, name = _count(text)

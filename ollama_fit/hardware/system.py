@@ -68,9 +68,7 @@ def probe_system(root: Path = Path("/"), *, cpu_name: str | None = None) -> Syst
     if cgroup is not None:
         limit, room = cgroup
         if room < available:
-            notes.append(
-                f"a cgroup memory limit applies: {room / 1024**3:.1f} GiB of RAM left in this container"
-            )
+            notes.append(f"a cgroup memory limit applies: {room / 1024**3:.1f} GiB of RAM left in this container")
             available = room
     cpu = Cpu(
         model=cpu_name or cpu_model(root),

@@ -103,9 +103,7 @@ class FakeNvml:
             return SimpleNamespace(total=g.total, free=g.free, used=g.total - g.free)
         if not g.v2:
             raise _error(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
-        return SimpleNamespace(
-            total=g.total, free=g.free, used=g.total - g.free - g.reserved, reserved=g.reserved
-        )
+        return SimpleNamespace(total=g.total, free=g.free, used=g.total - g.free - g.reserved, reserved=g.reserved)
 
     def nvmlDeviceGetMemoryBusWidth(self, h: FakeGpu) -> int:
         if self._alive(h).bus_width is None:

@@ -1,0 +1,65 @@
+"""Exact figures for a plan: read the chosen quant's GGUF header(s) on the Hub and plan again with them.
+
+The planner stays pure; this module does the I/O around it. A pick is re-planned until its own figures are
+exact (at most a few rounds: each round can only move to a model whose header was not read yet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from ollama_fit.catalog import CatalogModel, ExactQuant
+from ollama_fit.errors import HubError
+from ollama_fit.hardware.model import ProbeReport
+from ollama_fit.hub import Hub, QuantFiles, group_quants, select
+from ollama_fit.inspect_model import hub_spec
+from ollama_fit.plan import Plan, PlanRequest, plan
+
+MAX_ROUNDS = 4
+
+
+@dataclass
+class _Listings:
+    hub: Hub
+    cache: dict[str, list[QuantFiles]]
+
+    def group(self, repo: str, quant: str) -> QuantFiles:
+        if repo not in self.cache:
+            self.cache[repo] = group_quants(self.hub.list_files(repo))
+        return select(self.cache[repo], quant)
+
+
+def exact_plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel], hub: Hub | None) -> Plan:
+    """Plan from the catalog, then with the exact header of each pick; says which figures are exact."""
+    result = plan(report, req, models)
+    if hub is None:
+        return _note(result, "memory figures from the catalog's published shapes (Hub not consulted)")
+    listings = _Listings(hub, {})
+    current = list(models)
+    for _ in range(MAX_ROUNDS):
+        choice = result.choice
+        if choice.model.exact_for(choice.quant):
+            break
+        try:
+            group = listings.group(choice.model.repo, choice.quant)
+            spec, _ = hub_spec(hub, choice.model.repo, group)
+        except HubError as exc:
+            return _note(result, f"memory figures from the catalog's published shapes ({exc.message})")
+        found = ExactQuant(choice.quant, spec, tuple(f.path for f in group.files), group.total_bytes)
+        current = [m.with_exact(found) if m.id == choice.model.id else m for m in current]
+        result = plan(report, req, current)
+    c = result.choice
+    exact = c.model.exact_for(c.quant)
+    if exact is None:
+        return _note(result, "memory figures from the catalog's published shapes")
+    where = f"{c.model.repo}/{exact.files[0]}"
+    return _note(
+        result,
+        f"memory figures for {c.model.name} {c.quant} are exact (GGUF header of {where}); "
+        "alternatives use the catalog's shapes",
+    )
+
+
+def _note(result: Plan, text: str) -> Plan:
+    return replace(result, reasons=(*result.reasons, text))

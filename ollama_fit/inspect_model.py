@@ -1,0 +1,152 @@
+"""`inspect`: exact facts from GGUF headers (a local file or a Hub repository) and what each quant needs here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from ollama_fit.estimate import Runtime
+from ollama_fit.gguf_header import GGUFHeader, TensorInfo, read_header, read_local_header, spec_from_header
+from ollama_fit.hardware.model import ProbeReport
+from ollama_fit.hub import Hub, HubRef, QuantFiles, group_quants, select
+from ollama_fit.placement import Placement, Shortfall, place
+from ollama_fit.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class QuantReport:
+    quant: str
+    files: tuple[str, ...]
+    file_bytes: int
+    spec: ModelSpec
+    placement: Placement | Shortfall
+
+    @property
+    def fits(self) -> bool:
+        return isinstance(self.placement, Placement)
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.placement
+        out: dict[str, Any] = {
+            "quant": self.quant,
+            "files": list(self.files),
+            "file_bytes": self.file_bytes,
+            "fits": self.fits,
+            "exact": self.spec.exact,
+        }
+        if isinstance(p, Placement):
+            out["memory"] = p.memory.to_dict()
+            out["placement"] = p.to_dict()
+            out["speed_tps"] = round(p.speed.tps, 1) if p.speed else None
+        else:
+            out["shortfall"] = {"device": p.device, "need_bytes": p.need_bytes, "have_bytes": p.have_bytes}
+        return out
+
+
+@dataclass(frozen=True)
+class Inspection:
+    ref: str
+    source: str  # "local" or "hub"
+    spec: ModelSpec  # the first quant's spec: the model's hyper-parameters
+    quants: tuple[QuantReport, ...]
+    header_bytes_read: int
+    runtime: Runtime
+    report: ProbeReport
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref,
+            "source": self.source,
+            "model": summarize(self.spec),
+            "runtime": {
+                "ctx": self.runtime.ctx,
+                "kv_type": self.runtime.kv_type,
+                "flash_attn": self.runtime.flash_attn,
+                "ubatch": self.runtime.ubatch,
+                "parallel": self.runtime.parallel,
+                "backend": self.runtime.backend,
+            },
+            "estimates": [q.to_dict() for q in self.quants],
+            "header_bytes_read": self.header_bytes_read,
+        }
+
+
+def summarize(spec: ModelSpec) -> dict[str, Any]:
+    s = spec.shape
+    return {
+        "architecture": s.arch,
+        "name": spec.extra.get("name", ""),
+        "params": spec.params,
+        "active_params": spec.active_params,
+        "context_length": s.context_length,
+        "layers": s.n_layer,
+        "embedding_length": s.n_embd,
+        "heads": s.n_head,
+        "kv_heads": max(s.n_head_kv),
+        "key_length": s.key_length,
+        "value_length": s.value_length,
+        "vocab_size": s.n_vocab,
+        "experts": s.n_expert,
+        "experts_used": s.n_expert_used,
+        "sliding_window": s.sliding_window,
+        "tied_embeddings": s.tied_embeddings,
+        "chat_template": spec.extra.get("chat_template") == "yes",
+        "tensors": len(spec.tensors),
+    }
+
+
+def _estimate(
+    quant: str, files: tuple[str, ...], size: int, spec: ModelSpec, rt: Runtime, report: ProbeReport
+) -> QuantReport:
+    budget = report.budget
+    if rt.backend == "cpu":  # --backend cpu: plan on RAM alone, whatever GPUs there are
+        budget = replace(budget, gpus=())
+    return QuantReport(quant, files, size, spec, place(spec, rt, budget, report.hardware))
+
+
+def inspect_file(path: Path, rt: Runtime, report: ProbeReport) -> Inspection:
+    header = read_local_header(path)
+    size = path.stat().st_size
+    spec = spec_from_header(header, size)
+    quant = _estimate(spec.quant, (path.name,), size, spec, rt, report)
+    return Inspection(str(path), "local", spec, (quant,), header.data_offset, rt, report)
+
+
+def hub_spec(hub: Hub, repo: str, group: QuantFiles) -> tuple[ModelSpec, int]:
+    """The exact spec of one quant: every shard's header (tensor tables), hyper-parameters from the first."""
+    tensors: list[TensorInfo] = []
+    first: GGUFHeader | None = None
+    read_total = 0
+    for f in group.files:
+        header, used = read_header(partial(_range, hub, repo, f.path), f.size)
+        read_total += used
+        first = first or header
+        tensors.extend(header.tensors)
+    if first is None:
+        raise ValueError("a quant without files")
+    merged = replace(first, tensors=tuple(tensors))
+    return spec_from_header(merged, group.total_bytes, shards=len(group.files)), read_total
+
+
+def _range(hub: Hub, repo: str, path: str, start: int, end: int) -> bytes:
+    return hub.read_range(repo, path, start, end)
+
+
+def inspect_hub(ref: HubRef, hub: Hub, rt: Runtime, report: ProbeReport) -> Inspection:
+    groups = group_quants(hub.list_files(ref.repo))
+    if ref.quant:
+        groups = [select(groups, ref.quant)]
+    if not groups:
+        from ollama_fit.errors import HubError
+
+        raise HubError(f"no GGUF model files in {ref.repo}", hint="is this a GGUF repository?")
+    reports = []
+    read_total = 0
+    for group in groups:
+        spec, used = hub_spec(hub, ref.repo, group)
+        read_total += used
+        paths = tuple(f.path for f in group.files)
+        reports.append(_estimate(group.label, paths, group.total_bytes, spec, rt, report))
+    return Inspection(str(ref), "hub", reports[0].spec, tuple(reports), read_total, rt, report)

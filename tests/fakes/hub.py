@@ -1,0 +1,310 @@
+"""A local fake of the Hugging Face Hub, faithful to ../shared/reference/hf-hub.md.
+
+Two loopback servers: the Hub (API, /resolve/) on 127.0.0.1 and the "CDN" that serves LFS bytes on
+`localhost`, a different hostname, as the real Hub redirects to a CDN. The real huggingface_hub client talks
+to it through HF_ENDPOINT / `endpoint=`. Faults are injected per file; every byte served is counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+CHUNK = 64 * 1024
+
+
+@dataclass
+class Fault:
+    """What goes wrong on the next GETs of one file's bytes (consumed in order)."""
+
+    status: int | None = None  # answer with this status (429, 500, 503, ...)
+    retry_after: int | None = None
+    drop_after: int | None = None  # close the connection after this many body bytes
+    corrupt_at: int | None = None  # flip the byte at this file offset
+    short_by: int | None = None  # announce the full length, send this many bytes less
+    long_by: int | None = None  # send this many bytes more than announced
+
+
+@dataclass
+class FakeFile:
+    path: str
+    source: Path  # bytes on disk (may be sparse)
+    lfs: bool = True
+
+    @property
+    def size(self) -> int:
+        return self.source.stat().st_size
+
+    def sha256(self) -> str:
+        if not hasattr(self, "_sha"):
+            h = hashlib.sha256()
+            with self.source.open("rb") as f:
+                while block := f.read(8 << 20):
+                    h.update(block)
+            self._sha = h.hexdigest()
+        return self._sha
+
+    def git_sha1(self) -> str:
+        data = self.source.read_bytes() if not self.lfs else self.pointer().encode()
+        return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+    def pointer(self) -> str:
+        return f"version https://git-lfs.github.com/spec/v1\noid sha256:{self.sha256()}\nsize {self.size}\n"
+
+
+@dataclass
+class FakeRepo:
+    repo_id: str
+    files: dict[str, FakeFile] = field(default_factory=dict)
+    gated: bool = False  # needs a token (the accepted license) to read files
+    commit: str = "0123456789abcdef0123456789abcdef01234567"
+
+    def add(self, path: str, source: Path, lfs: bool = True) -> FakeFile:
+        f = FakeFile(path, source, lfs)
+        self.files[path] = f
+        return f
+
+
+class FakeHub:
+    def __init__(self, token: str = "hf_test_token") -> None:
+        self.repos: dict[str, FakeRepo] = {}
+        self.faults: dict[str, list[Fault]] = {}
+        self.bytes_served: dict[str, int] = {}
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.token = token
+        self.lock = threading.Lock()
+        self._servers: list[ThreadingHTTPServer] = []
+
+    # ----- setup -----
+    def repo(self, repo_id: str, **kw: Any) -> FakeRepo:
+        repo = self.repos.setdefault(repo_id, FakeRepo(repo_id, **kw))
+        return repo
+
+    def fail(self, repo_id: str, path: str, *faults: Fault) -> None:
+        self.faults.setdefault(f"{repo_id}/{path}", []).extend(faults)
+
+    def start(self) -> FakeHub:
+        hub = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, cdn=False))
+        cdn = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, cdn=True))
+        for server in (hub, cdn):
+            server.daemon_threads = True
+            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+            self._servers.append(server)
+        self.endpoint = f"http://127.0.0.1:{hub.server_address[1]}"
+        self.cdn = f"http://localhost:{cdn.server_address[1]}"  # another hostname, as the real CDN
+        return self
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+
+    def served(self, repo_id: str, path: str) -> int:
+        return self.bytes_served.get(f"{repo_id}/{path}", 0)
+
+
+def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:  # quiet
+            pass
+
+        # ----- helpers -----
+        def send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def json(self, data: Any, headers: dict[str, str] | None = None) -> None:
+            self.send(200, json.dumps(data).encode(), {"Content-Type": "application/json", **(headers or {})})
+
+        def error(self, status: int, code: str | None, message: str, headers: dict[str, str] | None = None) -> None:
+            h = {"Content-Type": "application/json", "X-Error-Message": message, **(headers or {})}
+            if code:
+                h["X-Error-Code"] = code
+            self.send(status, json.dumps({"error": message}).encode(), h)
+
+        def authorized(self) -> bool:
+            return self.headers.get("authorization") == f"Bearer {hub.token}"
+
+        def find_repo(self, repo_id: str) -> FakeRepo | None:
+            repo = hub.repos.get(repo_id)
+            if repo is None:
+                self.error(401 if not self.authorized() else 404, "RepoNotFound", "Repository Not Found")
+            return repo
+
+        # ----- routes -----
+        def do_HEAD(self) -> None:
+            self.route()
+
+        def do_GET(self) -> None:
+            self.route()
+
+        def route(self) -> None:
+            url = urlsplit(self.path)
+            path = unquote(url.path)
+            with hub.lock:
+                hub.requests.append((self.command, path, dict(self.headers)))
+            if cdn:
+                return self.cdn_get(path)
+            if path == "/api/agent-harnesses":
+                return self.error(404, None, "Not Found")
+            m = re.match(r"^/api/models/([^/]+/[^/]+)(?:/(revision|tree)/([^/]+)(?:/(.*))?)?$", path)
+            if m:
+                return self.api(m.group(1), m.group(2), m.group(3), m.group(4) or "", parse_qs(url.query))
+            m = re.match(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
+            if m:
+                return self.resolve(m.group(1), m.group(3))
+            self.send(404, b"Not Found", {"Content-Type": "text/plain"})
+
+        def api(self, repo_id: str, kind: str | None, rev: str | None, sub: str, query: dict[str, list[str]]) -> None:
+            repo = self.find_repo(repo_id)
+            if repo is None:
+                return
+            if rev not in (None, "main", repo.commit):
+                return self.error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+            if kind == "tree":
+                return self.json(self.tree(repo, sub, query.get("recursive", ["false"])[0].lower() == "true"))
+            siblings = [
+                {"rfilename": f.path, "blobId": f.git_sha1(), "size": f.size}
+                | ({"lfs": {"sha256": f.sha256(), "size": f.size, "pointerSize": len(f.pointer())}} if f.lfs else {})
+                for f in repo.files.values()
+            ]
+            self.json(
+                {
+                    "id": repo.repo_id,
+                    "sha": repo.commit,
+                    "private": False,
+                    "gated": "auto" if repo.gated else False,
+                    "tags": ["gguf"],
+                    "siblings": siblings,
+                }
+            )
+
+        def tree(self, repo: FakeRepo, sub: str, recursive: bool) -> list[dict[str, Any]]:
+            prefix = sub.strip("/") + "/" if sub else ""
+            out: list[dict[str, Any]] = []
+            folders: set[str] = set()
+            for f in repo.files.values():
+                if not f.path.startswith(prefix):
+                    continue
+                rest = f.path[len(prefix) :]
+                if "/" in rest and not recursive:
+                    folders.add(prefix + rest.split("/", 1)[0])
+                    continue
+                if recursive:
+                    parts = rest.split("/")[:-1]
+                    folders.update(prefix + "/".join(parts[: i + 1]) for i in range(len(parts)))
+                entry = {"type": "file", "path": f.path, "size": f.size, "oid": f.git_sha1()}
+                if f.lfs:
+                    entry["lfs"] = {"oid": f.sha256(), "size": f.size, "pointerSize": len(f.pointer())}
+                out.append(entry)
+            out += [{"type": "directory", "path": d, "oid": "0" * 40, "size": 0} for d in sorted(folders)]
+            return out
+
+        def resolve(self, repo_id: str, path: str) -> None:
+            repo = self.find_repo(repo_id)
+            if repo is None:
+                return
+            if repo.gated and not self.authorized():
+                return self.error(401, "GatedRepo", "Access to this gated repo is restricted; accept the license")
+            f = repo.files.get(path)
+            commit = {"X-Repo-Commit": repo.commit}
+            if f is None:
+                return self.error(404, "EntryNotFound", "Entry not found", commit)
+            if not f.lfs:
+                return self.serve(repo_id, f, {**commit, "ETag": f'"{f.git_sha1()}"'})
+            location = f"{hub.cdn}/cdn/{quote(repo_id)}/{quote(path)}"
+            self.send(
+                302,
+                b"",
+                {
+                    **commit,
+                    "Location": location,
+                    "X-Linked-Etag": f'"{f.sha256()}"',
+                    "X-Linked-Size": str(f.size),
+                    "ETag": f'"{f.git_sha1()}"',
+                },
+            )
+
+        def cdn_get(self, path: str) -> None:
+            m = re.match(r"^/cdn/([^/]+/[^/]+)/(.+)$", path)
+            repo = hub.repos.get(m.group(1)) if m else None
+            f = repo.files.get(m.group(2)) if repo and m else None
+            if f is None or repo is None:
+                return self.send(404, b"NoSuchKey", {"Content-Type": "text/plain"})
+            self.serve(repo.repo_id, f, {"ETag": f'"{f.sha256()}"'})
+
+        def serve(self, repo_id: str, f: FakeFile, headers: dict[str, str]) -> None:
+            key = f"{repo_id}/{f.path}"
+            with hub.lock:
+                queue = hub.faults.get(key) or []
+                fault = queue.pop(0) if queue and self.command == "GET" else Fault()
+            if fault.status:
+                extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                return self.error(fault.status, None, "injected failure", extra)
+            size = f.size
+            start, end = 0, size - 1
+            status = 200
+            rng = re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("Range", ""))
+            if rng:
+                start = int(rng.group(1))
+                end = min(int(rng.group(2)), size - 1) if rng.group(2) else size - 1
+                if start >= size:
+                    return self.send(416, b"", {"Content-Range": f"bytes */{size}"})
+                status = 206
+            length = end - start + 1
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(length))
+            if status == 206:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            self.stream(key, f, start, length, fault)
+
+        def stream(self, key: str, f: FakeFile, start: int, length: int, fault: Fault) -> None:
+            to_send = length - (fault.short_by or 0)
+            limit = fault.drop_after if fault.drop_after is not None else to_send
+            sent = 0
+            with f.source.open("rb") as src:
+                src.seek(start)
+                while sent < min(to_send, limit):
+                    block = bytearray(src.read(min(CHUNK, min(to_send, limit) - sent)))
+                    if not block:
+                        break
+                    if fault.corrupt_at is not None and start + sent <= fault.corrupt_at < start + sent + len(block):
+                        block[fault.corrupt_at - start - sent] ^= 0xFF
+                    try:
+                        self.wfile.write(block)
+                    except (BrokenPipeError, ConnectionResetError):
+                        break
+                    sent += len(block)
+            if fault.long_by:
+                self.wfile.write(b"\0" * fault.long_by)
+            with hub.lock:
+                hub.bytes_served[key] = hub.bytes_served.get(key, 0) + sent
+            if fault.drop_after is not None or fault.short_by or fault.long_by:
+                self.close_connection = True
+                self.wfile.flush()
+                time.sleep(0.01)
+                self.connection.close()
+
+    return Handler

@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import pytest
+from conftest import tiny_shape
+from fakes.hub import Fault
+from ggufs import write_gguf
+
+from ollama_fit.errors import HubError, InvalidInput
+from ollama_fit.hub import Hub, HubFile, HubRef, group_quants, quant_label, select
+
+GB = 1000**3
+
+
+def files(*paths: str) -> list[HubFile]:
+    return [HubFile(p, 5 * GB) for p in paths]
+
+
+@pytest.mark.parametrize(
+    ("path", "label"),
+    [
+        ("Qwen2.5-7B-Instruct-Q4_K_M.gguf", "Q4_K_M"),  # bartowski / lmstudio-community
+        ("gemma-2-9b-it-Q6_K_L.gguf", "Q6_K_L"),
+        ("nvidia_AceReason-Nemotron-1.1-7B-Q6_K_L.gguf", "Q6_K_L"),
+        ("Qwen3-4B-UD-Q2_K_XL.gguf", "UD-Q2_K_XL"),  # unsloth dynamic
+        ("qwen2.5-7b-instruct-q4_k_m-00001-of-00002.gguf", "Q4_K_M"),  # Qwen official, lowercase
+        ("qwen2.5-coder-1.5b-q8_0.gguf", "Q8_0"),  # ggml-org
+        ("llama-2-7b-chat.Q4_K_M.gguf", "Q4_K_M"),  # TheBloke
+        ("model.i1-IQ3_M.gguf", "IQ3_M"),  # mradermacher imatrix quants
+        ("gpt-oss-20b-mxfp4.gguf", "MXFP4"),
+        ("Qwen3-Embedding-0.6B-f16.gguf", "F16"),
+        ("Meta-Llama-3.1-8B-Instruct-BF16.gguf", "BF16"),
+        ("README.md", None),
+    ],
+)
+def test_quant_labels_of_every_publisher_style(path, label):
+    assert quant_label(path) == label
+
+
+def test_grouping_excludes_non_models_and_groups_shards():
+    groups = group_quants(
+        files(
+            "Meta-Llama-3.1-70B-Instruct-Q4_K_M.gguf",
+            "Meta-Llama-3.1-70B-Instruct-Q8_0/Meta-Llama-3.1-70B-Instruct-Q8_0-00001-of-00002.gguf",
+            "Meta-Llama-3.1-70B-Instruct-Q8_0/Meta-Llama-3.1-70B-Instruct-Q8_0-00002-of-00002.gguf",
+            "UD-Q3_K_XL/Kimi-K2-UD-Q3_K_XL-00001-of-00003.gguf",
+            "UD-Q3_K_XL/Kimi-K2-UD-Q3_K_XL-00002-of-00003.gguf",  # shard 3 missing: incomplete, left out
+            "mmproj-F16.gguf",
+            "Meta-Llama-3.1-70B-Instruct.imatrix",
+            "llama-2-70b.Q8_0.gguf-split-a",
+            "llama-2-70b.Q8_0.gguf-split-b",
+            "qwen2.5-7b-instruct-q4_k_m-00002-of-00002.gguf",
+            "qwen2.5-7b-instruct-q4_k_m-00001-of-00002.gguf",
+        )
+    )
+    by_label = {(g.label, g.first.path): g for g in groups}
+    assert [g.label for g in groups] == ["Q8_0", "Q4_K_M", "Q4_K_M"]  # largest first
+    q8 = next(g for g in groups if g.label == "Q8_0")
+    assert q8.split
+    assert q8.total_bytes == 10 * GB
+    assert q8.first.name.endswith("-00001-of-00002.gguf")
+    qwen = next(g for (label, first), g in by_label.items() if first.startswith("qwen"))
+    assert [f.path[-20:] for f in qwen.files] == ["-00001-of-00002.gguf", "-00002-of-00002.gguf"]
+
+
+def test_select_by_label_or_file_name():
+    groups = group_quants(files("X-Q4_K_M.gguf", "X-Q8_0.gguf"))
+    assert select(groups, "q4_k_m").label == "Q4_K_M"
+    assert select(groups, "X-Q8_0.gguf").label == "Q8_0"
+    with pytest.raises(HubError, match="no Q2_K GGUF") as info:
+        select(groups, "Q2_K")
+    assert "Q8_0, Q4_K_M" in info.value.hint
+
+
+@pytest.mark.parametrize(
+    ("text", "repo", "quant"),
+    [
+        ("hf.co/bartowski/Qwen2.5-7B-Instruct-GGUF", "bartowski/Qwen2.5-7B-Instruct-GGUF", None),
+        ("hf.co/unsloth/Qwen3-8B-GGUF:UD-Q4_K_XL", "unsloth/Qwen3-8B-GGUF", "UD-Q4_K_XL"),
+        ("https://huggingface.co/ggml-org/gpt-oss-20b-GGUF", "ggml-org/gpt-oss-20b-GGUF", None),
+        ("Qwen/Qwen3-8B-GGUF:Q8_0", "Qwen/Qwen3-8B-GGUF", "Q8_0"),
+    ],
+)
+def test_refs(text, repo, quant):
+    ref = HubRef.parse(text)
+    assert (ref.repo, ref.quant) == (repo, quant)
+
+
+def test_bad_ref():
+    with pytest.raises(InvalidInput, match="not a Hugging Face reference"):
+        HubRef.parse("just-a-name")
+
+
+# ----- against the fake Hub, through the real huggingface_hub client -----
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(fake_hub, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    repo = fake_hub.repo("acme/Tiny-GGUF")
+    for quant in ("Q4_K_M", "Q8_0"):
+        repo.add(f"Tiny-{quant}.gguf", write_gguf(folder / f"Tiny-{quant}.gguf", tiny_shape(), quant))
+    readme = folder / "README.md"
+    readme.write_text("# tiny\n")
+    repo.add("README.md", readme, lfs=False)
+    gated = fake_hub.repo("acme/Gated-GGUF", gated=True)
+    gated.add("Gated-Q8_0.gguf", folder / "Tiny-Q8_0.gguf")
+    return repo
+
+
+def test_list_files_with_sizes_and_sha256(fake_hub, tiny_repo):
+    listed = {f.path: f for f in Hub(fake_hub.endpoint).list_files("acme/Tiny-GGUF")}
+    q4 = tiny_repo.files["Tiny-Q4_K_M.gguf"]
+    assert listed["Tiny-Q4_K_M.gguf"].size == q4.size
+    assert listed["Tiny-Q4_K_M.gguf"].sha256 == q4.sha256()
+    assert listed["README.md"].sha256 is None
+
+
+def test_range_read_follows_the_cdn_redirect(fake_hub, tiny_repo):
+    data = tiny_repo.files["Tiny-Q8_0.gguf"].source.read_bytes()
+    got = Hub(fake_hub.endpoint).read_range("acme/Tiny-GGUF", "Tiny-Q8_0.gguf", 100, 1100)
+    assert got == data[100:1100]
+
+
+@pytest.mark.parametrize(
+    ("repo", "path", "message", "hint"),
+    [
+        ("acme/Nope-GGUF", None, "repository acme/Nope-GGUF not found", "HF_TOKEN"),
+        ("acme/Gated-GGUF", "Gated-Q8_0.gguf", "is gated", "accept the license"),
+        ("acme/Tiny-GGUF", "Missing-Q2_K.gguf", "not found", "see the files"),
+    ],
+)
+def test_error_answers_become_hub_errors(fake_hub, tiny_repo, repo, path, message, hint):
+    hub = Hub(fake_hub.endpoint)
+    with pytest.raises(HubError, match=message) as info:
+        hub.read_range(repo, path, 0, 10) if path else hub.list_files(repo)
+    assert hint in info.value.hint
+
+
+def test_gated_repo_opens_with_a_token_that_is_never_shown(fake_hub, tiny_repo):
+    hub = Hub(fake_hub.endpoint, token=fake_hub.token)
+    assert hub.read_range("acme/Gated-GGUF", "Gated-Q8_0.gguf", 0, 4) == b"GGUF"
+    cdn_requests = [h for method, path, h in fake_hub.requests if path.startswith("/cdn/")]
+    assert all("authorization" not in {k.lower() for k in h} for h in cdn_requests)  # not leaked to the CDN
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (Fault(status=429, retry_after=1), "rate-limited"),
+        (Fault(status=503), "failed with 503"),
+    ],
+)
+def test_server_errors(fake_hub, tiny_repo, fault, message):
+    fake_hub.fail("acme/Tiny-GGUF", "Tiny-Q4_K_M.gguf", fault)
+    with pytest.raises(HubError, match=message):
+        Hub(fake_hub.endpoint).read_range("acme/Tiny-GGUF", "Tiny-Q4_K_M.gguf", 0, 10)
+
+
+def test_offline_and_unreachable():
+    with pytest.raises(HubError, match="HF_HUB_OFFLINE"):
+        Hub("http://127.0.0.1:9", offline=True).list_files("acme/Tiny-GGUF")
+    with pytest.raises(HubError, match="cannot reach Hugging Face"):
+        Hub("http://127.0.0.1:9", timeout=2).read_range("acme/Tiny-GGUF", "x.gguf", 0, 10)
