@@ -35,3 +35,12 @@ def hf_cache_dir() -> Path:
         return Path(os.environ["HF_HUB_CACHE"])
     home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
     return home / "hub"
+
+
+def state_dir() -> Path:
+    """Per-user state (verification markers, observations); OLLAMA_FIT_STATE_DIR overrides it."""
+    if os.environ.get("OLLAMA_FIT_STATE_DIR"):
+        return Path(os.environ["OLLAMA_FIT_STATE_DIR"])
+    from platformdirs import user_state_path
+
+    return user_state_path("ollama-fit")

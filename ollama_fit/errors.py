@@ -53,6 +53,18 @@ class BadModelFile(OllamaFitError):
     exit_code = 8
 
 
+class DiskSpaceError(OllamaFitError):
+    """Not enough free disk space where a download (or Ollama's copy) would land."""
+
+    exit_code = 9
+
+
+class Busy(OllamaFitError):
+    """Another ollama-fit process holds the same download."""
+
+    exit_code = 10
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected internal error (run with -v for the traceback)",
@@ -62,6 +74,8 @@ EXIT_CODES: dict[int, str] = {
     NothingFits.exit_code: "no model fits the memory budget",
     TaskRefused.exit_code: "the task cannot be served by a quantized local model",
     HubError.exit_code: "Hugging Face: repository or file not found, gated, rate-limited or unreachable",
-    BadModelFile.exit_code: "a model file is malformed, truncated or not a GGUF",
+    BadModelFile.exit_code: "a model file is malformed, truncated or not a GGUF, or failed its sha256 check",
+    DiskSpaceError.exit_code: "not enough free disk space",
+    Busy.exit_code: "another ollama-fit process is downloading the same file",
     130: "interrupted (Ctrl-C)",
 }

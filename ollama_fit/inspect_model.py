@@ -150,3 +150,28 @@ def inspect_hub(ref: HubRef, hub: Hub, rt: Runtime, report: ProbeReport) -> Insp
         paths = tuple(f.path for f in group.files)
         reports.append(_estimate(group.label, paths, group.total_bytes, spec, rt, report))
     return Inspection(str(ref), "hub", reports[0].spec, tuple(reports), read_total, rt, report)
+
+
+def inspect_runtime(
+    report: ProbeReport, ctx: str, kv_type: str, flash_attn: str, ubatch: int, parallel: int, backend: str
+) -> Runtime:
+    """The inspect options as a Runtime; flash attention and the backend default to what the hardware has."""
+    from ollama_fit.errors import InvalidInput
+    from ollama_fit.plan import parse_ctx
+
+    tokens = parse_ctx(ctx)
+    if tokens is None or tokens < 256 or ubatch < 1 or parallel < 1:
+        raise InvalidInput("--ctx must be at least 256 tokens; --ubatch and --parallel at least 1")
+    fa = all(g.flash_attention for g in report.hardware.gpus) if flash_attn == "auto" else flash_attn == "on"
+    if kv_type != "f16" and not fa:
+        raise InvalidInput(f"a {kv_type} KV cache needs flash attention", hint="drop --flash-attn off")
+    chosen = backend if backend != "auto" else (report.budget.gpus[0].backend if report.budget.gpus else "cpu")
+    return Runtime(ctx=tokens, kv_type=kv_type, flash_attn=fa, ubatch=ubatch, parallel=parallel, backend=chosen)
+
+
+def inspect_ref(ref: str, rt: Runtime, report: ProbeReport) -> Inspection:
+    """A path to a .gguf file, or a Hub reference."""
+    path = Path(ref)
+    if path.suffix.lower() == ".gguf" or path.exists():
+        return inspect_file(path, rt, report)
+    return inspect_hub(HubRef.parse(ref), Hub.from_env(), rt, report)

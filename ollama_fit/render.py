@@ -246,3 +246,39 @@ def render_inspection(insp: Any) -> str:
             rows.append([q.quant, human(q.file_bytes), "", "", "no", f"{human(p.missing_bytes)} short on {p.device}"])
     out.append(table(rows, header=["quant", "file", "GPU", "RAM", "fits", "where"]))
     return "\n".join(out)
+
+
+# ----- pull -----
+
+
+class ProgressLine:
+    """One line per file: bar, bytes, speed and ETA; keeps the start time of each file for the speed."""
+
+    def __init__(self, width: int = 30) -> None:
+        import time
+
+        self.width = width
+        self.clock = time.monotonic
+        self.started: dict[str, tuple[float, int]] = {}
+
+    def render(self, event: Any) -> str:
+        now = self.clock()
+        start, base = self.started.setdefault(event.file, (now, event.done))
+        speed = (event.done - base) / max(now - start, 1e-6)
+        left = int((event.total - event.done) / speed) if speed > 0 else 0
+        filled = int(self.width * event.done / max(event.total, 1))
+        bar = "#" * filled + "." * (self.width - filled)
+        name = event.file.rsplit("/", 1)[-1][-40:]
+        state = "verifying" if event.kind == "verify" else f"{human(speed)}/s ETA {left // 60}:{left % 60:02d}"
+        return f"{name:40} [{bar}] {human(event.done)}/{human(event.total)} {state}"
+
+
+def render_pull(result: Any) -> str:
+    done = result.to_dict()
+    if done["reused"]:
+        verb = "already in the cache (verified)"
+    else:
+        verb = f"downloaded {human(done['downloaded_bytes'])}, sha256 verified"
+    lines = [f"{result.target.repo} {result.target.quant.label}: {verb}"]
+    lines += [f"  {path}" for path in done["local_files"]]
+    return "\n".join(lines)

@@ -14,7 +14,7 @@ from pathlib import Path
 from ollama_fit.errors import InvalidInput
 from ollama_fit.hardware.apple import default_gpu_limit
 from ollama_fit.hardware.known import AppleChip, KnownGpu, apple_chips, find_gpu, normalize, suggest_gpus
-from ollama_fit.hardware.model import AppleInfo, Cpu, Gpu, Hardware, hardware_from_dict
+from ollama_fit.hardware.model import AppleInfo, Cpu, Gpu, Hardware, ProbeReport, budget, hardware_from_dict
 from ollama_fit.units import GiB, parse_size, parse_sizes
 
 
@@ -24,6 +24,7 @@ class Simulation:
     vram: tuple[str, ...] = ()  # sizes, each optionally "2x24GiB"
     ram: str | None = None
     hardware_file: Path | None = None
+    headroom: str = "1GiB"  # kept free on each GPU
 
     @property
     def active(self) -> bool:
@@ -212,3 +213,10 @@ def _simulated_devices(names: Sequence[str], vram: Sequence[str], ram: int | Non
         notes=tuple(notes),
         source="simulated",
     )
+
+
+def hardware_report(sim: Simulation, probe_here: Callable[[], Hardware]) -> ProbeReport:
+    """The hardware to plan for (simulated or probed) with its per-device budget."""
+    headroom = 0 if sim.headroom.strip() in ("0", "0GiB", "0B") else parse_size(sim.headroom, what="--headroom")
+    hw = simulate(sim, probe_here)
+    return ProbeReport(hw, budget(hw, gpu_headroom=headroom))

@@ -30,7 +30,7 @@ class Fault:
     drop_after: int | None = None  # close the connection after this many body bytes
     corrupt_at: int | None = None  # flip the byte at this file offset
     short_by: int | None = None  # announce the full length, send this many bytes less
-    long_by: int | None = None  # send this many bytes more than announced
+    long_by: int | None = None  # send this many bytes beyond the file's published size
 
 
 @dataclass
@@ -80,6 +80,7 @@ class FakeHub:
         self.bytes_served: dict[str, int] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.token = token
+        self.delay = 0.0  # seconds slept after each 64 KiB chunk: a slow network, for kill-and-resume tests
         self.lock = threading.Lock()
         self._servers: list[ThreadingHTTPServer] = []
 
@@ -266,7 +267,7 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
                 if start >= size:
                     return self.send(416, b"", {"Content-Range": f"bytes */{size}"})
                 status = 206
-            length = end - start + 1
+            length = end - start + 1 + (fault.long_by or 0)
             self.send_response(status)
             for k, v in headers.items():
                 self.send_header(k, v)
@@ -281,7 +282,7 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
             self.stream(key, f, start, length, fault)
 
         def stream(self, key: str, f: FakeFile, start: int, length: int, fault: Fault) -> None:
-            to_send = length - (fault.short_by or 0)
+            to_send = length - (fault.short_by or 0) - (fault.long_by or 0)
             limit = fault.drop_after if fault.drop_after is not None else to_send
             sent = 0
             with f.source.open("rb") as src:
@@ -297,10 +298,12 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
                     except (BrokenPipeError, ConnectionResetError):
                         break
                     sent += len(block)
+                    with hub.lock:
+                        hub.bytes_served[key] = hub.bytes_served.get(key, 0) + len(block)
+                    if hub.delay:
+                        time.sleep(hub.delay)
             if fault.long_by:
                 self.wfile.write(b"\0" * fault.long_by)
-            with hub.lock:
-                hub.bytes_served[key] = hub.bytes_served.get(key, 0) + sent
             if fault.drop_after is not None or fault.short_by or fault.long_by:
                 self.close_connection = True
                 self.wfile.flush()

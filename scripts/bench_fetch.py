@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Fetch throughput and memory: ollama-fit's verified, resumable fetcher vs plain hf_hub_download.
+
+    python scripts/bench_fetch.py [--size-gib 1] [--rounds 3]
+
+Both download the same sparse multi-GB file from the local fake Hub (tests/fakes/hub.py, loopback only),
+alternating, several rounds, in this process. Printed: the throughput ratio ours/theirs (ours includes the
+sha256 verification; theirs checks nothing), our peak RSS growth, and the bytes downloaded twice after a
+kill -9 at 50% and a resumed run. Targets: ratio >= 0.9, RSS growth < 100 MiB, re-download < 16 MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fakes.hub import FakeHub  # noqa: E402
+
+from ollama_fit.fetch import PARTIAL, Fetcher  # noqa: E402
+from ollama_fit.hub import Hub  # noqa: E402
+
+MiB = 1024**2
+REPO, NAME = "bench/Big-GGUF", "Big-Q8_0.gguf"
+
+
+class PeakRss:
+    def __init__(self) -> None:
+        self.proc = psutil.Process()
+        self.base = self.proc.memory_info().rss
+        self.peak = self.base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.base
+
+
+def ours(hub: FakeHub, work: Path) -> tuple[float, int]:
+    cache = work / "ours"
+    shutil.rmtree(cache, ignore_errors=True)
+    fetcher = Fetcher(Hub(hub.endpoint), cache, None)
+    f = next(x for x in Hub(hub.endpoint).list_files(REPO) if x.path == NAME)
+    with PeakRss() as rss:
+        start = time.perf_counter()
+        fetcher.fetch(REPO, f)
+        took = time.perf_counter() - start
+    return took, rss.growth
+
+
+def theirs(hub: FakeHub, work: Path) -> float:
+    from huggingface_hub import hf_hub_download
+
+    cache = work / "theirs"
+    shutil.rmtree(cache, ignore_errors=True)
+    start = time.perf_counter()
+    hf_hub_download(REPO, NAME, cache_dir=cache, endpoint=hub.endpoint)
+    return time.perf_counter() - start
+
+
+def kill_and_resume(hub: FakeHub, work: Path, size: int) -> tuple[int, int]:
+    """kill -9 a fetch at 50%, resume here; returns (bytes kept at the kill, bytes downloaded twice)."""
+    cache = work / "resume"
+    shutil.rmtree(cache, ignore_errors=True)
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
+        "from pathlib import Path\nfrom ollama_fit.fetch import Fetcher\nfrom ollama_fit.hub import Hub\n"
+        f"hub = Hub({hub.endpoint!r}); f = next(x for x in hub.list_files({REPO!r}) if x.path == {NAME!r})\n"
+        f"Fetcher(hub, Path({str(cache)!r}), None).fetch({REPO!r}, f)\n"
+    )
+    hub.delay = 0.0005  # slow enough to catch it at 50%
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    partial = None
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list(cache.rglob(f"*{PARTIAL}"))
+        if found and found[0].stat().st_size >= size // 2:
+            partial = found[0]
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    hub.delay = 0.0
+    if partial is None:
+        raise SystemExit("the download finished or stalled before 50%: try a larger --size-gib")
+    kept = partial.stat().st_size
+    before = hub.served(REPO, NAME)
+    f = next(x for x in Hub(hub.endpoint).list_files(REPO) if x.path == NAME)
+    Fetcher(Hub(hub.endpoint), cache, None).fetch(REPO, f)
+    again = hub.served(REPO, NAME) - before
+    return kept, again - (size - kept)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-gib", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    os.environ.update(HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        size = int(args.size_gib * 1024**3)
+        source = work / NAME
+        with source.open("wb") as f:
+            f.write(b"GGUF")
+            f.truncate(size)  # sparse: costs nothing on disk, reads as zeros
+        hub = FakeHub().start()
+        hub.repo(REPO).add(NAME, source)
+        hub.repos[REPO].files[NAME].sha256()  # the server's hash, computed before timing
+        ours_t, theirs_t, growth = [], [], []
+        for i in range(args.rounds):
+            t, g = ours(hub, work)
+            ours_t.append(t)
+            growth.append(g)
+            theirs_t.append(theirs(hub, work))
+            ours_rate, theirs_rate = size / t / MiB, size / theirs_t[-1] / MiB
+            print(f"round {i + 1}: ours {ours_rate:7.1f} MiB/s   hf_hub_download {theirs_rate:7.1f} MiB/s")
+        kept, twice = kill_and_resume(hub, work, size)
+        hub.stop()
+    ratio = sorted(theirs_t)[len(theirs_t) // 2] / sorted(ours_t)[len(ours_t) // 2]
+    print(f"file {size / MiB:.0f} MiB, {args.rounds} rounds alternating")
+    print(f"throughput ratio ours/theirs (median, ours verifies sha256): {ratio:.2f}   target >= 0.9")
+    print(f"peak RSS growth during our download: {max(growth) / MiB:.1f} MiB   target < 100 MiB")
+    print(f"kill -9 at {kept / size:.0%}, resumed: {twice / MiB:.2f} MiB downloaded twice   target < 16 MiB")
+    return 0 if ratio >= 0.9 and max(growth) < 100 * MiB and twice < 16 * MiB else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
