@@ -399,40 +399,163 @@ class ProgressView:
             click.echo("\r" + self.line.render(event), err=True, nl=event.kind == "done")
 
 
+def target_options(fn: F) -> F:
+    return _apply(
+        fn,
+        [
+            click.argument("ref", required=False),
+            click.option(
+                "--quant", metavar="QUANT", help="The quant (default: the plan's pick; Q4_K_M for hf.co refs)."
+            ),
+        ],
+    )
+
+
 @cli.command()
-@click.argument("ref", required=False)
-@click.option("--quant", metavar="QUANT", help="The quant to fetch (default: the plan's pick, or Q4_K_M for hf.co).")
+@target_options
 @hardware_options
 @plan_options
+@click.option(
+    "--name", metavar="NAME", help="The Ollama model name (default: family:size-quant, e.g. qwen3:8b-q4_k_m)."
+)
+@click.option("--force", is_flag=True, help="Replace an existing Ollama model of that name.")
+@click.option("--keep-gguf", is_flag=True, help="Keep the downloaded file after Ollama has its own copy.")
+@click.option(
+    "--target",
+    "runner",
+    default="ollama",
+    show_default=True,
+    type=click.Choice(["ollama", "llama.cpp"]),
+    help="Register with Ollama, or keep the file and print the llama-server command.",
+)
+@click.option("--no-register", is_flag=True, help="Only download (into the Hugging Face cache).")
 @click.option("--offline", is_flag=True, help="Plan from the catalog only (downloads still need the Hub).")
 @click.option("--json", "as_json", is_flag=True, help="JSON result on stdout, JSON progress events on stderr.")
-def pull(ref: str | None, quant: str | None, hardware: Any, request: Any, offline: bool, as_json: bool) -> None:
-    """Download a model's GGUF file(s) from Hugging Face, verified and resumable.
+def pull(
+    ref: str | None,
+    quant: str | None,
+    hardware: Any,
+    request: Any,
+    name: str | None,
+    force: bool,
+    keep_gguf: bool,
+    runner: str,
+    no_register: bool,
+    offline: bool,
+    as_json: bool,
+) -> None:
+    """Download a model's GGUF file(s), verified and resumable, and register it with Ollama.
 
     REF is a catalog id (qwen3:8b), hf.co/ORG/REPO[:QUANT], or nothing for the plan's pick. Files land in
-    the Hugging Face cache (HF_HOME); an interrupted download resumes where it stopped.
+    the Hugging Face cache (HF_HOME) and resume where they stopped. Ollama is checked before the first byte;
+    once it has its own copy, the download is removed (--keep-gguf keeps it).
 
     \b
     Examples:
       ollama-fit pull
-      ollama-fit pull qwen3:8b
+      ollama-fit pull qwen3:8b --name my-qwen
       ollama-fit pull hf.co/bartowski/Llama-3.2-3B-Instruct-GGUF:Q6_K
+      ollama-fit pull --target llama.cpp
     """
     from ollama_fit import config, render
     from ollama_fit.fetch import Fetcher
     from ollama_fit.hub import Hub
-    from ollama_fit.pull import picker, resolve
+    from ollama_fit.ollama_adapter import Ollama
+    from ollama_fit.pull import RegisterOptions, picker, resolve
     from ollama_fit.pull import pull as run_pull
 
     hub = Hub.from_env()
-    pick = picker(lambda: report_for(hardware), request, hub_for_plans(offline))
-    target = resolve(ref or request.model, quant, hub, pick)
+    target = resolve(
+        ref or request.model, quant, hub, picker(lambda: report_for(hardware), request, hub_for_plans(offline))
+    )
     fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=ProgressView(as_json))
-    result = run_pull(target, fetcher)
+    register = runner == "ollama" and not no_register
+    options = RegisterOptions(name, force, keep_gguf, target.ctx or request.ctx or 8192)
+    result = run_pull(target, fetcher, Ollama.from_env() if register else None, options)
+    serve = None
+    if runner == "llama.cpp" and result.fetched:
+        serve = _serve_from_files(result, request, report_for(hardware))
     if as_json:
-        emit_json(result.to_dict())
+        emit_json(result.to_dict() | ({"llama_server": serve.to_dict()} if serve else {}))
+        return
+    for warning in result.registration.warnings if result.registration else ():
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo(render.render_pull(result))
+    if serve and serve.argv:
+        click.echo("Run it with llama.cpp:\n  " + serve.shell(serve.argv))
+
+
+def _serve_from_files(result: Any, request: Any, report: Any) -> Any:
+    from ollama_fit.errors import NothingFits
+    from ollama_fit.inspect_model import local_spec, runtime_for
+    from ollama_fit.llamacpp import serve_command
+    from ollama_fit.placement import Placement, place
+
+    paths = [f.path for f in result.fetched]
+    rt = runtime_for(request, report, result.target.ctx)
+    placement = place(local_spec(paths), rt, report.budget, report.hardware)
+    if not isinstance(placement, Placement):
+        raise NothingFits(
+            f"{result.target.repo} {result.target.quant.label} does not fit here",
+            hint="choose a smaller --quant or a shorter --ctx",
+        )
+    return serve_command(result.target.repo, result.target.quant.label, paths[0], rt, placement)
+
+
+@cli.command("serve-cmd")
+@target_options
+@hardware_options
+@plan_options
+@click.option("--host", "bind", default="127.0.0.1", show_default=True, help="llama-server --host.")
+@click.option("--port", default=8080, show_default=True, type=int, help="llama-server --port.")
+@click.option("--offline", is_flag=True, help="Plan from the catalog only.")
+@json_option
+def serve_cmd(
+    ref: str | None, quant: str | None, hardware: Any, request: Any, bind: str, port: int, offline: bool, as_json: bool
+) -> None:
+    """Print the llama-server command that runs the plan (or REF) exactly as planned.
+
+    \b
+    Examples:
+      ollama-fit serve-cmd
+      ollama-fit serve-cmd qwen3:8b --ctx 32k --kv-type q8_0
+      ollama-fit serve-cmd hf.co/unsloth/Qwen3-8B-GGUF:Q4_K_M --json
+    """
+    from ollama_fit import config
+    from ollama_fit.errors import NothingFits
+    from ollama_fit.fetch import Fetcher
+    from ollama_fit.hub import Hub
+    from ollama_fit.inspect_model import hub_spec, local_spec, runtime_for
+    from ollama_fit.llamacpp import serve_command
+    from ollama_fit.placement import Placement, place
+    from ollama_fit.pull import picker, resolve
+
+    report = report_for(hardware)
+    hub = Hub.from_env()
+    target = resolve(ref or request.model, quant, hub, picker(lambda: report, request, hub_for_plans(offline)))
+    cache = Fetcher(hub, config.hf_cache_dir())
+    local = [cache.cached_path(target.repo, f.path) for f in target.quant.files]
+    paths = [p for p in local if p is not None]
+    spec = local_spec(paths) if len(paths) == len(local) else hub_spec(hub, target.repo, target.quant)[0]
+    rt = runtime_for(request, report, target.ctx)
+    placement = place(spec, rt, report.budget, report.hardware)
+    if not isinstance(placement, Placement):
+        raise NothingFits(
+            f"{target.repo} {target.quant.label} does not fit here", hint="choose a smaller --quant or a shorter --ctx"
+        )
+    command = serve_command(target.repo, target.quant.label, paths[0] if paths else None, rt, placement, bind, port)
+    if as_json:
+        emit_json(command.to_dict())
+        return
+    if command.argv:
+        click.echo(command.shell(command.argv))
     else:
-        click.echo(render.render_pull(result))
+        ref_text = f"hf.co/{target.repo}:{target.quant.label}"
+        click.echo(
+            f"# not downloaded yet: `ollama-fit pull {ref_text} --target llama.cpp`, or let llama-server fetch it:",
+            err=True,
+        )
+    click.echo(command.shell(command.hf_argv))
 
 
 def main() -> None:

@@ -44,3 +44,31 @@ def state_dir() -> Path:
     from platformdirs import user_state_path
 
     return user_state_path("ollama-fit")
+
+
+DEFAULT_OLLAMA = "http://127.0.0.1:11434"
+
+
+def ollama_host() -> str:
+    """OLLAMA_HOST as the ollama client reads it: a bare host gets port 11434, http:// means 80."""
+    raw = os.environ.get("OLLAMA_HOST", "").strip()
+    if not raw:
+        return DEFAULT_OLLAMA
+    scheme, _, rest = raw.rpartition("://")
+    scheme = scheme or "http"
+    hostport = rest.split("/", 1)[0]
+    default_port = {"http": 80, "https": 443}[scheme] if "://" in raw else 11434
+    if hostport.startswith("["):  # [::1]:port
+        host, _, port = hostport[1:].partition("]")
+        port = port.lstrip(":")
+        host = f"[{host}]"
+    else:
+        host, _, port = hostport.partition(":")
+    return f"{scheme}://{host or '127.0.0.1'}:{port or default_port}"
+
+
+def ollama_models_dir() -> Path:
+    """Where a local Ollama keeps its blobs: OLLAMA_MODELS, else the user's ~/.ollama/models."""
+    if os.environ.get("OLLAMA_MODELS"):
+        return Path(os.environ["OLLAMA_MODELS"])
+    return Path.home() / ".ollama" / "models"

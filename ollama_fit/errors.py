@@ -65,6 +65,12 @@ class Busy(OllamaFitError):
     exit_code = 10
 
 
+class OllamaError(OllamaFitError):
+    """Ollama is not running, too old, refused a request, or a model name is taken."""
+
+    exit_code = 11
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected internal error (run with -v for the traceback)",
@@ -77,5 +83,6 @@ EXIT_CODES: dict[int, str] = {
     BadModelFile.exit_code: "a model file is malformed, truncated or not a GGUF, or failed its sha256 check",
     DiskSpaceError.exit_code: "not enough free disk space",
     Busy.exit_code: "another ollama-fit process is downloading the same file",
+    OllamaError.exit_code: "Ollama: not running, too old, a request refused, or the model name taken",
     130: "interrupted (Ctrl-C)",
 }

@@ -101,6 +101,29 @@ class Fetcher:
         path = self._link(repo, commit, f.path, blob, revision)
         return Fetched(f, path, downloaded, reused=False)
 
+    def cached_path(self, repo: str, path: str) -> Path | None:
+        """The snapshot path of a file already in the cache (any commit), or None."""
+        snapshots = self._repo_dir(repo) / "snapshots"
+        if not snapshots.is_dir():
+            return None
+        found = [s / path for s in snapshots.iterdir() if (s / path).exists()]
+        return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+    def forget(self, repo: str, fetched: list[Fetched]) -> int:
+        """Remove our copies once Ollama has its own (the disk would hold the model twice); bytes freed."""
+        freed = 0
+        for f in fetched:
+            blob = self._blob(repo, f.file)
+            if blob.exists():
+                freed += blob.stat().st_size
+                blob.unlink()
+            if f.path.is_symlink() or f.path.exists():
+                f.path.unlink()
+            marker = self._marker(blob)
+            if marker is not None:
+                marker.unlink(missing_ok=True)
+        return freed
+
     # ----- verification of what is already in the cache -----
     def _marker(self, blob: Path) -> Path | None:
         return self.state_dir / "verified" / blob.name if self.state_dir else None

@@ -11,7 +11,9 @@ from ollama_fit.errors import HubError
 from ollama_fit.fetch import Fetched, Fetcher
 from ollama_fit.hardware.model import ProbeReport
 from ollama_fit.hub import Hub, HubRef, QuantFiles, group_quants, select
+from ollama_fit.ollama_adapter import Ollama
 from ollama_fit.plan import PlanRequest
+from ollama_fit.register import Records, Registration, file_map, model_name, preflight, register
 
 DEFAULT_QUANT = "Q4_K_M"  # what the Hub and Ollama pick for hf.co/org/repo without a tag
 
@@ -21,6 +23,7 @@ class Target:
     repo: str
     quant: QuantFiles
     model: CatalogModel | None = None  # when it came from the catalog (or a plan)
+    ctx: int | None = None  # the plan's context, when a plan chose it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -36,27 +39,39 @@ class Target:
 class PullResult:
     target: Target
     fetched: tuple[Fetched, ...]
-
-    @property
-    def first_path(self) -> str:
-        return str(self.fetched[0].path)
+    registration: Registration | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return self.target.to_dict() | {
             "local_files": [str(f.path) for f in self.fetched],
             "downloaded_bytes": sum(f.downloaded for f in self.fetched),
             "reused": all(f.reused for f in self.fetched),
+            "registration": self.registration.to_dict() if self.registration else None,
         }
 
 
-def resolve(ref: str | None, quant: str | None, hub: Hub, pick: Callable[[str | None], tuple[str, str]]) -> Target:
+@dataclass(frozen=True)
+class RegisterOptions:
+    name: str | None = None  # default: register.model_name
+    force: bool = False
+    keep_gguf: bool = False
+    ctx: int = 8192  # pinned as num_ctx so the plan holds
+
+    def name_for(self, target: Target) -> str:
+        return self.name or model_name(target.repo, target.quant.label, target.model.id if target.model else None)
+
+
+Pick = Callable[[str | None], tuple[str, str, int]]
+
+
+def resolve(ref: str | None, quant: str | None, hub: Hub, pick: Pick) -> Target:
     """REF -> the files to fetch. No REF: the plan's pick. A catalog id (qwen3:8b): that model, at --quant or
     the best quant that fits. hf.co/org/repo[:QUANT]: that repository, Q4_K_M when no quant is named.
-    `pick(model_id or None)` runs the planner and returns its (model id, quant)."""
+    `pick(model_id or None)` runs the planner and returns its (model id, quant, context)."""
     if ref is None or "/" not in ref:
-        model_id, chosen = (ref, quant) if ref is not None and quant else pick(ref)
+        model_id, chosen, ctx = (ref, quant, None) if ref is not None and quant else pick(ref)
         model = find_model(model_id)
-        return Target(model.repo, select(group_quants(hub.list_files(model.repo)), quant or chosen), model)
+        return Target(model.repo, select(group_quants(hub.list_files(model.repo)), quant or chosen), model, ctx)
     hub_ref = HubRef.parse(ref)
     groups = group_quants(hub.list_files(hub_ref.repo))
     wanted = quant or hub_ref.quant
@@ -68,22 +83,43 @@ def resolve(ref: str | None, quant: str | None, hub: Hub, pick: Callable[[str | 
     return Target(hub_ref.repo, select(groups, wanted))
 
 
-def pull(target: Target, fetcher: Fetcher) -> PullResult:
+def pull(
+    target: Target,
+    fetcher: Fetcher,
+    ollama: Ollama | None = None,
+    options: RegisterOptions | None = None,
+    records: Records | None = None,
+) -> PullResult:
+    """Fetch, and with `ollama` register: everything that could stop the registration is checked before the
+    first byte; a model already registered from the same files is left as it is, without downloading."""
+    if ollama is None:
+        return PullResult(target, tuple(fetcher.fetch_all(target.repo, list(target.quant.files))))
+    options = options or RegisterOptions()
+    records = records or Records.load()
+    name = options.name_for(target)
+    files = file_map([(f.name, str(f.sha256)) for f in target.quant.files])
+    pre = preflight(ollama, name, files, target.quant.total_bytes, target.quant.split, options.force, records)
+    parameters = {"num_ctx": options.ctx}
+    origin = {"repo": target.repo, "quant": target.quant.label}
+    if pre.state == "same" and ollama.show(name) is not None:
+        return PullResult(target, (), Registration(name, "unchanged", files, parameters, pre.server))
     fetched = fetcher.fetch_all(target.repo, list(target.quant.files))
-    return PullResult(target, tuple(fetched))
+    registration = register(ollama, pre, name, fetched, parameters, records, origin)
+    if not options.keep_gguf:
+        registration = replace(registration, freed_bytes=fetcher.forget(target.repo, fetched))
+    return PullResult(target, tuple(fetched), registration)
 
 
-def picker(
-    report: Callable[[], ProbeReport], request: PlanRequest, hub: Hub | None
-) -> Callable[[str | None], tuple[str, str]]:
-    """The plan's (model id, quant), for the whole catalog or one model; the hardware is read only if needed."""
+def picker(report: Callable[[], ProbeReport], request: PlanRequest, hub: Hub | None) -> Pick:
+    """The plan's (model id, quant, context), for the whole catalog or one model; the hardware is read only
+    when a plan is needed."""
 
-    def pick(model_id: str | None) -> tuple[str, str]:
+    def pick(model_id: str | None) -> tuple[str, str, int]:
         from ollama_fit.catalog import catalog
         from ollama_fit.exact import exact_plan
 
         req = replace(request, model=model_id) if model_id else request
         result = exact_plan(report(), req, catalog(), hub)
-        return result.choice.model.id, result.choice.quant
+        return result.choice.model.id, result.choice.quant, result.choice.ctx
 
     return pick

@@ -275,10 +275,25 @@ class ProgressLine:
 
 def render_pull(result: Any) -> str:
     done = result.to_dict()
-    if done["reused"]:
-        verb = "already in the cache (verified)"
-    else:
-        verb = f"downloaded {human(done['downloaded_bytes'])}, sha256 verified"
-    lines = [f"{result.target.repo} {result.target.quant.label}: {verb}"]
-    lines += [f"  {path}" for path in done["local_files"]]
+    reg = result.registration
+    lines = []
+    if reg is not None and reg.status == "unchanged":
+        lines.append(f"{reg.name} is already registered from these files: nothing to do")
+    elif result.fetched:
+        if done["reused"]:
+            verb = "already in the cache (verified)"
+        else:
+            verb = f"downloaded {human(done['downloaded_bytes'])}, sha256 verified"
+        lines.append(f"{result.target.repo} {result.target.quant.label}: {verb}")
+        if reg is None or not reg.freed_bytes:
+            lines += [f"  {path}" for path in done["local_files"]]
+    if reg is not None and reg.status != "unchanged":
+        lines.append(
+            f"registered with Ollama {reg.server.version} as {reg.name} ({reg.status}), "
+            f"num_ctx {reg.parameters.get('num_ctx')}"
+        )
+        if reg.freed_bytes:
+            lines.append(f"removed the downloaded copy: {human(reg.freed_bytes)} freed (Ollama keeps its own)")
+    if reg is not None:
+        lines.append(f"run it: ollama run {reg.name}")
     return "\n".join(lines)

@@ -106,11 +106,14 @@ def test_corrupt_cached_copy_is_replaced(fake_hub, repo, tmp_path):
     assert_complete(again, repo)
 
 
-@pytest.mark.parametrize(("fault", "extra_bytes"), [
-    (Fault(drop_after=5 * MiB), 0),  # connection dropped mid-body: resume with Range
-    (Fault(short_by=3 * MiB), 0),  # announced the full length, sent less
-    (Fault(long_by=4096), 0),  # more bytes than the file has: never written
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("fault", "extra_bytes"),
+    [
+        (Fault(drop_after=5 * MiB), 0),  # connection dropped mid-body: resume with Range
+        (Fault(short_by=3 * MiB), 0),  # announced the full length, sent less
+        (Fault(long_by=4096), 0),  # more bytes than the file has: never written
+    ],
+)
 def test_broken_bodies_resume_without_downloading_twice(fake_hub, repo, tmp_path, fault, extra_bytes):
     fake_hub.fail(REPO, NAME, fault)
     fetcher, _ = make(fake_hub, tmp_path)
@@ -120,11 +123,14 @@ def test_broken_bodies_resume_without_downloading_twice(fake_hub, repo, tmp_path
     assert fake_hub.served(REPO, NAME) - before <= 24 * MiB + 1 * MiB
 
 
-@pytest.mark.parametrize(("faults", "waits"), [
-    ([Fault(status=500)], [1.0]),
-    ([Fault(status=503), Fault(status=502)], [1.0, 2.0]),
-    ([Fault(status=429, retry_after=7)], [7.0]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("faults", "waits"),
+    [
+        ([Fault(status=500)], [1.0]),
+        ([Fault(status=503), Fault(status=502)], [1.0, 2.0]),
+        ([Fault(status=429, retry_after=7)], [7.0]),
+    ],
+)
 def test_server_errors_are_retried_with_backoff(fake_hub, repo, tmp_path, faults, waits):
     fake_hub.fail(REPO, NAME, *faults)
     fetcher, slept = make(fake_hub, tmp_path)
@@ -214,7 +220,7 @@ def test_split_shards_land_in_one_folder_with_their_names(fake_hub, repo, tmp_pa
 def test_kill_mid_download_then_resume(fake_hub, repo, tmp_path):
     """kill -9 halfway through `ollama-fit pull`; the next run continues from the partial file."""
     env = os.environ | {"HF_ENDPOINT": fake_hub.endpoint, "HF_HOME": str(tmp_path / "hf"), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "ollama_fit", "pull", f"hf.co/{REPO}:Q8_0", "--json"]
+    cmd = [sys.executable, "-m", "ollama_fit", "pull", f"hf.co/{REPO}:Q8_0", "--no-register", "--json"]
     fake_hub.delay = 0.01  # ~6 MiB/s
     try:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -258,7 +264,7 @@ def test_cli_pull_of_a_split_quant_and_errors(fake_hub, repo, tmp_path, monkeypa
 
     monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    result = CliRunner().invoke(cli, ["pull", f"hf.co/{REPO}:Q4_K_M", "--json"])
+    result = CliRunner().invoke(cli, ["pull", f"hf.co/{REPO}:Q4_K_M", "--no-register", "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["quant"] == "Q4_K_M"
@@ -268,9 +274,9 @@ def test_cli_pull_of_a_split_quant_and_errors(fake_hub, repo, tmp_path, monkeypa
     ]
     for path, name in zip(doc["local_files"], doc["files"], strict=True):
         assert Path(path).read_bytes() == repo.files[name].source.read_bytes()
-    again = CliRunner().invoke(cli, ["pull", f"hf.co/{REPO}:Q4_K_M"])
+    again = CliRunner().invoke(cli, ["pull", f"hf.co/{REPO}:Q4_K_M", "--no-register"])
     assert "already in the cache" in again.stdout
-    no_default = CliRunner().invoke(cli, ["pull", "hf.co/acme/GatedFetch-GGUF"])
+    no_default = CliRunner().invoke(cli, ["pull", "hf.co/acme/GatedFetch-GGUF", "--no-register"])
     assert no_default.exit_code == 7
     assert "has no Q4_K_M" in no_default.stderr
 
@@ -288,6 +294,6 @@ def test_cli_pull_of_a_catalog_model(fake_hub, repo, tmp_path, monkeypatch):
     fake_hub.repo(model.repo).add(name, source)
     monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    result = CliRunner().invoke(cli, ["pull", "qwen3:0.6b", "--quant", "Q8_0"])
+    result = CliRunner().invoke(cli, ["pull", "qwen3:0.6b", "--quant", "Q8_0", "--no-register"])
     assert result.exit_code == 0, result.output
     assert f"{model.repo} Q8_0: downloaded 1.0 MiB, sha256 verified" in result.stdout

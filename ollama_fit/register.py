@@ -1,0 +1,208 @@
+"""Register downloaded GGUF files with Ollama: names, ownership, idempotence, cleanup, disk.
+
+Ollama keeps no note of who created a model, so ollama-fit records the models it created (name -> blob
+digests) in its state folder. A name that exists and is not in that record, or whose digests differ, is
+only replaced with --force. The same name with the same digests is a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ollama_fit import config
+from ollama_fit.errors import DiskSpaceError, InvalidInput, OllamaError
+from ollama_fit.fetch import Fetched
+from ollama_fit.ollama_adapter import Ollama, ServerInfo, canonical
+from ollama_fit.units import human
+
+_PART = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,79}$", re.IGNORECASE)
+_NAMESPACE = re.compile(r"^[a-z0-9_][a-z0-9_-]{0,79}$", re.IGNORECASE)
+
+
+def valid_name(name: str) -> bool:
+    """Ollama's rule: [namespace/]model[:tag], parts of [A-Za-z0-9_.-] (no '.' in the namespace), 80 max."""
+    path, _, tag = name.partition(":")
+    parts = path.split("/")
+    if len(parts) > 2 or (tag and not _PART.match(tag)) or not _PART.match(parts[-1]):
+        return False
+    return len(parts) == 1 or bool(_NAMESPACE.match(parts[0]))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9_.-]+", "-", text.lower()).strip("-.")[:80] or "model"
+
+
+def model_name(repo: str, quant: str, catalog_id: str | None = None) -> str:
+    """The deterministic name: catalog models as `family:size-quant` (qwen3:8b-q4_k_m, like Ollama's library),
+    other repositories as `repo:quant` without the org, its `org_` prefix or the -GGUF suffix
+    (bartowski/google_gemma-3-12b-it-GGUF at Q4_K_M -> gemma-3-12b-it:q4_k_m)."""
+    if catalog_id:
+        base, _, size = catalog_id.partition(":")
+        return f"{_slug(base)}:{_slug(f'{size}-{quant}' if size else quant)}"
+    name = repo.rsplit("/", 1)[-1]
+    name = re.sub(r"[-_.]gguf$", "", name, flags=re.IGNORECASE)
+    org = repo.split("/", 1)[0].lower()
+    if "_" in name and name.split("_", 1)[0].lower() not in ("", org):
+        name = name.split("_", 1)[1]  # bartowski's "<source org>_<model>"
+    return f"{_slug(name)}:{_slug(quant)}"
+
+
+@dataclass
+class Records:
+    """The models ollama-fit created: name -> {"files": {...}, "repo", "quant"}; written atomically."""
+
+    path: Path
+    data: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Records:
+        path = path or config.state_dir() / "registered.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        return cls(path, data if isinstance(data, dict) else {})
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        return self.data.get(canonical(name))
+
+    def put(self, name: str, entry: dict[str, Any]) -> None:
+        self.data[canonical(name)] = entry
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True))
+        os.replace(tmp, self.path)
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    status: str  # created, replaced, unchanged
+    files: dict[str, str]
+    parameters: dict[str, Any]
+    server: ServerInfo
+    warnings: tuple[str, ...] = ()
+    freed_bytes: int = 0
+    uploaded_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "files": self.files,
+            "parameters": self.parameters,
+            "server": self.server.to_dict(),
+            "warnings": list(self.warnings),
+            "freed_bytes": self.freed_bytes,
+            "uploaded_bytes": self.uploaded_bytes,
+        }
+
+
+def file_map(names_and_digests: list[tuple[str, str]]) -> dict[str, str]:
+    return {name: f"sha256:{digest}" for name, digest in names_and_digests}
+
+
+@dataclass(frozen=True)
+class Preflight:
+    server: ServerInfo
+    state: str  # absent, same, ours-different, foreign
+
+
+def preflight(
+    ollama: Ollama, name: str, files: dict[str, str], total_bytes: int, split: bool, force: bool, records: Records
+) -> Preflight:
+    """Everything that can stop a registration, checked before any download."""
+    if not valid_name(name):
+        raise InvalidInput(
+            f"{name!r} is not a valid Ollama model name",
+            hint="use letters, digits, '_', '.', '-' as [namespace/]model[:tag], 80 per part",
+        )
+    info = ollama.check()
+    if split and not info.shards:
+        raise OllamaError(
+            f"Ollama {info.version} cannot import a split GGUF (that needs Ollama 0.30 or newer)",
+            hint="update Ollama, choose a quant published as one file (--quant), or use --target llama.cpp",
+        )
+    state = _state(ollama, name, files, records)
+    if state in ("foreign", "ours-different") and not force:
+        why = "not created by ollama-fit" if state == "foreign" else "created by ollama-fit from other files"
+        raise OllamaError(
+            f"Ollama already has a model named {name} ({why})", hint="choose another --name, or --force to replace it"
+        )
+    if state != "same" and info.local:
+        _check_disk(total_bytes, info)
+    return Preflight(info, state)
+
+
+def _state(ollama: Ollama, name: str, files: dict[str, str], records: Records) -> str:
+    if canonical(name) not in {canonical(n) for n in ollama.names()}:
+        return "absent"
+    record = records.get(name)
+    if record is None:
+        return "foreign"
+    return "same" if record.get("files") == files else "ours-different"
+
+
+def _check_disk(total_bytes: int, info: ServerInfo) -> None:
+    folder = config.ollama_models_dir()
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    need = total_bytes * (2 if info.shards else 1)  # 0.30+ rewrites the model once more while validating it
+    free = shutil.disk_usage(probe).free
+    if need > free:
+        raise DiskSpaceError(
+            f"not enough disk space for Ollama's copy in {folder}: {human(need)} needed, {human(free)} free",
+            hint="free some space, or set OLLAMA_MODELS to a bigger disk",
+        )
+
+
+def register(
+    ollama: Ollama,
+    pre: Preflight,
+    name: str,
+    fetched: list[Fetched],
+    parameters: dict[str, Any],
+    records: Records,
+    origin: dict[str, str],
+) -> Registration:
+    """Upload (skipping blobs the server has), create, read back; a failed create leaves no model behind."""
+    files = file_map([(f.path.name, str(f.file.sha256)) for f in fetched])
+    if pre.state == "same" and ollama.show(name) is not None:
+        return Registration(name, "unchanged", files, parameters, pre.server)
+    uploaded = sum(ollama.upload(Path(os.path.realpath(f.path)), files[f.path.name]) for f in fetched)
+    existed = pre.state != "absent"
+    try:
+        ollama.create(name, files, parameters)
+        shown = ollama.show(name)
+        if shown is None:
+            raise OllamaError(f"Ollama reported success but does not know {name}", hint="see `ollama serve` logs")
+    except OllamaError:
+        if not existed:
+            ollama.delete(name)  # no half-registered model
+        raise
+    records.put(name, {"files": files, **origin})
+    warnings = _readback_warnings(shown, parameters, pre.server)
+    status = "replaced" if existed else "created"
+    return Registration(name, status, files, parameters, pre.server, tuple(warnings), uploaded_bytes=uploaded)
+
+
+def _readback_warnings(shown: Any, parameters: dict[str, Any], server: ServerInfo) -> list[str]:
+    warnings = []
+    template = (getattr(shown, "template", None) or "").strip()
+    if template in ("", "{{ .Prompt }}") and not server.shards:
+        warnings.append(
+            "Ollama found no chat template in the GGUF: answers may ramble or never stop; "
+            "give the model a TEMPLATE and stop words, or use Ollama 0.30+ (it reads the GGUF's own)"
+        )
+    text = getattr(shown, "parameters", None) or ""
+    ctx = parameters.get("num_ctx")
+    if ctx is not None and not re.search(rf"(?m)^num_ctx\s+{ctx}\s*$", text):
+        warnings.append(f"num_ctx {ctx} did not stick (Ollama shows: {text.strip() or 'no parameters'})")
+    return warnings
