@@ -1,8 +1,5 @@
 """ollama-fit: the best local LLM this machine can really run."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("ollama-fit")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+# The one place the version is written: pyproject.toml reads it from here (hatch's dynamic version), and
+# keeping it a literal spares every command the ~60 ms importlib.metadata costs at start-up.
+__version__ = "0.1.0"

@@ -26,6 +26,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("ollama_fit")
 
 
+def paint(text: str, color: str, err: bool = True) -> str:
+    """Color only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    import os
+
+    stream = sys.stderr if err else sys.stdout
+    if os.environ.get("NO_COLOR") or not stream.isatty():
+        return text
+    return click.style(text, fg=color, bold=True)
+
+
+def warn(message: str) -> None:
+    click.echo(f"{paint('Warning:', 'yellow')} {message}", err=True)
+
+
 class FitGroup(click.Group):
     """Maps our errors (and Ctrl-C) to a message, a hint and an exit code for every subcommand."""
 
@@ -33,7 +47,7 @@ class FitGroup(click.Group):
         try:
             return super().invoke(ctx)
         except OllamaFitError as exc:
-            click.echo(f"Error: {exc.message}", err=True)
+            click.echo(f"{paint('Error:', 'red')} {exc.message}", err=True)
             if exc.hint:
                 click.echo(f"Hint: {exc.hint}", err=True)
             ctx.exit(exc.exit_code)
@@ -237,12 +251,26 @@ def json_option(fn: F) -> F:
 
 
 def report_for(hardware: Any) -> Any:
-    from ollama_fit.hardware.probe import probe
+    from ollama_fit.hardware.probe import Probes, probe
     from ollama_fit.hardware.simulate import hardware_report
 
-    report = hardware_report(hardware, probe)
+    simulated = bool(hardware.gpus or hardware.vram)  # then only RAM and CPU are read here
+    report = hardware_report(hardware, lambda: probe(Probes(gpus=not simulated)))
     log.debug("hardware: %s", report.hardware)
     return report
+
+
+def learned(request: Any, report: Any, hardware: Any) -> Any:
+    """Plans on this machine (not simulated ones) add what real loads here taught (calibrate.py)."""
+    from dataclasses import replace
+
+    from ollama_fit import config
+    from ollama_fit.calibrate import Observations
+
+    if hardware.gpus or hardware.vram or hardware.hardware_file:
+        return request
+    correction, note = Observations.load(config.state_dir()).correction(report.hardware)
+    return replace(request, overhead_correction=correction, correction_note=note) if note else request
 
 
 def hub_for_plans(offline: bool) -> Any:
@@ -310,9 +338,10 @@ def plan(hardware: Any, request: Any, offline: bool, as_json: bool) -> None:
     from ollama_fit.catalog import catalog
     from ollama_fit.exact import exact_plan
 
-    result = exact_plan(report_for(hardware), request, catalog(), hub_for_plans(offline))
+    report = report_for(hardware)
+    result = exact_plan(report, learned(request, report, hardware), catalog(), hub_for_plans(offline))
     for warning in result.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+        warn(warning)
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -399,6 +428,30 @@ class ProgressView:
             click.echo("\r" + self.line.render(event), err=True, nl=event.kind == "done")
 
 
+def register_options(fn: F) -> F:
+    """How the model is registered (or run with llama.cpp instead)."""
+    return _apply(
+        fn,
+        [
+            click.option(
+                "--name",
+                metavar="NAME",
+                help="The Ollama model name (default: family:size-quant, e.g. qwen3:8b-q4_k_m).",
+            ),
+            click.option("--force", is_flag=True, help="Replace an existing Ollama model of that name."),
+            click.option("--keep-gguf", is_flag=True, help="Keep the downloaded file after Ollama has its own copy."),
+            click.option(
+                "--target",
+                "runner",
+                default="ollama",
+                show_default=True,
+                type=click.Choice(["ollama", "llama.cpp"]),
+                help="Register with Ollama, or keep the file and print the llama-server command.",
+            ),
+        ],
+    )
+
+
 def target_options(fn: F) -> F:
     return _apply(
         fn,
@@ -415,19 +468,7 @@ def target_options(fn: F) -> F:
 @target_options
 @hardware_options
 @plan_options
-@click.option(
-    "--name", metavar="NAME", help="The Ollama model name (default: family:size-quant, e.g. qwen3:8b-q4_k_m)."
-)
-@click.option("--force", is_flag=True, help="Replace an existing Ollama model of that name.")
-@click.option("--keep-gguf", is_flag=True, help="Keep the downloaded file after Ollama has its own copy.")
-@click.option(
-    "--target",
-    "runner",
-    default="ollama",
-    show_default=True,
-    type=click.Choice(["ollama", "llama.cpp"]),
-    help="Register with Ollama, or keep the file and print the llama-server command.",
-)
+@register_options
 @click.option("--no-register", is_flag=True, help="Only download (into the Hugging Face cache).")
 @click.option("--offline", is_flag=True, help="Plan from the catalog only (downloads still need the Hub).")
 @click.option("--json", "as_json", is_flag=True, help="JSON result on stdout, JSON progress events on stderr.")
@@ -479,7 +520,7 @@ def pull(
         emit_json(result.to_dict() | ({"llama_server": serve.to_dict()} if serve else {}))
         return
     for warning in result.registration.warnings if result.registration else ():
-        click.echo(f"Warning: {warning}", err=True)
+        warn(warning)
     click.echo(render.render_pull(result))
     if serve and serve.argv:
         click.echo("Run it with llama.cpp:\n  " + serve.shell(serve.argv))
@@ -487,12 +528,13 @@ def pull(
 
 def _serve_from_files(result: Any, request: Any, report: Any) -> Any:
     from ollama_fit.errors import NothingFits
-    from ollama_fit.inspect_model import local_spec, runtime_for
+    from ollama_fit.inspect_model import local_spec
     from ollama_fit.llamacpp import serve_command
     from ollama_fit.placement import Placement, place
+    from ollama_fit.plan import runtime
 
     paths = [f.path for f in result.fetched]
-    rt = runtime_for(request, report, result.target.ctx)
+    rt = runtime(request, report, result.target.ctx or request.ctx or 8192)
     placement = place(local_spec(paths), rt, report.budget, report.hardware)
     if not isinstance(placement, Placement):
         raise NothingFits(
@@ -525,9 +567,10 @@ def serve_cmd(
     from ollama_fit.errors import NothingFits
     from ollama_fit.fetch import Fetcher
     from ollama_fit.hub import Hub
-    from ollama_fit.inspect_model import hub_spec, local_spec, runtime_for
+    from ollama_fit.inspect_model import hub_spec, local_spec
     from ollama_fit.llamacpp import serve_command
     from ollama_fit.placement import Placement, place
+    from ollama_fit.plan import runtime
     from ollama_fit.pull import picker, resolve
 
     report = report_for(hardware)
@@ -537,7 +580,7 @@ def serve_cmd(
     local = [cache.cached_path(target.repo, f.path) for f in target.quant.files]
     paths = [p for p in local if p is not None]
     spec = local_spec(paths) if len(paths) == len(local) else hub_spec(hub, target.repo, target.quant)[0]
-    rt = runtime_for(request, report, target.ctx)
+    rt = runtime(request, report, target.ctx or request.ctx or 8192)
     placement = place(spec, rt, report.budget, report.hardware)
     if not isinstance(placement, Placement):
         raise NothingFits(
@@ -556,6 +599,182 @@ def serve_cmd(
             err=True,
         )
     click.echo(command.shell(command.hf_argv))
+
+
+@cli.command()
+@hardware_options
+@plan_options
+@click.option("-y", "--yes", is_flag=True, help="Do not ask: download and register (for scripts and provisioning).")
+@click.option("--dry-run", is_flag=True, help="Stop after showing the plan.")
+@register_options
+@click.option("--offline", is_flag=True, help="Plan from the catalog only (downloads still need the Hub).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON result on stdout; JSON progress events on stderr.")
+def auto(
+    hardware: Any,
+    request: Any,
+    yes: bool,
+    dry_run: bool,
+    name: str | None,
+    force: bool,
+    keep_gguf: bool,
+    runner: str,
+    offline: bool,
+    as_json: bool,
+) -> None:
+    """Set this machine up in one go: the best model that fits, downloaded, registered and tested.
+
+    Probes the hardware, plans, shows the plan, asks, checks Ollama and the disk, downloads (verified,
+    resumable), registers with Ollama, runs a short generation and compares what Ollama loaded with the
+    prediction (later plans here learn from it). Running it again changes nothing; after Ctrl-C it resumes.
+
+    \b
+    Examples:
+      ollama-fit auto
+      ollama-fit auto --task coding --yes
+      ollama-fit auto --dry-run --ctx 32k
+      ollama-fit auto --target llama.cpp
+    """
+    from ollama_fit import config, render
+    from ollama_fit.auto import AutoResult, execute
+    from ollama_fit.calibrate import Observations
+    from ollama_fit.catalog import catalog
+    from ollama_fit.exact import exact_plan
+    from ollama_fit.fetch import Fetcher
+    from ollama_fit.hub import Hub
+    from ollama_fit.ollama_adapter import Ollama
+    from ollama_fit.pull import RegisterOptions
+
+    report = report_for(hardware)
+    plan_result = exact_plan(report, learned(request, report, hardware), catalog(), hub_for_plans(offline))
+    for warning in plan_result.warnings:
+        warn(warning)
+    if not as_json:
+        click.echo(render.render_plan(plan_result, charset=charset()))
+        click.echo()
+
+    def finish(result: AutoResult) -> None:
+        if as_json:
+            emit_json(result.to_dict())
+        else:
+            click.echo(render.render_auto(result))
+
+    if dry_run:
+        return finish(AutoResult("dry-run", plan_result))
+    if not yes:
+        if not sys.stdin.isatty():
+            click.echo(
+                "No terminal to ask on: nothing downloaded. Run `ollama-fit auto --yes` to go ahead "
+                "(or --dry-run to only plan).",
+                err=True,
+            )
+            return finish(AutoResult("needs-confirmation", plan_result))
+        c = plan_result.choice
+        size = human_size(c.placement.memory.to_dict()["weights_bytes"])
+        if not click.confirm(f"Download {c.model.name} {c.quant} (about {size}) and set it up?", default=True):
+            click.echo("Nothing done.", err=True)
+            return None
+    hub = Hub.from_env()
+    fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=ProgressView(as_json))
+    observations = Observations.load(config.state_dir())
+    options = RegisterOptions(name, force, keep_gguf, plan_result.choice.ctx)
+    ollama = Ollama.from_env() if runner == "ollama" else None
+    result = execute(plan_result, request, hub, fetcher, ollama, options, observations)
+    for warning in result.pull.registration.warnings if result.pull and result.pull.registration else ():
+        warn(warning)
+    return finish(result)
+
+
+def human_size(n: int) -> str:
+    from ollama_fit.units import human
+
+    return human(n)
+
+
+@cli.command()
+@hardware_options
+@json_option
+def doctor(hardware: Any, as_json: bool) -> None:
+    """One screen of what works and what does not, with the fix for each problem.
+
+    Checks GPU probing (NVML, Apple, AMD), RAM and CPU, Ollama (reachable, version, what it can import),
+    free disk where downloads and Ollama's models land, and the Hugging Face Hub (reachable, token set;
+    the token itself is never shown).
+
+    \b
+    Examples:
+      ollama-fit doctor
+      ollama-fit doctor --json
+    """
+    from ollama_fit import config, render
+    from ollama_fit.doctor import disk_checks, hardware_checks, hub_checks, ollama_checks, reach_hub
+    from ollama_fit.errors import ProblemsFound
+    from ollama_fit.hub import Hub
+    from ollama_fit.ollama_adapter import Ollama
+
+    checks = hardware_checks(report_for(hardware))
+    checks += ollama_checks(Ollama.from_env())
+    checks += disk_checks({"Hugging Face cache": config.hf_cache_dir(), "Ollama models": config.ollama_models_dir()})
+    checks += hub_checks(Hub.from_env(), config.hf_token() is not None, reach_hub)
+    failed = [c for c in checks if c.status == "fail"]
+    if as_json:
+        emit_json({"ok": not failed, "checks": [c.to_dict() for c in checks]})
+    else:
+        click.echo(render.render_doctor(checks, paint))
+    if failed:
+        raise ProblemsFound(f"{len(failed)} problem(s) found", hint="; ".join(c.fix for c in failed if c.fix))
+
+
+@cli.command("list")
+@hardware_options
+@plan_options
+@click.option("--installed", is_flag=True, help="The models Ollama already has, and whether each fits here.")
+@json_option
+def list_cmd(hardware: Any, request: Any, installed: bool, as_json: bool) -> None:
+    """The catalog with the best quant of each model that fits here (or on --gpu/--vram), or --installed.
+
+    \b
+    Examples:
+      ollama-fit list
+      ollama-fit list --task coding --gpu "RTX 4070"
+      ollama-fit list --family qwen3 --json
+      ollama-fit list --installed
+    """
+    from ollama_fit import render
+    from ollama_fit.catalog import catalog
+    from ollama_fit.listing import catalog_rows, installed_rows
+
+    report = report_for(hardware)
+    if installed:
+        from ollama_fit.ollama_adapter import Ollama
+
+        rows: Any = installed_rows(Ollama.from_env(), report, request.ctx)
+        text = render.render_installed
+    else:
+        rows = catalog_rows(report, learned(request, report, hardware), catalog())
+        text = render.render_catalog
+    if as_json:
+        emit_json({"models": [r.to_dict() for r in rows]})
+    else:
+        click.echo(text(rows))
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script.
+
+    \b
+    Examples:
+      ollama-fit completion bash >> ~/.bashrc
+      ollama-fit completion zsh > ~/.zfunc/_ollama-fit
+      ollama-fit completion fish > ~/.config/fish/completions/ollama-fit.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    if cls is None:  # pragma: no cover - click ships all three
+        raise click.UsageError(f"no completion for {shell}")
+    click.echo(cls(cli, {}, "ollama-fit", "_OLLAMA_FIT_COMPLETE").source())
 
 
 def main() -> None:

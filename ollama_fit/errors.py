@@ -71,6 +71,12 @@ class OllamaError(OllamaFitError):
     exit_code = 11
 
 
+class ProblemsFound(OllamaFitError):
+    """`doctor` found something that stops ollama-fit from working."""
+
+    exit_code = 12
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected internal error (run with -v for the traceback)",
@@ -84,5 +90,6 @@ EXIT_CODES: dict[int, str] = {
     DiskSpaceError.exit_code: "not enough free disk space",
     Busy.exit_code: "another ollama-fit process is downloading the same file",
     OllamaError.exit_code: "Ollama: not running, too old, a request refused, or the model name taken",
+    ProblemsFound.exit_code: "`doctor` found a problem (each is listed with its fix)",
     130: "interrupted (Ctrl-C)",
 }

@@ -38,6 +38,7 @@ class Runtime:
     ubatch: int = 512
     parallel: int = 1  # sequences (OLLAMA_NUM_PARALLEL): each gets ctx cells
     backend: str = "cuda"  # where offloaded layers run: cuda, rocm, metal; cpu = no GPU
+    extra_overhead: int = 0  # per GPU, learned from real loads on this machine (calibrate.py)
 
     @property
     def cells(self) -> int:
@@ -232,7 +233,7 @@ def estimate(spec: ModelSpec, rt: Runtime, split: Sequence[int] | None = None) -
                 weights_bytes=weights,
                 kv_bytes=kv_bytes(spec, rt, layers) + (recurrent_bytes(spec, rt) if d == 0 else 0),
                 compute_bytes=compute_bytes(spec, rt, gpus_holding_layers=holders),
-                overhead_bytes=GPU_OVERHEAD[rt.backend],
+                overhead_bytes=GPU_OVERHEAD[rt.backend] + rt.extra_overhead,
                 layers=len(layers),
             )
         )

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from ollama_fit.catalog import CatalogModel, ExactQuant
 from ollama_fit.errors import HubError
 from ollama_fit.hardware.model import ProbeReport
-from ollama_fit.hub import Hub, QuantFiles, group_quants, select
-from ollama_fit.inspect_model import hub_spec
 from ollama_fit.plan import Plan, PlanRequest, plan
+
+if TYPE_CHECKING:  # the Hub side is imported only when a Hub is given: plan --offline starts faster
+    from ollama_fit.hub import Hub, QuantFiles
 
 MAX_ROUNDS = 4
 
@@ -25,6 +27,8 @@ class _Listings:
     cache: dict[str, list[QuantFiles]]
 
     def group(self, repo: str, quant: str) -> QuantFiles:
+        from ollama_fit.hub import group_quants, select
+
         if repo not in self.cache:
             self.cache[repo] = group_quants(self.hub.list_files(repo))
         return select(self.cache[repo], quant)
@@ -41,6 +45,8 @@ def exact_plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogMo
         choice = result.choice
         if choice.model.exact_for(choice.quant):
             break
+        from ollama_fit.inspect_model import hub_spec
+
         try:
             group = listings.group(choice.model.repo, choice.quant)
             spec, _ = hub_spec(hub, choice.model.repo, group)

@@ -182,17 +182,3 @@ def local_spec(paths: list[Path]) -> ModelSpec:
     headers = [read_local_header(p) for p in paths]
     merged = replace(headers[0], tensors=tuple(t for h in headers for t in h.tensors))
     return spec_from_header(merged, sum(p.stat().st_size for p in paths), shards=len(paths))
-
-
-def runtime_for(request: Any, report: ProbeReport, ctx: int | None) -> Runtime:
-    """A plan request's runtime on this hardware (flash attention where every GPU has it)."""
-    fa = request.flash_attn if request.flash_attn is not None else all(g.flash_attention for g in report.hardware.gpus)
-    backend = report.budget.gpus[0].backend if report.budget.gpus else "cpu"
-    return Runtime(
-        ctx=ctx or request.ctx or 8192,
-        kv_type=request.kv_type,
-        flash_attn=fa,
-        ubatch=request.ubatch,
-        parallel=request.parallel,
-        backend=backend,
-    )

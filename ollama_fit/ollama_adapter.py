@@ -174,6 +174,13 @@ class Ollama:
             if exc.status_code != 404:
                 raise OllamaError(f"Ollama could not delete {name}: {exc.error}") from exc
 
+    def models(self) -> list[tuple[str, int]]:
+        """(name, size in bytes) of every model Ollama has."""
+        try:
+            return [(str(m.model), int(m.size or 0)) for m in self.client().list().models if m.model]
+        except Exception as exc:
+            raise self._connection_error(exc) from exc
+
     def names(self) -> set[str]:
         try:
             return {m.model for m in self.client().list().models if m.model}

@@ -60,7 +60,7 @@ def _fits(est: MemoryEstimate, gpus: Sequence[DeviceBudget], host: DeviceBudget)
 
 def _greedy_split(spec: ModelSpec, rt: Runtime, gpus: Sequence[DeviceBudget], *, holders: int, full: bool) -> list[int]:
     """Layers per GPU, filling each in order; with `full`, the output layer rides with the last layer."""
-    fixed = GPU_OVERHEAD[rt.backend] + compute_bytes(spec, rt, gpus_holding_layers=holders)
+    fixed = GPU_OVERHEAD[rt.backend] + rt.extra_overhead + compute_bytes(spec, rt, gpus_holding_layers=holders)
     counts = [0] * len(gpus)
     d, used = 0, 0
     n = spec.shape.n_layer

@@ -38,6 +38,8 @@ class PlanRequest:
     parallel: int = 1
     ubatch: int = 512
     model: str | None = None  # plan only this catalog id
+    overhead_correction: int = 0  # per-GPU bytes learned from real loads here (calibrate.py)
+    correction_note: str = ""  # how it was learned, for the explanation
 
 
 def parse_ctx(text: str) -> int | None:
@@ -119,7 +121,8 @@ def source(model: CatalogModel, quant: str, weights_bytes: int) -> dict[str, Any
     }
 
 
-def _runtime(req: PlanRequest, report: ProbeReport, ctx: int) -> Runtime:
+def runtime(req: PlanRequest, report: ProbeReport, ctx: int) -> Runtime:
+    """The request's runtime on this hardware (flash attention where every GPU has it; learned overhead)."""
     gpus = report.hardware.gpus
     fa = req.flash_attn if req.flash_attn is not None else all(g.flash_attention for g in gpus)
     if req.kv_type not in KV_TYPES:
@@ -131,11 +134,17 @@ def _runtime(req: PlanRequest, report: ProbeReport, ctx: int) -> Runtime:
         )
     backend = report.budget.gpus[0].backend if report.budget.gpus else "cpu"
     return Runtime(
-        ctx=ctx, kv_type=req.kv_type, flash_attn=fa, ubatch=req.ubatch, parallel=req.parallel, backend=backend
+        ctx=ctx,
+        kv_type=req.kv_type,
+        flash_attn=fa,
+        ubatch=req.ubatch,
+        parallel=req.parallel,
+        backend=backend,
+        extra_overhead=req.overhead_correction if backend != "cpu" else 0,
     )
 
 
-def _candidates(task: Task, req: PlanRequest, models: Sequence[CatalogModel]) -> list[CatalogModel]:
+def rank_candidates(task: Task, req: PlanRequest, models: Sequence[CatalogModel]) -> list[CatalogModel]:
     chosen = [m for m in models if task.capability in m.capabilities]
     if req.family:
         chosen = [m for m in chosen if m.family == req.family.lower()]
@@ -163,7 +172,7 @@ def _fast_enough(p: Placement, req: PlanRequest) -> bool:
 
 
 @dataclass(frozen=True)
-class _Miss:
+class Miss:
     model: CatalogModel
     quant: str
     why: str
@@ -208,18 +217,18 @@ def _miss_reason(model: CatalogModel, quant: str, result: Placement | Shortfall,
     return f"fits {where} but would decode at ~{speed:.1f} tok/s, below --min-speed {req.min_speed:g}"
 
 
-def _evaluate(
+def evaluate(
     model: CatalogModel, floor: str, req: PlanRequest, report: ProbeReport
-) -> tuple[Candidate, list[str]] | _Miss | None:
+) -> tuple[Candidate, list[str]] | Miss | None:
     """A model at its floor quant: a miss (with why), or the candidate raised as far as it goes and the
     notes on the quants it could not reach; None when it offers no quant that meets the floor."""
     ladder = _ladder(model, floor)
     if not ladder:
         return None
-    rt = _runtime(req, report, _model_ctx(req, model))
+    rt = runtime(req, report, _model_ctx(req, model))
     result = _try(model, ladder[-1], rt, report)
     if not isinstance(result, Placement) or not _fast_enough(result, req):
-        return _Miss(model, ladder[-1], _miss_reason(model, ladder[-1], result, req))
+        return Miss(model, ladder[-1], _miss_reason(model, ladder[-1], result, req))
     quant, placement, notes = _upgrade(model, ladder, result, rt, report, req)
     return Candidate(model, quant, rt.ctx, placement), notes
 
@@ -229,14 +238,14 @@ def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) 
     floor, warnings = floor_for(task, req.min_quant)
     if req.parallel < 1 or req.ubatch < 1 or (req.ctx is not None and req.ctx < 256):
         raise InvalidInput("--ctx must be at least 256, --parallel and --ubatch at least 1")
-    candidates = _candidates(task, req, models)
+    candidates = rank_candidates(task, req, models)
     reasons = [f"task {task.name}: quality floor {floor} ({task.note})"]
-    misses: list[_Miss] = []
+    misses: list[Miss] = []
     chosen: Candidate | None = None
     extra: list[str] = []
     for model in candidates:
-        outcome = _evaluate(model, floor, req, report)
-        if isinstance(outcome, _Miss):
+        outcome = evaluate(model, floor, req, report)
+        if isinstance(outcome, Miss):
             misses.append(outcome)
         elif outcome is not None:
             chosen, extra = outcome
@@ -249,6 +258,8 @@ def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) 
     elif req.ctx > chosen.model.shape.context_length:
         reasons.append(f"context capped at {chosen.model.name}'s trained length, {chosen.ctx} tokens")
     reasons.extend(_explain(chosen, misses, extra, floor, req, report, task))
+    if req.correction_note and report.budget.gpus:
+        reasons.append(req.correction_note)
     alternatives = _alternatives(chosen, candidates, floor, req, report)
     if chosen.quant == "Q2_K":
         warnings.append(f"{chosen.model.name} at Q2_K: a last resort, expect clearly worse answers")
@@ -256,7 +267,7 @@ def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) 
 
 
 def _maximize_context(c: Candidate, req: PlanRequest, report: ProbeReport) -> tuple[Candidate, str]:
-    rt = _runtime(req, report, c.ctx)
+    rt = runtime(req, report, c.ctx)
     trained = c.model.shape.context_length
     best = max_context(
         c.model.spec(c.quant),
@@ -276,7 +287,7 @@ def _maximize_context(c: Candidate, req: PlanRequest, report: ProbeReport) -> tu
 
 def _explain(
     c: Candidate,
-    misses: list[_Miss],
+    misses: list[Miss],
     upgrade_notes: list[str],
     floor: str,
     req: PlanRequest,
@@ -302,11 +313,11 @@ def _explain(
     return out
 
 
-def _remedies(miss: _Miss, req: PlanRequest, report: ProbeReport, task: Task) -> list[str]:
+def _remedies(miss: Miss, req: PlanRequest, report: ProbeReport, task: Task) -> list[str]:
     """What would make the next-larger model fit: shorter context, a q8_0 KV cache, a higher macOS
     wired limit, or a smaller quant."""
     model = miss.model
-    rt = _runtime(req, report, _model_ctx(req, model))
+    rt = runtime(req, report, _model_ctx(req, model))
     spec = model.spec(miss.quant)
     tips = []
     shorter = None
@@ -346,7 +357,7 @@ def _alternatives(
     found: list[Candidate] = []
     start = candidates.index(chosen.model) + 1
     for model in candidates[start:]:
-        outcome = _evaluate(model, floor, req, report)
+        outcome = evaluate(model, floor, req, report)
         if isinstance(outcome, tuple):
             found.append(outcome[0])
         if len(found) == ALTERNATIVES:
@@ -354,7 +365,7 @@ def _alternatives(
     return tuple(found)
 
 
-def _nothing_fits(misses: list[_Miss], report: ProbeReport) -> NothingFits:
+def _nothing_fits(misses: list[Miss], report: ProbeReport) -> NothingFits:
     budget = report.budget
     where = ", ".join(f"{g.name}: {human(g.usable_bytes)}" for g in budget.gpus) or "no GPU"
     if not misses:

@@ -297,3 +297,82 @@ def render_pull(result: Any) -> str:
     if reg is not None:
         lines.append(f"run it: ollama run {reg.name}")
     return "\n".join(lines)
+
+
+# ----- auto, doctor, list -----
+
+
+def render_auto(result: Any) -> str:
+    from ollama_fit.placement import KIND_TEXT
+
+    c = result.plan.choice
+    if result.status == "dry-run":
+        return "Dry run: nothing downloaded. Run `ollama-fit auto` to set it up."
+    if result.status == "needs-confirmation":
+        return "Not confirmed: nothing downloaded."
+    lines = [render_pull(result.pull)] if result.pull else []
+    if result.status == "unchanged":
+        return "\n".join(lines)
+    smoke = result.smoke
+    if smoke is not None:
+        if smoke.answered:
+            predicted = f" (predicted ~{smoke.predicted_tps:.0f})" if smoke.predicted_tps else ""
+            lines.append(f"smoke test: answered {smoke.text[:60]!r} at {smoke.tokens_per_second:.0f} tok/s{predicted}")
+        else:
+            lines.append(f"smoke test FAILED: {smoke.error}; the model stays registered. Check:")
+            lines += [f"  - {h}" for h in smoke.hints]
+    obs = result.observation
+    if obs is not None:
+        diff = obs.observed_vram_bytes - obs.predicted_device_bytes
+        sign = "+" if diff >= 0 else "-"
+        kept = "later plans on this machine use it" if result.observation_stored else "simulated hardware: not kept"
+        lines.append(
+            f"Ollama loaded {human(obs.observed_vram_bytes)} into VRAM; predicted "
+            f"{human(obs.predicted_device_bytes)} ({sign}{human(abs(diff))}); {kept}"
+        )
+    if result.serve is not None:
+        lines.append("Run it with llama.cpp (" + KIND_TEXT[c.placement.kind] + "):")
+        lines.append("  " + result.serve.shell(result.serve.argv or result.serve.hf_argv))
+    lines.append("")
+    lines.append(f"Done: {c.model.name} {c.quant}, context {c.ctx} tokens.")
+    return "\n".join(lines)
+
+
+def render_doctor(checks: Sequence[Any], paint: Any = lambda text, color: text) -> str:
+    colors = {"ok": "green", "warn": "yellow", "fail": "red", "info": "blue"}
+    rows = []
+    for c in checks:
+        rows.append(f"  {paint(f'[{c.status:4}]', colors[c.status])} {c.area:13} {c.detail}")
+        if c.fix:
+            rows.append(f"  {'':6} {'':13} fix: {c.fix}")
+    return "\n".join(rows)
+
+
+def render_catalog(rows: Sequence[Any]) -> str:
+    from ollama_fit.placement import KIND_TEXT
+
+    table_rows = []
+    for r in rows:
+        c = r.candidate
+        if c is None:
+            why = "too slow here" if "min-speed" in r.why_not else "does not fit"
+            table_rows.append([r.model.id, r.model.family, f"{r.model.params_b:g}B", "-", why, "", ""])
+            continue
+        mem = c.placement.memory
+        need = f"GPU {human(mem.device_bytes)}" if mem.gpus else f"RAM {human(mem.host_required_bytes)}"
+        speed = f"~{c.placement.speed.tps:.0f} tok/s" if c.placement.speed else "?"
+        table_rows.append(
+            [r.model.id, r.model.family, f"{r.model.params_b:g}B", c.quant, KIND_TEXT[c.placement.kind], need, speed]
+        )
+    return table(table_rows, header=["model", "family", "params", "quant", "where", "needs", "speed"])
+
+
+def render_installed(rows: Sequence[Any]) -> str:
+    if not rows:
+        return "Ollama has no models yet: `ollama-fit auto` sets one up."
+    out = []
+    for r in rows:
+        fits = {True: "yes", False: "no", None: "?"}[r.fits]
+        need = human(r.need_bytes) if r.need_bytes is not None else "?"
+        out.append([r.name, human(r.size_bytes), str(r.ctx), need, fits, r.where])
+    return table(out, header=["name", "size", "ctx", "needs", "fits", "where"])

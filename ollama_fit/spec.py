@@ -18,24 +18,19 @@ class Tensor:
     name: str
     shape: tuple[int, ...]  # ggml order: shape[0] is the row length
     type: str  # ggml type name
+    # derived once here: the planner reads them tens of thousands of times per plan
+    n_elements: int = field(init=False, compare=False, repr=False)
+    nbytes: int = field(init=False, compare=False, repr=False)
+    layer: int | None = field(init=False, compare=False, repr=False)  # blk.N.* -> N; None for global tensors
 
-    @property
-    def n_elements(self) -> int:
+    def __post_init__(self) -> None:
         n = 1
         for d in self.shape:
             n *= d
-        return n
-
-    @property
-    def nbytes(self) -> int:
-        return GGML_TYPES[self.type].nbytes(self.n_elements)
-
-    @property
-    def layer(self) -> int | None:
-        """blk.N.* -> N; None for global tensors (token_embd, output, output_norm)."""
-        if not self.name.startswith("blk."):
-            return None
-        return int(self.name.split(".", 2)[1])
+        object.__setattr__(self, "n_elements", n)
+        object.__setattr__(self, "nbytes", GGML_TYPES[self.type].nbytes(n))
+        layer = int(self.name.split(".", 2)[1]) if self.name.startswith("blk.") else None
+        object.__setattr__(self, "layer", layer)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     commands = re.findall(r"```sh\n(.+?)\n```", setup, flags=re.DOTALL)
     assert len(commands) == 2
     install_run, install_test = commands
-    assert "ollama-fit" in install_run
+    assert install_run.endswith("ollama-fit auto")
     assert "pytest" in install_test
     assert install_test in (ROOT / ".ci/run").read_text()
 

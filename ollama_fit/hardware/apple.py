@@ -7,7 +7,6 @@ read the sysctl, and only as a last resort apply the usual default rule, labelle
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,6 +44,8 @@ class MacReader:
 
 
 def _run(cmd: list[str], timeout: float = 3) -> str | None:
+    import subprocess  # deferred: only a real Mac runs these
+
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired):

@@ -27,6 +27,7 @@ class Probes:
     system: SystemReading | None = None  # None: psutil + cgroup files
     is_apple_silicon: bool = field(default_factory=lambda: sys.platform == "darwin" and platform.machine() == "arm64")
     jetson: bool | None = None  # None: detect
+    gpus: bool = True  # False: RAM and CPU only (simulated GPUs replace the real ones anyway)
 
 
 def probe(probes: Probes | None = None) -> Hardware:
@@ -41,7 +42,9 @@ def probe(probes: Probes | None = None) -> Hardware:
     driver = cuda = None
     apple_info = None
     apple_reader = p.apple or (MacReader() if p.is_apple_silicon else None)
-    if apple_reader is not None:
+    if not p.gpus:
+        pass
+    elif apple_reader is not None:
         apple = probe_apple(apple_reader)
         notes.extend(apple.notes)
         if apple.gpu:
@@ -55,7 +58,7 @@ def probe(probes: Probes | None = None) -> Hardware:
         amd_gpus, amd_notes = probe_amd(p.sysfs_root, first_index=len(gpus))
         gpus.extend(amd_gpus)
         notes.extend(amd_notes)
-    if not gpus:
+    if not gpus and p.gpus:
         notes.append(NO_GPU_NOTE)
     return Hardware(
         gpus=tuple(gpus),

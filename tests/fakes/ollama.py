@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+HEAD = 16 << 20  # bytes of each blob kept: enough to see a GGUF header with a large tokenizer
 DIGEST = re.compile(r"^sha256[:-][0-9a-fA-F]{64}$")
 PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"
 NAME = re.compile(
@@ -47,6 +48,21 @@ class Model:
     template: str
     digest: str
     modified_at: str = "2026-11-27T00:00:00Z"
+    # the GGUF key/values /api/show returns (long arrays emptied, as the server does): Llama 3.2 1B's
+    model_info: dict[str, Any] = field(
+        default_factory=lambda: {
+            "general.architecture": "llama",
+            "llama.block_count": 16,
+            "llama.embedding_length": 2048,
+            "llama.attention.head_count": 32,
+            "llama.attention.head_count_kv": 8,
+            "llama.attention.key_length": 64,
+            "llama.attention.value_length": 64,
+            "llama.context_length": 131072,
+            "llama.vocab_size": 128256,
+            "tokenizer.ggml.tokens": [],
+        }
+    )
 
 
 @dataclass
@@ -57,6 +73,8 @@ class FakeOllama:
     requests: list[tuple[str, str]] = field(default_factory=list)
     fail_create_after: int | None = None  # send this many progress lines, then an error line
     generate_text: str = "Hello! I am ready."
+    tokens_per_second: float = 50.0  # what generate reports in eval_count / eval_duration
+    keep_head: int = HEAD  # bytes of each blob kept (tests that measure client memory keep fewer)
     loaded: dict[str, dict[str, Any]] = field(default_factory=dict)  # /api/ps: what generate loaded
 
     def __post_init__(self) -> None:
@@ -149,8 +167,8 @@ def _handler(o: FakeOllama) -> type[BaseHTTPRequestHandler]:
             size, head = 0, b""
             for chunk in self.chunks():
                 h.update(chunk)
-                if len(head) < 1 << 20:
-                    head += chunk[: (1 << 20) - len(head)]
+                if len(head) < o.keep_head:
+                    head += chunk[: o.keep_head - len(head)]
                 size += len(chunk)
             real = "sha256-" + h.hexdigest()
             with o.lock:
@@ -265,7 +283,7 @@ def _handler(o: FakeOllama) -> type[BaseHTTPRequestHandler]:
                         "parameter_size": "1B",
                         "quantization_level": "Q4_K_M",
                     },
-                    "model_info": {"general.architecture": "llama"},
+                    "model_info": model.model_info,
                     "capabilities": ["completion"],
                     "modified_at": model.modified_at,
                 },
@@ -327,7 +345,7 @@ def _handler(o: FakeOllama) -> type[BaseHTTPRequestHandler]:
                 "done": True,
                 "done_reason": "stop",
                 "eval_count": len(words),
-                "eval_duration": 200_000_000,
+                "eval_duration": int(len(words) / o.tokens_per_second * 1e9),
                 "prompt_eval_count": 5,
                 "prompt_eval_duration": 10_000_000,
                 "total_duration": 300_000_000,

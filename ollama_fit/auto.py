@@ -1,0 +1,152 @@
+"""`auto`: plan -> (confirmation, in cli.py) -> check Ollama and disk -> fetch -> register -> smoke test -> learn.
+
+One result object comes back; progress goes through the fetcher's callback. Nothing here prints or asks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ollama_fit.calibrate import Observation, Observations, observe
+from ollama_fit.errors import OllamaError
+from ollama_fit.fetch import Fetcher
+from ollama_fit.hub import Hub, group_quants, select
+from ollama_fit.llamacpp import ServeCommand, serve_command
+from ollama_fit.ollama_adapter import Ollama, canonical
+from ollama_fit.plan import Plan, PlanRequest, runtime
+from ollama_fit.pull import PullResult, RegisterOptions, Target, pull
+from ollama_fit.register import Records
+
+SMOKE_PROMPT = "Reply with a short greeting."
+SMOKE_TOKENS = 16
+
+
+@dataclass(frozen=True)
+class Smoke:
+    answered: bool
+    text: str = ""
+    tokens_per_second: float = 0.0
+    predicted_tps: float | None = None
+    error: str = ""
+    hints: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "answered": self.answered,
+            "text": self.text,
+            "tokens_per_second": round(self.tokens_per_second, 1),
+            "predicted_tps": round(self.predicted_tps, 1) if self.predicted_tps else None,
+            "error": self.error,
+            "hints": list(self.hints),
+        }
+
+
+@dataclass(frozen=True)
+class AutoResult:
+    status: str  # done, unchanged, dry-run, needs-confirmation
+    plan: Plan
+    pull: PullResult | None = None
+    smoke: Smoke | None = None
+    observation: Observation | None = None
+    observation_stored: bool = False  # only real (not simulated) machines keep what they teach
+    serve: ServeCommand | None = None
+
+    @property
+    def name(self) -> str | None:
+        reg = self.pull.registration if self.pull else None
+        return reg.name if reg else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "plan": self.plan.to_dict(),
+            "pull": self.pull.to_dict() if self.pull else None,
+            "smoke_test": self.smoke.to_dict() if self.smoke else None,
+            "observation": self.observation.to_dict() if self.observation else None,
+            "observation_stored": self.observation_stored,
+            "llama_server": self.serve.to_dict() if self.serve else None,
+            "run": f"ollama run {self.name}" if self.name else None,
+        }
+
+
+def target_of(plan: Plan, hub: Hub) -> Target:
+    c = plan.choice
+    return Target(c.model.repo, select(group_quants(hub.list_files(c.model.repo)), c.quant), c.model, c.ctx)
+
+
+def execute(
+    plan: Plan,
+    request: PlanRequest,
+    hub: Hub,
+    fetcher: Fetcher,
+    ollama: Ollama | None,
+    options: RegisterOptions,
+    observations: Observations | None = None,
+    records: Records | None = None,
+) -> AutoResult:
+    """Everything after the confirmation. With `ollama` None (llama.cpp target) the files are kept and the
+    llama-server command comes back instead of a registration."""
+    target = target_of(plan, hub)
+    if ollama is None:
+        result = pull(target, fetcher)
+        c = plan.choice
+        rt = runtime(request, plan.report, c.ctx)
+        serve = serve_command(target.repo, target.quant.label, result.fetched[0].path, rt, c.placement)
+        return AutoResult("done", plan, result, serve=serve)
+    result = pull(target, fetcher, ollama, options, records)
+    reg = result.registration
+    if reg is None or reg.status == "unchanged":
+        return AutoResult("unchanged", plan, result)
+    smoke = smoke_test(ollama, reg.name, plan)
+    observation, stored = None, False
+    # only a model wholly on the GPU(s) compares like with like: with part on the CPU, Ollama may split the
+    # layers differently from the plan
+    if smoke.answered and plan.choice.placement.kind in ("gpu", "multi-gpu"):
+        observation = learn(ollama, reg.name, plan)
+        simulated = plan.report.hardware.source != "probe"  # a simulated machine teaches nothing about this one
+        if observation and observations is not None and not simulated:
+            observations.record(plan.report.hardware, observation)
+            stored = True
+    return AutoResult("done", plan, result, smoke, observation, stored)
+
+
+def smoke_test(ollama: Ollama, name: str, plan: Plan) -> Smoke:
+    """A few tokens through Ollama; a failure is reported with what to check, and the model stays."""
+    speed = plan.choice.placement.speed
+    predicted = speed.tps if speed else None
+    try:
+        answer = ollama.generate(name, SMOKE_PROMPT, SMOKE_TOKENS)
+    except OllamaError as exc:
+        return Smoke(
+            False,
+            error=exc.message,
+            predicted_tps=predicted,
+            hints=(
+                f"try it by hand: ollama run {name}",
+                "read the server log (`journalctl -u ollama` or the terminal running `ollama serve`)",
+                "another program may hold GPU memory: check nvidia-smi / Activity Monitor",
+            ),
+        )
+    if not answer.text.strip():
+        return Smoke(
+            False,
+            error="the model answered with nothing",
+            predicted_tps=predicted,
+            hints=("the chat template may be missing: see the warnings above",),
+        )
+    return Smoke(True, answer.text.strip(), answer.tokens_per_second, predicted)
+
+
+def learn(ollama: Ollama, name: str, plan: Plan) -> Observation | None:
+    """What Ollama really loaded (/api/ps) against the prediction."""
+    try:
+        loaded = ollama.ps()
+    except OllamaError:
+        return None
+    entry = next((m for m in loaded if canonical(str(getattr(m, "model", "") or "")) == canonical(name)), None)
+    if entry is None or not getattr(entry, "size_vram", 0):
+        return None
+    c = plan.choice
+    mem = c.placement.memory
+    return observe(entry, name, c.quant, c.ctx, mem.device_bytes, len(mem.gpus))

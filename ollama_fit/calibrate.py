@@ -1,0 +1,102 @@
+"""Learning from real loads: what Ollama really allocated vs what was predicted, per machine.
+
+After a smoke test, `/api/ps` says how much of the model sits in VRAM. The difference from the prediction is
+stored (state folder, one JSON list per machine) and later plans on the same machine add the median
+difference to the per-GPU runtime overhead, bounded so one odd reading cannot make plans reckless.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ollama_fit.hardware.model import Hardware
+from ollama_fit.units import MiB, human
+
+MIN_CORRECTION = -256 * MiB  # at most this much more optimistic than the formula
+MAX_CORRECTION = 1024 * MiB
+KEEP = 20  # observations kept per machine
+
+
+@dataclass(frozen=True)
+class Observation:
+    model: str  # the Ollama name
+    quant: str
+    ctx: int
+    predicted_device_bytes: int
+    observed_vram_bytes: int
+    observed_total_bytes: int
+    gpus: int
+    time: float
+
+    @property
+    def difference(self) -> int:
+        """Per GPU: how much more (or less) than predicted the runtime took."""
+        return (self.observed_vram_bytes - self.predicted_device_bytes) // max(1, self.gpus)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"difference_bytes": self.difference}
+
+
+def machine_key(hw: Hardware) -> str:
+    """Observations belong to a machine: its GPUs (names and sizes) and driver."""
+    gpus = ",".join(f"{g.name}:{g.memory_total_bytes}" for g in hw.gpus) or "cpu"
+    return f"{gpus}|{hw.driver_version or ''}"
+
+
+@dataclass
+class Observations:
+    path: Path
+    data: dict[str, list[dict[str, Any]]]
+
+    @classmethod
+    def load(cls, state_dir: Path) -> Observations:
+        path = state_dir / "observations.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        return cls(path, data if isinstance(data, dict) else {})
+
+    def record(self, hw: Hardware, obs: Observation) -> None:
+        key = machine_key(hw)
+        self.data[key] = [*self.data.get(key, []), obs.to_dict()][-KEEP:]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2))
+        os.replace(tmp, self.path)
+
+    def correction(self, hw: Hardware) -> tuple[int, str]:
+        """The per-GPU overhead correction for this machine and the sentence that explains it."""
+        entries = self.data.get(machine_key(hw), [])
+        diffs = [int(e["difference_bytes"]) for e in entries if isinstance(e.get("difference_bytes"), int)]
+        if not diffs or not hw.gpus:
+            return 0, ""
+        raw = int(statistics.median(diffs))
+        bounded = max(MIN_CORRECTION, min(MAX_CORRECTION, raw))
+        sign = "+" if bounded >= 0 else "-"
+        note = (
+            f"runtime overhead corrected by {sign}{human(abs(bounded))} per GPU from {len(diffs)} real load(s) "
+            f"measured on this machine"
+        )
+        if bounded != raw:
+            note += f" (measured {human(raw)}, bounded)"
+        return bounded, note
+
+
+def observe(ps_entry: Any, name: str, quant: str, ctx: int, predicted: int, gpus: int) -> Observation:
+    return Observation(
+        name,
+        quant,
+        ctx,
+        predicted,
+        int(getattr(ps_entry, "size_vram", 0) or 0),
+        int(getattr(ps_entry, "size", 0) or 0),
+        gpus,
+        time.time(),
+    )

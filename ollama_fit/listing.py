@@ -1,0 +1,142 @@
+"""`list`: the catalog on this machine (the best quant of each model that fits), and `list --installed`:
+the models Ollama already has, and whether each fits here at its context."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ollama_fit.catalog import CatalogModel
+from ollama_fit.estimate import Runtime, compute_bytes, kv_bytes
+from ollama_fit.hardware.model import ProbeReport
+from ollama_fit.placement import KIND_TEXT
+from ollama_fit.plan import Candidate, Miss, PlanRequest, evaluate, rank_candidates
+from ollama_fit.spec import ModelShape, ModelSpec, Tensor
+from ollama_fit.tasks import floor_for, get_task
+
+
+@dataclass(frozen=True)
+class CatalogRow:
+    model: CatalogModel
+    candidate: Candidate | None
+    why_not: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.model.to_dict(), "fits": self.candidate is not None}
+        if self.candidate:
+            c = self.candidate
+            out |= {
+                "quant": c.quant,
+                "ctx": c.ctx,
+                "where": c.placement.kind,
+                "device_bytes": c.placement.memory.device_bytes,
+                "host_bytes": c.placement.memory.host_required_bytes,
+                "speed_tps": round(c.placement.speed.tps, 1) if c.placement.speed else None,
+            }
+        else:
+            out["why_not"] = self.why_not
+        return out
+
+
+def catalog_rows(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) -> list[CatalogRow]:
+    task = get_task(req.task)
+    floor, _ = floor_for(task, req.min_quant)
+    rows = []
+    for model in rank_candidates(task, req, models):
+        outcome = evaluate(model, floor, req, report)
+        if isinstance(outcome, tuple):
+            rows.append(CatalogRow(model, outcome[0]))
+        elif isinstance(outcome, Miss):
+            rows.append(CatalogRow(model, None, outcome.why))
+    return rows
+
+
+# ----- installed models -----
+
+
+@dataclass(frozen=True)
+class InstalledRow:
+    name: str
+    size_bytes: int
+    ctx: int
+    need_bytes: int | None  # predicted device (or RAM) bytes at ctx; None when the metadata is too thin
+    fits: bool | None
+    where: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "size_bytes": self.size_bytes,
+            "ctx": self.ctx,
+            "need_bytes": self.need_bytes,
+            "fits": self.fits,
+            "where": self.where,
+        }
+
+
+def _shape_from_info(info: dict[str, Any]) -> ModelShape | None:
+    arch = info.get("general.architecture")
+    try:
+        n_layer = int(info[f"{arch}.block_count"])
+        n_embd = int(info[f"{arch}.embedding_length"])
+        heads = info[f"{arch}.attention.head_count"]
+        n_head = max(heads) if isinstance(heads, list) else int(heads)
+    except (KeyError, TypeError, ValueError):
+        return None
+    kv = info.get(f"{arch}.attention.head_count_kv", n_head)
+    kv_heads = (
+        tuple(int(k) for k in kv)
+        if isinstance(kv, list) and kv
+        else (int(kv if not isinstance(kv, list) else n_head),) * n_layer
+    )
+    key = int(info.get(f"{arch}.attention.key_length", n_embd // max(n_head, 1)))
+    return ModelShape(
+        str(arch),
+        n_layer,
+        n_embd,
+        n_head,
+        kv_heads,
+        key,
+        int(info.get(f"{arch}.attention.value_length", key)),
+        0,
+        int(info.get(f"{arch}.vocab_size", 0) or 0),
+        int(info.get(f"{arch}.context_length", 0) or 0),
+        sliding_window=0,
+    )
+
+
+def installed_row(name: str, size: int, info: dict[str, Any], ctx: int, report: ProbeReport) -> InstalledRow:
+    """An approximate check from what Ollama shows: the blob size as weights, KV and compute from the
+    hyper-parameters in model_info (Ollama empties long arrays, so no tensor table)."""
+    shape = _shape_from_info(info)
+    if shape is None:
+        return InstalledRow(name, size, ctx, None, None, "unknown (no hyper-parameters in model_info)")
+    spec = ModelSpec(shape, (Tensor("weights", (size,), "I8"),), "installed")
+    budget = report.budget
+    backend = budget.gpus[0].backend if budget.gpus else "cpu"
+    rt = Runtime(ctx=ctx, backend=backend)
+    need = size + kv_bytes(spec, rt) + compute_bytes(spec, rt)
+    if budget.gpus:
+        from ollama_fit.estimate import GPU_OVERHEAD
+
+        need += GPU_OVERHEAD[backend]
+        best = max(g.usable_bytes for g in budget.gpus)
+        if need <= best:
+            return InstalledRow(name, size, ctx, need, True, KIND_TEXT["gpu"])
+    fits_ram = need <= budget.host.usable_bytes + sum(g.usable_bytes for g in budget.gpus)
+    return InstalledRow(
+        name, size, ctx, need, fits_ram, KIND_TEXT["partial" if budget.gpus else "cpu"] if fits_ram else "does not fit"
+    )
+
+
+def installed_rows(ollama: Any, report: ProbeReport, ctx: int | None) -> list[InstalledRow]:
+    rows = []
+    for name, size in ollama.models():
+        shown = ollama.show(name)
+        info = dict(getattr(shown, "modelinfo", None) or {}) if shown is not None else {}
+        params = str(getattr(shown, "parameters", "") or "") if shown is not None else ""
+        found = re.search(r"(?m)^num_ctx\s+(\d+)", params)
+        rows.append(installed_row(name, size, info, int(found.group(1)) if found else ctx or 4096, report))
+    return rows

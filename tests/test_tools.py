@@ -1,0 +1,139 @@
+"""doctor, list, list --installed, completion, colors, and the learning loop."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from fakes.ollama import Blob, FakeOllama, Model
+
+from ollama_fit.calibrate import MAX_CORRECTION, Observation, Observations
+from ollama_fit.catalog import catalog
+from ollama_fit.cli import cli, paint
+from ollama_fit.hardware.model import Cpu, Gpu, Hardware, ProbeReport, budget
+from ollama_fit.plan import PlanRequest, plan
+
+GiB, MiB = 1024**3, 1024**2
+
+
+@pytest.fixture
+def ollama():
+    server = FakeOllama(version="0.12.10").start()
+    yield server
+    server.stop()
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_doctor_all_good_then_problems_with_fixes(fake_hub, ollama, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
+    monkeypatch.setenv("OLLAMA_HOST", ollama.host)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path))
+    good = run("doctor", "--json")
+    assert good.exit_code == 0, good.output
+    doc = json.loads(good.stdout)
+    assert doc["ok"] is True
+    areas = {c["area"] for c in doc["checks"]}
+    assert {"CPU/RAM", "Ollama", "disk", "Hugging Face"} <= areas
+    assert any("Ollama 0.12.10" in c["detail"] for c in doc["checks"])
+    assert any(c["status"] == "warn" and "split GGUF" in c["detail"] for c in doc["checks"])
+    assert "hf_secret_value_123" not in good.stdout + good.stderr  # the token is never shown
+    assert any("HF token: set (not shown)" in c["detail"] for c in doc["checks"])
+    monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")
+    bad = run("doctor")
+    assert bad.exit_code == 12
+    assert "[fail] Ollama" in bad.stdout
+    assert "fix: start it with `ollama serve`" in bad.stdout
+
+
+def test_list_catalog_for_a_simulated_card():
+    result = run("list", "--gpu", "RTX 4090", "--task", "coding", "--json")
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)["models"]
+    assert all("coding" in r["model"]["capabilities"] for r in rows)
+    fitting = [r for r in rows if r["fits"]]
+    assert fitting
+    assert fitting[0]["model"]["id"] == "qwen3:32b"
+    assert all(r["device_bytes"] <= 23 * GiB for r in fitting if r["where"] == "gpu")
+    assert all(r["why_not"] for r in rows if not r["fits"])
+    table = run("list", "--family", "gemma3", "--vram", "8GiB").stdout
+    assert "gemma3:4b" in table
+    assert "qwen3" not in table
+
+
+def test_list_installed(ollama, monkeypatch):
+    monkeypatch.setenv("OLLAMA_HOST", ollama.host)
+    ollama.blobs["sha256-" + "2" * 64] = Blob(4 * GiB, b"GGUF")
+    ollama.models["big:latest"] = Model(
+        "big:latest", {"m.gguf": "sha256:" + "2" * 64}, {"num_ctx": 8192}, "chatml", "e" * 64
+    )
+    result = run("list", "--installed", "--vram", "8GiB", "--json")
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["models"]
+    assert row["name"] == "big:latest"
+    assert row["ctx"] == 8192
+    assert row["need_bytes"] > 4 * GiB
+    assert row["fits"] is True
+    assert run("list", "--installed", "--vram", "4GiB", "--ram", "2GiB", "--json").stdout.count('"fits": false') == 1
+
+
+def test_completion_scripts():
+    for shell in ("bash", "zsh", "fish"):
+        result = run("completion", shell)
+        assert result.exit_code == 0
+        assert "_OLLAMA_FIT_COMPLETE" in result.stdout
+
+
+def test_no_color(monkeypatch):
+    class Tty:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stderr", Tty())
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert "\x1b[" in paint("Error:", "red")
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert paint("Error:", "red") == "Error:"
+
+
+def _machine() -> Hardware:
+    gpu = Gpu(
+        0,
+        "nvidia",
+        "NVIDIA GeForce RTX 4090",
+        24 * GiB,
+        24 * GiB,
+        bandwidth_gbs=1008.0,
+        compute_capability="8.9",
+        source="nvml v2",
+    )
+    return Hardware((gpu,), 64 * GiB, 60 * GiB, Cpu("x", 8, 16), driver_version="580.1")
+
+
+def test_learning_from_real_loads_corrects_later_plans(tmp_path):
+    hw = _machine()
+    report = ProbeReport(hw, budget(hw))
+    first = plan(report, PlanRequest(), catalog())
+    predicted = first.choice.placement.memory.device_bytes
+    store = Observations.load(tmp_path)
+    assert store.correction(hw) == (0, "")
+    for extra in (300 * MiB, 320 * MiB, 280 * MiB):
+        store.record(hw, Observation("m", "Q4_K_M", 8192, predicted, predicted + extra, predicted + extra, 1, 0.0))
+    correction, note = Observations.load(tmp_path).correction(hw)
+    assert correction == 300 * MiB
+    assert "from 3 real load(s)" in note
+    second = plan(report, PlanRequest(overhead_correction=correction, correction_note=note), catalog())
+    assert second.choice.placement.memory.device_bytes == predicted + 300 * MiB
+    assert note in second.reasons
+    store.record(hw, Observation("m", "Q4_K_M", 8192, predicted, predicted + 20 * GiB, 0, 1, 0.0))
+    store.record(hw, Observation("m", "Q4_K_M", 8192, predicted, predicted + 20 * GiB, 0, 1, 0.0))
+    store.record(hw, Observation("m", "Q4_K_M", 8192, predicted, predicted + 20 * GiB, 0, 1, 0.0))
+    bounded, note = store.correction(hw)
+    assert bounded == MAX_CORRECTION  # one odd machine state cannot make plans reckless
+    assert "bounded" in note
+    other = Hardware((), 64 * GiB, 60 * GiB, Cpu("x", 8, 16))
+    assert store.correction(other) == (0, "")  # observations belong to their machine
