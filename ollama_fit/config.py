@@ -72,3 +72,12 @@ def ollama_models_dir() -> Path:
     if os.environ.get("OLLAMA_MODELS"):
         return Path(os.environ["OLLAMA_MODELS"])
     return Path.home() / ".ollama" / "models"
+
+
+def cache_dir() -> Path:
+    """Per-user cache (parsed GGUF headers); OLLAMA_FIT_CACHE_DIR overrides it."""
+    if os.environ.get("OLLAMA_FIT_CACHE_DIR"):
+        return Path(os.environ["OLLAMA_FIT_CACHE_DIR"])
+    from platformdirs import user_cache_path
+
+    return user_cache_path("ollama-fit")

@@ -10,6 +10,7 @@ from typing import Any
 from ollama_fit.estimate import Runtime
 from ollama_fit.gguf_header import GGUFHeader, TensorInfo, read_header, read_local_header, spec_from_header
 from ollama_fit.hardware.model import ProbeReport
+from ollama_fit.header_cache import HeaderCache
 from ollama_fit.hub import Hub, HubRef, QuantFiles, group_quants, select
 from ollama_fit.placement import Placement, Shortfall, place
 from ollama_fit.spec import ModelSpec
@@ -114,14 +115,21 @@ def inspect_file(path: Path, rt: Runtime, report: ProbeReport) -> Inspection:
     return Inspection(str(path), "local", spec, (quant,), header.data_offset, rt, report)
 
 
-def hub_spec(hub: Hub, repo: str, group: QuantFiles) -> tuple[ModelSpec, int]:
-    """The exact spec of one quant: every shard's header (tensor tables), hyper-parameters from the first."""
+def hub_spec(hub: Hub, repo: str, group: QuantFiles, cache: HeaderCache | None = None) -> tuple[ModelSpec, int]:
+    """The exact spec of one quant: every shard's header (tensor tables), hyper-parameters from the first.
+    Headers already read (by sha256) come from the cache; returns the spec and the bytes read remotely."""
+    from ollama_fit import config
+
+    cache = cache or HeaderCache(config.cache_dir() / "headers")
     tensors: list[TensorInfo] = []
     first: GGUFHeader | None = None
     read_total = 0
     for f in group.files:
-        header, used = read_header(partial(_range, hub, repo, f.path), f.size)
-        read_total += used
+        header = cache.get(f.sha256)
+        if header is None:
+            header, used = read_header(partial(_range, hub, repo, f.path), f.size)
+            cache.put(f.sha256, header)
+            read_total += used
         first = first or header
         tensors.extend(header.tensors)
     if first is None:

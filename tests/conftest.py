@@ -83,3 +83,4 @@ def _hf_env(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # closed port: a forgotten fake fails fast
     monkeypatch.setenv("OLLAMA_FIT_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("OLLAMA_FIT_CACHE_DIR", str(tmp_path / "cache"))

@@ -156,7 +156,7 @@ def small_header_bytes(tmp_path_factory):
     return data[: parse_header(data).data_offset]
 
 
-@settings(max_examples=1500, deadline=500, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=2500, deadline=500, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzz_mutated_headers_fail_only_with_our_error(small_header_bytes, data):
     buf = bytearray(small_header_bytes)

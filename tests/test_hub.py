@@ -148,6 +148,8 @@ def test_gated_repo_opens_with_a_token_that_is_never_shown(fake_hub, tiny_repo):
     [
         (Fault(status=429, retry_after=1), "rate-limited"),
         (Fault(status=503), "failed with 503"),
+        (Fault(status=403), "access to acme/Tiny-GGUF/Tiny-Q4_K_M.gguf denied"),
+        (Fault(status=401), "access to acme/Tiny-GGUF/Tiny-Q4_K_M.gguf denied"),
     ],
 )
 def test_server_errors(fake_hub, tiny_repo, fault, message):

@@ -109,3 +109,25 @@ def test_cli_inspect_local_file_and_errors(tmp_path, fake_hub, multi_repo, monke
     gone = CliRunner().invoke(cli, ["inspect", "hf.co/acme/Multi-GGUF:IQ1_S"])
     assert gone.exit_code == 7
     assert "available: Q8_0, Q6_K, Q4_K_M" in gone.stderr
+
+
+def test_remote_headers_are_read_once_then_cached_by_sha256(fake_hub, llama_repo, llama1b_gguf, tmp_path):
+    from ollama_fit.header_cache import HeaderCache
+    from ollama_fit.hub import group_quants
+    from ollama_fit.inspect_model import hub_spec
+
+    hub = Hub(fake_hub.endpoint)
+    (group,) = group_quants(hub.list_files("bartowski/Llama-3.2-1B-Instruct-GGUF"))
+    cache = HeaderCache(tmp_path / "headers")
+    first, read_first = hub_spec(hub, llama_repo.repo_id, group, cache)
+    before = fake_hub.served(llama_repo.repo_id, llama1b_gguf.name)
+    second, read_second = hub_spec(hub, llama_repo.repo_id, group, cache)
+    assert read_first > 0
+    assert read_second == 0
+    assert fake_hub.served(llama_repo.repo_id, llama1b_gguf.name) == before
+    assert second.tensors == first.tensors
+    assert second.shape == first.shape
+    (cache.folder / f"{group.first.sha256}.json").write_text("{broken")
+    third, read_third = hub_spec(hub, llama_repo.repo_id, group, cache)  # a damaged entry is read again
+    assert read_third > 0
+    assert third.shape == first.shape

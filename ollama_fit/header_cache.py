@@ -1,0 +1,68 @@
+"""Parsed GGUF headers kept on disk by the file's sha256, so a plan reads a remote header once, not per run.
+
+Content-addressed: the sha256 the Hub publishes names the bytes, so an entry can never go stale. A damaged
+entry is ignored (and rewritten on the next read).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ollama_fit.gguf_header import ArrayInfo, GGUFHeader, TensorInfo
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, ArrayInfo):
+        return {"__array__": [value.type, value.count]}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v) for v in value]}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and "__array__" in value:
+        return ArrayInfo(*value["__array__"])
+    if isinstance(value, dict) and "__tuple__" in value:
+        return tuple(_decode(v) for v in value["__tuple__"])
+    return value
+
+
+class HeaderCache:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _path(self, sha256: str) -> Path:
+        return self.folder / f"{sha256}.json"
+
+    def get(self, sha256: str | None) -> GGUFHeader | None:
+        if not sha256:
+            return None
+        try:
+            data = json.loads(self._path(sha256).read_text())
+            return GGUFHeader(
+                version=int(data["version"]),
+                metadata={k: _decode(v) for k, v in data["metadata"].items()},
+                tensors=tuple(TensorInfo(n, tuple(s), t, int(o)) for n, s, t, o in data["tensors"]),
+                data_offset=int(data["data_offset"]),
+                alignment=int(data["alignment"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def put(self, sha256: str | None, header: GGUFHeader) -> None:
+        if not sha256:
+            return
+        data = {
+            "version": header.version,
+            "metadata": {k: _encode(v) for k, v in header.metadata.items()},
+            "tensors": [[t.name, list(t.shape), t.type, t.offset] for t in header.tensors],
+            "data_offset": header.data_offset,
+            "alignment": header.alignment,
+        }
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self._path(sha256).with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self._path(sha256))
