@@ -11,14 +11,14 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ollama_fit.catalog import CatalogModel, ExactQuant
-from ollama_fit.errors import HubError
+from ollama_fit.errors import BadModelFile, HubError
 from ollama_fit.hardware.model import ProbeReport
 from ollama_fit.plan import Plan, PlanRequest, plan
 
 if TYPE_CHECKING:  # the Hub side is imported only when a Hub is given: plan --offline starts faster
     from ollama_fit.hub import Hub, QuantFiles
 
-MAX_ROUNDS = 4
+MAX_ROUNDS = 6
 
 
 @dataclass
@@ -26,12 +26,24 @@ class _Listings:
     hub: Hub
     cache: dict[str, list[QuantFiles]]
 
-    def group(self, repo: str, quant: str) -> QuantFiles:
-        from ollama_fit.hub import group_quants, select
+    def groups(self, repo: str) -> list[QuantFiles]:
+        from ollama_fit.hub import group_quants
 
         if repo not in self.cache:
             self.cache[repo] = group_quants(self.hub.list_files(repo))
-        return select(self.cache[repo], quant)
+        return self.cache[repo]
+
+    def group(self, repo: str, quant: str) -> QuantFiles:
+        from ollama_fit.hub import select
+
+        return select(self.groups(repo), quant)
+
+    def published(self, model: CatalogModel) -> tuple[str, ...]:
+        """The model's quants its repository really has (a BF16 where the catalog expected F16, say)."""
+        from ollama_fit.quants import quant_table
+
+        labels = {g.label.upper() for g in self.groups(model.repo)}
+        return tuple(q for q in quant_table() if q in labels)
 
 
 def exact_plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel], hub: Hub | None) -> Plan:
@@ -48,9 +60,14 @@ def exact_plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogMo
         from ollama_fit.inspect_model import hub_spec
 
         try:
+            published = listings.published(choice.model)
+            if choice.quant not in published:  # plan again with the quants that exist
+                current = [replace(m, quants=published) if m.id == choice.model.id else m for m in current]
+                result = plan(report, req, current)
+                continue
             group = listings.group(choice.model.repo, choice.quant)
             spec, _ = hub_spec(hub, choice.model.repo, group)
-        except HubError as exc:
+        except (HubError, BadModelFile) as exc:  # unreachable, or a published file that is not a sound GGUF
             return _note(result, f"memory figures from the catalog's published shapes ({exc.message})")
         found = ExactQuant(choice.quant, spec, tuple(f.path for f in group.files), group.total_bytes)
         current = [m.with_exact(found) if m.id == choice.model.id else m for m in current]

@@ -318,8 +318,8 @@ class Fetcher:
                 if response.status_code in RETRY_STATUS:
                     raise _Retry(f"HTTP {response.status_code}", _retry_after(response.headers.get("retry-after")))
                 hf_raise_for_status(response)
-                if have and response.status_code == 200:
-                    raise _Restart()  # the server ignored Range: start over rather than append the wrong bytes
+                if have and (response.status_code == 200 or _range_start(response) != have):
+                    raise _Restart()  # Range ignored or answered from elsewhere: start over, never append wrong bytes
                 last = time.monotonic()
                 for chunk in response.iter_bytes(CHUNK):
                     room = f.size - (have + received)
@@ -357,6 +357,13 @@ class _Retry(Exception):
 
 class _Restart(Exception):
     pass
+
+
+def _range_start(response: Any) -> int | None:
+    """Where a 206 body starts, from `Content-Range: bytes START-END/TOTAL`."""
+    value = response.headers.get("content-range", "")
+    head = value.removeprefix("bytes ").split("-", 1)[0]
+    return int(head) if head.isdigit() else None
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -78,3 +78,21 @@ def test_cli_plan_exact_and_offline(fake_hub, qwen_repos, monkeypatch):
     offline = json.loads(CliRunner().invoke(cli, ["plan", *ARGS, "--offline", "--json"]).stdout)
     assert offline["choice"]["exact"] is False
     assert any("Hub not consulted" in r for r in offline["reasons"])
+
+
+def test_a_quant_the_repository_does_not_publish_is_replaced(fake_hub, tmp_path):
+    """The catalog expects F16; the publisher has BF16 (same size) and Q8_0: the plan uses what exists."""
+    model = find_model("qwen3:0.6b")
+    repo = fake_hub.repo("acme/OnlyBF16-GGUF")
+    for quant in ("BF16", "Q8_0"):
+        name = f"Qwen3-0.6B-{quant}.gguf"
+        repo.add(name, write_gguf(tmp_path / name, model.shape, quant))
+    models = [replace(m, repo="acme/OnlyBF16-GGUF") if m.id == model.id else m for m in catalog()]
+    hw = simulate(Simulation(vram=("24GiB",), ram="32GiB"), lambda: HERE)
+    rep = ProbeReport(hw, budget(hw))
+    catalog_pick = exact_plan(rep, PlanRequest(model="qwen3:0.6b"), models, None).choice
+    assert catalog_pick.quant == "F16"
+    exact = exact_plan(rep, PlanRequest(model="qwen3:0.6b"), models, Hub(fake_hub.endpoint)).choice
+    assert exact.quant == "BF16"
+    assert exact.to_dict()["exact"] is True
+    assert exact.to_dict()["source"]["files"] == ["Qwen3-0.6B-BF16.gguf"]

@@ -281,7 +281,7 @@ def test_cli_pull_of_a_split_quant_and_errors(fake_hub, repo, tmp_path, monkeypa
     assert "has no Q4_K_M" in no_default.stderr
 
 
-def test_cli_pull_of_a_catalog_model(fake_hub, repo, tmp_path, monkeypatch):
+def test_cli_pull_of_a_catalog_model(fake_hub, repo, tmp_path, monkeypatch, request):
     from click.testing import CliRunner
 
     from ollama_fit.catalog import find_model
@@ -290,10 +290,18 @@ def test_cli_pull_of_a_catalog_model(fake_hub, repo, tmp_path, monkeypatch):
     model = find_model("qwen3:0.6b")
     name = model.file_for("Q8_0")
     source = tmp_path / name
-    source.write_bytes(b"GGUF" + os.urandom(MiB))
+    source.write_bytes(b"GGUF" + os.urandom(MiB))  # pull does not parse it; other tests must not see it
     fake_hub.repo(model.repo).add(name, source)
+    request.addfinalizer(lambda: fake_hub.repos[model.repo].files.pop(name, None))
     monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     result = CliRunner().invoke(cli, ["pull", "qwen3:0.6b", "--quant", "Q8_0", "--no-register"])
     assert result.exit_code == 0, result.output
     assert f"{model.repo} Q8_0: downloaded 1.0 MiB, sha256 verified" in result.stdout
+
+
+@pytest.mark.parametrize("fault", [Fault(wrong_range=True), Fault(ignore_range=True)])
+def test_a_resume_answered_from_the_wrong_offset_starts_over(fake_hub, repo, tmp_path, fault):
+    fake_hub.fail(REPO, NAME, Fault(drop_after=3 * MiB), fault)
+    fetcher, _ = make(fake_hub, tmp_path)
+    assert_complete(fetcher.fetch(REPO, listed(fake_hub)), repo)  # never appended the wrong bytes

@@ -31,6 +31,8 @@ class Fault:
     corrupt_at: int | None = None  # flip the byte at this file offset
     short_by: int | None = None  # announce the full length, send this many bytes less
     long_by: int | None = None  # send this many bytes beyond the file's published size
+    wrong_range: bool = False  # answer a Range request with 206 but from byte 0 (a broken proxy)
+    ignore_range: bool = False  # answer a Range request with 200 and the whole file
 
 
 @dataclass
@@ -261,6 +263,10 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
             start, end = 0, size - 1
             status = 200
             rng = re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("Range", ""))
+            if rng and fault.ignore_range:
+                rng = None
+            elif rng and fault.wrong_range:
+                rng = re.match(r"bytes=(\d+)-(\d*)$", "bytes=0-")
             if rng:
                 start = int(rng.group(1))
                 end = min(int(rng.group(2)), size - 1) if rng.group(2) else size - 1
