@@ -60,7 +60,8 @@ def test_a_bigger_real_file_moves_the_pick(fake_hub, qwen_repos, tmp_path):
     name = model.file_for(qwen_repos.quant)
     bloated = replace(model.shape, n_ff=model.shape.n_ff * 2)
     fake_hub.repo("acme/Bloated-GGUF").add(name, write_gguf(tmp_path / name, bloated, qwen_repos.quant))
-    models = [replace(m, repo="acme/Bloated-GGUF") if m.id == model.id else m for m in catalog()]
+    # the other models point at repositories that do not exist: their figures stay the catalog's
+    models = [replace(m, repo="acme/Bloated-GGUF" if m.id == model.id else "acme/Absent-GGUF") for m in catalog()]
     result = exact_plan(report(), request(), models, Hub(fake_hub.endpoint))
     assert (result.choice.model.id, result.choice.quant) != ("qwen3:1.7b", qwen_repos.quant)
 
