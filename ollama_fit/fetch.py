@@ -109,16 +109,19 @@ class Fetcher:
         found = [s / path for s in snapshots.iterdir() if (s / path).exists()]
         return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
-    def forget(self, repo: str, fetched: list[Fetched]) -> int:
-        """Remove our copies once Ollama has its own (the disk would hold the model twice); bytes freed."""
+    def forget(self, repo: str, files: list[HubFile]) -> int:
+        """Remove our copies once Ollama has its own (the disk would hold the model twice): the blobs, their
+        snapshot links and verification marks; returns the bytes freed."""
         freed = 0
-        for f in fetched:
-            blob = self._blob(repo, f.file)
+        snapshots = self._repo_dir(repo) / "snapshots"
+        for f in files:
+            blob = self._blob(repo, f)
             if blob.exists():
                 freed += blob.stat().st_size
                 blob.unlink()
-            if f.path.is_symlink() or f.path.exists():
-                f.path.unlink()
+            for link in snapshots.glob(f"*/{f.path}") if snapshots.is_dir() else ():
+                if link.is_symlink() or link.exists():
+                    link.unlink()
             marker = self._marker(blob)
             if marker is not None:
                 marker.unlink(missing_ok=True)

@@ -102,11 +102,14 @@ def pull(
     parameters = {"num_ctx": options.ctx}
     origin = {"repo": target.repo, "quant": target.quant.label}
     if pre.state == "same" and ollama.show(name) is not None:
-        return PullResult(target, (), Registration(name, "unchanged", files, parameters, pre.server))
+        # a copy left by an interrupted run goes too, unless it is to be kept
+        freed = 0 if options.keep_gguf else fetcher.forget(target.repo, list(target.quant.files))
+        return PullResult(target, (), Registration(name, "unchanged", files, parameters, pre.server, freed_bytes=freed))
     fetched = fetcher.fetch_all(target.repo, list(target.quant.files))
     registration = register(ollama, pre, name, fetched, parameters, records, origin)
     if not options.keep_gguf:
-        registration = replace(registration, freed_bytes=fetcher.forget(target.repo, fetched))
+        freed = fetcher.forget(target.repo, [f.file for f in fetched])
+        registration = replace(registration, freed_bytes=freed)
     return PullResult(target, tuple(fetched), registration)
 
 

@@ -74,6 +74,13 @@ class Records:
 
     def put(self, name: str, entry: dict[str, Any]) -> None:
         self.data[canonical(name)] = entry
+        self._save()
+
+    def drop(self, name: str) -> None:
+        if self.data.pop(canonical(name), None) is not None:
+            self._save()
+
+    def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True))
@@ -178,6 +185,9 @@ def register(
         return Registration(name, "unchanged", files, parameters, pre.server)
     uploaded = sum(ollama.upload(Path(os.path.realpath(f.path)), files[f.path.name]) for f in fetched)
     existed = pre.state != "absent"
+    # recorded before the create: should Ctrl-C land after Ollama wrote the model, the next run knows it is ours
+    previous = records.get(name)
+    records.put(name, {"files": files, **origin})
     try:
         ollama.create(name, files, parameters)
         shown = ollama.show(name)
@@ -186,8 +196,11 @@ def register(
     except OllamaError:
         if not existed:
             ollama.delete(name)  # no half-registered model
+        if previous is None:
+            records.drop(name)
+        else:  # the model Ollama still has is the one recorded before
+            records.put(name, previous)
         raise
-    records.put(name, {"files": files, **origin})
     warnings = _readback_warnings(shown, parameters, pre.server)
     status = "replaced" if existed else "created"
     return Registration(name, status, files, parameters, pre.server, tuple(warnings), uploaded_bytes=uploaded)

@@ -229,3 +229,29 @@ def test_serve_cmd_for_a_hub_file_and_after_pull(fake_hub, reg_repo, env):
     assert Q4 in text
     cpu = json.loads(CliRunner().invoke(cli, ["serve-cmd", f"hf.co/{REPO}:Q4_K_M", "--json"]).stdout)
     assert cpu["argv"][cpu["argv"].index("-ngl") + 1] == "0"  # this machine has no GPU
+
+
+@pytest.mark.parametrize("version", ["0.11.0", "0.12.10"])
+@pytest.mark.parametrize("after", [0, 3])
+def test_create_errors_in_both_stream_styles_leave_nothing(fake_hub, reg_repo, ollama, env, version, after):
+    """Before 0.12.6 every stream error is HTTP 200 plus an error line; later ones use the real status
+    when nothing was written yet. Either way: no model, no ownership record, and a re-run finishes."""
+    ollama.version = version
+    ollama.fail_create_after = after
+    failed = pull(f"hf.co/{REPO}:Q4_K_M")
+    assert failed.exit_code == 11
+    assert "injected failure" in failed.stderr
+    assert ollama.models == {}
+    ollama.fail_create_after = None
+    assert pull(f"hf.co/{REPO}:Q4_K_M").exit_code == 0
+    assert "reg:q4_k_m" in ollama.models
+
+
+def test_a_copy_left_by_an_interrupted_run_is_removed_on_the_next(fake_hub, reg_repo, ollama, env):
+    first = json.loads(pull(f"hf.co/{REPO}:Q4_K_M", "--keep-gguf", "--json").stdout)
+    kept = Path(first["local_files"][0])
+    assert kept.exists()
+    again = json.loads(pull(f"hf.co/{REPO}:Q4_K_M", "--json").stdout)
+    assert again["registration"]["status"] == "unchanged"
+    assert again["registration"]["freed_bytes"] == reg_repo.files[Q4].size
+    assert not kept.exists()

@@ -255,7 +255,11 @@ def _handler(o: FakeOllama) -> type[BaseHTTPRequestHandler]:
             self.reply(200, body, "application/x-ndjson")
 
         def stream_error(self, lines: list[dict[str, Any]], status: int, message: str, req: dict[str, Any]) -> None:
-            if not lines or req.get("stream") is False:  # v0.12.6+: nothing written yet -> the real status
+            if req.get("stream") is False:
+                return self.error(status, message)
+            if version_tuple(o.version) < (0, 12, 6):  # always HTTP 200; the error line carries the status
+                return self.stream([*lines, {"error": message, "status": status}], req)
+            if not lines:  # v0.12.6+: nothing written yet -> the real status
                 return self.error(status, message)
             self.stream([*lines, {"error": message}], req)
 
