@@ -83,6 +83,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
     \b
     Examples:
+      ollama-fit auto                       set this machine up with the best model that fits
       ollama-fit probe                      what this machine may use
       ollama-fit plan --task coding         the best model for coding here
       ollama-fit plan --gpu "RTX 4090"      plan for another machine
@@ -319,7 +320,7 @@ def probe(hardware: Any, list_gpus: bool, as_json: bool) -> None:
         click.echo(render.render_probe(report))
 
 
-@cli.command()
+@cli.command(short_help="Pick the largest model and quant that fit, and why.")
 @hardware_options
 @plan_options
 @click.option("--offline", is_flag=True, help="Do not read GGUF headers from the Hub: catalog figures only.")
@@ -348,7 +349,7 @@ def plan(hardware: Any, request: Any, offline: bool, as_json: bool) -> None:
         click.echo(render.render_plan(result, charset=charset()))
 
 
-@cli.command("inspect")
+@cli.command("inspect", short_help="Read a GGUF header; what each quant needs here.")
 @click.argument("ref")
 @hardware_options
 @click.option("--ctx", default="8192", show_default=True, metavar="TOKENS", help="Context length per request.")
@@ -464,7 +465,7 @@ def target_options(fn: F) -> F:
     )
 
 
-@cli.command()
+@cli.command(short_help="Download (verified, resumable) and register with Ollama.")
 @target_options
 @hardware_options
 @plan_options
@@ -544,7 +545,7 @@ def _serve_from_files(result: Any, request: Any, report: Any) -> Any:
     return serve_command(result.target.repo, result.target.quant.label, paths[0], rt, placement)
 
 
-@cli.command("serve-cmd")
+@cli.command("serve-cmd", short_help="The llama-server command for the plan.")
 @target_options
 @hardware_options
 @plan_options
@@ -601,7 +602,7 @@ def serve_cmd(
     click.echo(command.shell(command.hf_argv))
 
 
-@cli.command()
+@cli.command(short_help="Plan, download, register and test the best model that fits.")
 @hardware_options
 @plan_options
 @click.option("-y", "--yes", is_flag=True, help="Do not ask: download and register (for scripts and provisioning).")
@@ -655,8 +656,8 @@ def auto(
     def finish(result: AutoResult) -> None:
         if as_json:
             emit_json(result.to_dict())
-        else:
-            click.echo(render.render_auto(result))
+        elif text := render.render_auto(result):
+            click.echo(text)
 
     if dry_run:
         return finish(AutoResult("dry-run", plan_result))
@@ -690,7 +691,7 @@ def human_size(n: int) -> str:
     return human(n)
 
 
-@cli.command()
+@cli.command(short_help="What works and what does not, with fixes.")
 @hardware_options
 @json_option
 def doctor(hardware: Any, as_json: bool) -> None:
@@ -724,7 +725,7 @@ def doctor(hardware: Any, as_json: bool) -> None:
         raise ProblemsFound(f"{len(failed)} problem(s) found", hint="; ".join(c.fix for c in failed if c.fix))
 
 
-@cli.command("list")
+@cli.command("list", short_help="The catalog on this machine, or the installed models.")
 @hardware_options
 @plan_options
 @click.option("--installed", is_flag=True, help="The models Ollama already has, and whether each fits here.")

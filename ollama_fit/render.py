@@ -309,7 +309,7 @@ def render_auto(result: Any) -> str:
     if result.status == "dry-run":
         return "Dry run: nothing downloaded. Run `ollama-fit auto` to set it up."
     if result.status == "needs-confirmation":
-        return "Not confirmed: nothing downloaded."
+        return ""  # the reason and the way forward were said on stderr
     lines = [render_pull(result.pull)] if result.pull else []
     if result.status == "unchanged":
         return "\n".join(lines)

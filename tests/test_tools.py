@@ -137,3 +137,10 @@ def test_learning_from_real_loads_corrects_later_plans(tmp_path):
     assert "bounded" in note
     other = Hardware((), 64 * GiB, 60 * GiB, Cpu("x", 8, 16))
     assert store.correction(other) == (0, "")  # observations belong to their machine
+
+
+def test_every_command_has_help_with_examples():
+    for name in cli.commands:
+        result = run(name, "--help")
+        assert result.exit_code == 0, name
+        assert "Examples:" in result.stdout, name
