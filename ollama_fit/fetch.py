@@ -71,12 +71,19 @@ class Fetcher:
         self.preflight(repo, files)
         return [self.fetch(repo, f, revision) for f in files]
 
+    def missing_bytes(self, repo: str, files: list[HubFile]) -> int:
+        """What is still to download (partial files count as already there)."""
+        return sum(max(0, f.size - self._present(repo, f)) for f in files)
+
+    def device(self, repo: str) -> int:
+        """The filesystem the downloads land on (to add up needs shared with Ollama's folder)."""
+        return existing_parent(self._repo_dir(repo)).stat().st_dev
+
     def preflight(self, repo: str, files: list[HubFile]) -> None:
-        """Enough free disk for what is still missing (partials count as already there)?"""
-        missing = sum(max(0, f.size - self._present(repo, f)) for f in files)
+        """Enough free disk for what is still missing?"""
+        missing = self.missing_bytes(repo, files)
         folder = self._repo_dir(repo)
-        probe = folder if folder.exists() else self._existing_parent(folder)
-        free = shutil.disk_usage(probe).free
+        free = shutil.disk_usage(existing_parent(folder)).free
         if missing + DISK_MARGIN > free:
             raise DiskSpaceError(
                 f"not enough disk space in {folder}: {human(missing)} to download, {human(free)} free",
@@ -171,12 +178,6 @@ class Fetcher:
             return blob.stat().st_size
         part = self.partial(repo, f)
         return part.stat().st_size if part.exists() else 0
-
-    @staticmethod
-    def _existing_parent(path: Path) -> Path:
-        while not path.exists() and path != path.parent:
-            path = path.parent
-        return path
 
     def _commit(self, repo: str, f: HubFile, revision: str, cached: bool) -> str:
         """The commit the snapshot folder is named after: the Hub's X-Repo-Commit for this file (a HEAD through
@@ -349,6 +350,13 @@ class Fetcher:
             raise _Retry(type(exc).__name__, None) from exc
         out.flush()
         return received
+
+
+def existing_parent(path: Path) -> Path:
+    """The path itself, or its nearest ancestor that exists (free space is asked of a real folder)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 class _Retry(Exception):

@@ -98,7 +98,9 @@ def pull(
     records = records or Records.load()
     name = options.name_for(target)
     files = file_map([(f.name, str(f.sha256)) for f in target.quant.files])
-    pre = preflight(ollama, name, files, target.quant.total_bytes, target.quant.split, options.force, records)
+    files_list = list(target.quant.files)
+    download = (fetcher.missing_bytes(target.repo, files_list), fetcher.device(target.repo))
+    pre = preflight(ollama, name, files, target.quant.total_bytes, target.quant.split, options.force, records, download)
     parameters = {"num_ctx": options.ctx}
     origin = {"repo": target.repo, "quant": target.quant.label}
     if pre.state == "same" and ollama.show(name) is not None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ollama_fit import config
 from ollama_fit.errors import DiskSpaceError, InvalidInput, OllamaError
-from ollama_fit.fetch import Fetched
+from ollama_fit.fetch import Fetched, existing_parent
 from ollama_fit.ollama_adapter import Ollama, ServerInfo, canonical
 from ollama_fit.units import human
 
@@ -122,9 +122,17 @@ class Preflight:
 
 
 def preflight(
-    ollama: Ollama, name: str, files: dict[str, str], total_bytes: int, split: bool, force: bool, records: Records
+    ollama: Ollama,
+    name: str,
+    files: dict[str, str],
+    total_bytes: int,
+    split: bool,
+    force: bool,
+    records: Records,
+    download: tuple[int, int] = (0, -1),
 ) -> Preflight:
-    """Everything that can stop a registration, checked before any download."""
+    """Everything that can stop a registration, checked before any download. `download` is (bytes still to
+    download, the device they land on): on the same disk as Ollama's models both copies must fit at once."""
     if not valid_name(name):
         raise InvalidInput(
             f"{name!r} is not a valid Ollama model name",
@@ -143,7 +151,7 @@ def preflight(
             f"Ollama already has a model named {name} ({why})", hint="choose another --name, or --force to replace it"
         )
     if state != "same" and info.local:
-        _check_disk(total_bytes, info)
+        _check_disk(total_bytes, info, download)
     return Preflight(info, state)
 
 
@@ -156,17 +164,20 @@ def _state(ollama: Ollama, name: str, files: dict[str, str], records: Records) -
     return "same" if record.get("files") == files else "ours-different"
 
 
-def _check_disk(total_bytes: int, info: ServerInfo) -> None:
+def _check_disk(total_bytes: int, info: ServerInfo, download: tuple[int, int]) -> None:
     folder = config.ollama_models_dir()
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    probe = existing_parent(folder)
     need = total_bytes * (2 if info.shards else 1)  # 0.30+ rewrites the model once more while validating it
+    missing, device = download
+    shared = probe.stat().st_dev == device
+    if shared:
+        need += missing  # our download and Ollama's copy sit on this disk together until ours is removed
     free = shutil.disk_usage(probe).free
     if need > free:
+        where = " (with the download, on the same disk)" if shared and missing else ""
         raise DiskSpaceError(
-            f"not enough disk space for Ollama's copy in {folder}: {human(need)} needed, {human(free)} free",
-            hint="free some space, or set OLLAMA_MODELS to a bigger disk",
+            f"not enough disk space for Ollama's copy in {folder}{where}: {human(need)} needed, {human(free)} free",
+            hint="free some space, or set OLLAMA_MODELS (or HF_HOME) to a bigger disk",
         )
 
 

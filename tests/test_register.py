@@ -255,3 +255,22 @@ def test_a_copy_left_by_an_interrupted_run_is_removed_on_the_next(fake_hub, reg_
     assert again["registration"]["status"] == "unchanged"
     assert again["registration"]["freed_bytes"] == reg_repo.files[Q4].size
     assert not kept.exists()
+
+
+def test_disk_check_adds_the_download_when_it_shares_ollamas_disk(tmp_path, monkeypatch):
+    import shutil
+
+    from ollama_fit.errors import DiskSpaceError
+    from ollama_fit.ollama_adapter import ServerInfo
+    from ollama_fit.register import _check_disk
+
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "models"))
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=150 * MiB))
+    server = ServerInfo("http://127.0.0.1:11434", "0.12.10")
+    same = tmp_path.stat().st_dev
+    _check_disk(100 * MiB, server, (100 * MiB, same + 1))  # the download lands on another disk: fits
+    with pytest.raises(DiskSpaceError, match=r"with the download, on the same disk\): 200.0 MiB needed, 150.0 MiB"):
+        _check_disk(100 * MiB, server, (100 * MiB, same))
+    with pytest.raises(DiskSpaceError, match="200.0 MiB needed"):  # 0.30+ validates with one more copy
+        _check_disk(100 * MiB, ServerInfo("http://127.0.0.1:11434", "0.30.0"), (0, same))
