@@ -33,6 +33,7 @@ class Observation:
     observed_total_bytes: int
     gpus: int
     time: float
+    observed_ctx: int = 0  # the context Ollama runs the model with (/api/ps context_length)
 
     @property
     def difference(self) -> int:
@@ -99,4 +100,5 @@ def observe(ps_entry: Any, name: str, quant: str, ctx: int, predicted: int, gpus
         int(getattr(ps_entry, "size", 0) or 0),
         gpus,
         time.time(),
+        int(getattr(ps_entry, "context_length", 0) or 0),
     )

@@ -325,6 +325,8 @@ def render_auto(result: Any) -> str:
     if obs is not None:
         diff = obs.observed_vram_bytes - obs.predicted_device_bytes
         sign = "+" if diff >= 0 else "-"
+        if obs.observed_ctx and obs.observed_ctx != obs.ctx:
+            lines.append(f"note: Ollama runs it with a {obs.observed_ctx}-token context, not the planned {obs.ctx}")
         kept = "later plans on this machine use it" if result.observation_stored else "simulated hardware: not kept"
         lines.append(
             f"Ollama loaded {human(obs.observed_vram_bytes)} into VRAM; predicted "

@@ -96,6 +96,8 @@ def test_auto_yes_sets_up_a_model_and_a_second_run_does_nothing(fake_hub, qwen_r
     assert doc["smoke_test"]["answered"] is True
     assert doc["smoke_test"]["tokens_per_second"] > 0
     assert doc["observation"]["predicted_device_bytes"] == choice["memory"]["device_bytes"]
+    assert doc["observation"]["observed_ctx"] == 2048  # /api/ps: the context Ollama really runs it with
+    assert doc["observation_stored"] is False  # simulated hardware teaches nothing about this machine
     assert doc["run"] == f"ollama run {reg['name']}"
     model = ollama.models[reg["name"]]
     assert model.parameters == {"num_ctx": 2048}
