@@ -19,6 +19,46 @@ from ollama_fit.pull import PullResult, RegisterOptions, Target, pull
 from ollama_fit.register import Records
 
 SMOKE_PROMPT = "Reply with a short greeting."
+# Before v0.13.4 Ollama turned flash attention on by default only for these architectures
+OLLAMA_FA_ARCHS = ("gemma3", "gpt-oss", "qwen3", "qwen3moe", "qwen3vl")
+FA_AUTO = (0, 13, 4)
+
+
+def for_ollama(request: PlanRequest, ollama: Ollama) -> tuple[PlanRequest, list[str]]:
+    """Plan for what this Ollama server really does: its flash-attention default, and the server-side
+    settings (KV cache type, parallel slots) a plan cannot set through the API. Unreachable: unchanged,
+    the pre-flight says so later."""
+    from dataclasses import replace
+
+    from ollama_fit.ollama_adapter import version_tuple
+
+    try:
+        info = ollama.check()
+    except OllamaError:
+        return request, []
+    version = version_tuple(info.version)
+    warnings = []
+    if version < FA_AUTO and request.flash_attn is None:
+        note = (
+            f"Ollama {info.version} turns flash attention on only for {', '.join(OLLAMA_FA_ARCHS[:3])} and "
+            "qwen3 MoE: other models are planned without it (start Ollama with OLLAMA_FLASH_ATTENTION=1 and "
+            "pass --flash-attn on to plan with it)"
+        )
+        request = replace(request, flash_attn_archs=OLLAMA_FA_ARCHS, runtime_notes=(*request.runtime_notes, note))
+    if request.kv_type != "f16":
+        extra = " and OLLAMA_FLASH_ATTENTION=1" if version < (0, 30) else ""
+        warnings.append(
+            f"Ollama uses the KV cache type its server runs with: start `ollama serve` with "
+            f"OLLAMA_KV_CACHE_TYPE={request.kv_type}{extra}, or the planned memory does not hold"
+        )
+    if request.parallel != 1:
+        warnings.append(
+            f"Ollama serves as many requests at once as its server allows: start `ollama serve` with "
+            f"OLLAMA_NUM_PARALLEL={request.parallel}, as planned"
+        )
+    return request, warnings
+
+
 SMOKE_TOKENS = 16
 
 

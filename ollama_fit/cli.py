@@ -500,6 +500,7 @@ def pull(
       ollama-fit pull --target llama.cpp
     """
     from ollama_fit import config, render
+    from ollama_fit.auto import for_ollama
     from ollama_fit.fetch import Fetcher
     from ollama_fit.hub import Hub
     from ollama_fit.ollama_adapter import Ollama
@@ -507,11 +508,16 @@ def pull(
     from ollama_fit.pull import pull as run_pull
 
     hub = Hub.from_env()
-    target = resolve(
-        ref or request.model, quant, hub, picker(lambda: report_for(hardware), request, hub_for_plans(offline))
-    )
-    fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=ProgressView(as_json))
     register = runner == "ollama" and not no_register
+    if register:
+        request, server_warnings = for_ollama(request, Ollama.from_env())
+        for warning in server_warnings:
+            warn(warning)
+    pick = picker(
+        lambda: report_for(hardware), request, hub_for_plans(offline), lambda req, rep: learned(req, rep, hardware)
+    )
+    target = resolve(ref or request.model, quant, hub, pick)
+    fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=ProgressView(as_json))
     options = RegisterOptions(name, force, keep_gguf, target.ctx or request.ctx or 8192)
     result = run_pull(target, fetcher, Ollama.from_env() if register else None, options)
     serve = None
@@ -636,7 +642,7 @@ def auto(
       ollama-fit auto --target llama.cpp
     """
     from ollama_fit import config, render
-    from ollama_fit.auto import AutoResult, execute
+    from ollama_fit.auto import AutoResult, execute, for_ollama
     from ollama_fit.calibrate import Observations
     from ollama_fit.catalog import catalog
     from ollama_fit.exact import exact_plan
@@ -646,8 +652,12 @@ def auto(
     from ollama_fit.pull import RegisterOptions
 
     report = report_for(hardware)
+    ollama = Ollama.from_env() if runner == "ollama" else None
+    server_warnings: list[str] = []
+    if ollama is not None:
+        request, server_warnings = for_ollama(request, ollama)
     plan_result = exact_plan(report, learned(request, report, hardware), catalog(), hub_for_plans(offline))
-    for warning in plan_result.warnings:
+    for warning in (*plan_result.warnings, *server_warnings):
         warn(warning)
     if not as_json:
         click.echo(render.render_plan(plan_result, charset=charset()))
@@ -678,7 +688,6 @@ def auto(
     fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=ProgressView(as_json))
     observations = Observations.load(config.state_dir())
     options = RegisterOptions(name, force, keep_gguf, plan_result.choice.ctx)
-    ollama = Ollama.from_env() if runner == "ollama" else None
     result = execute(plan_result, request, hub, fetcher, ollama, options, observations)
     for warning in result.pull.registration.warnings if result.pull and result.pull.registration else ():
         warn(warning)

@@ -38,8 +38,10 @@ class PlanRequest:
     parallel: int = 1
     ubatch: int = 512
     model: str | None = None  # plan only this catalog id
+    flash_attn_archs: tuple[str, ...] | None = None  # runtimes that turn flash attention on only for these
     overhead_correction: int = 0  # per-GPU bytes learned from real loads here (calibrate.py)
     correction_note: str = ""  # how it was learned, for the explanation
+    runtime_notes: tuple[str, ...] = ()  # what the target runtime imposes (old Ollama and flash attention)
 
 
 def parse_ctx(text: str) -> int | None:
@@ -121,10 +123,13 @@ def source(model: CatalogModel, quant: str, weights_bytes: int) -> dict[str, Any
     }
 
 
-def runtime(req: PlanRequest, report: ProbeReport, ctx: int) -> Runtime:
-    """The request's runtime on this hardware (flash attention where every GPU has it; learned overhead)."""
+def runtime(req: PlanRequest, report: ProbeReport, ctx: int, arch: str | None = None) -> Runtime:
+    """The request's runtime on this hardware (flash attention where every GPU has it, or only for the
+    architectures the runtime turns it on for; learned overhead)."""
     gpus = report.hardware.gpus
     fa = req.flash_attn if req.flash_attn is not None else all(g.flash_attention for g in gpus)
+    if req.flash_attn is None and req.flash_attn_archs is not None and arch not in req.flash_attn_archs:
+        fa = False
     if req.kv_type not in KV_TYPES:
         raise InvalidInput(f"unknown KV cache type {req.kv_type!r}", hint=f"use one of {', '.join(KV_TYPES)}")
     if req.kv_type not in ("f16", "bf16", "f32") and not fa:
@@ -225,7 +230,7 @@ def evaluate(
     ladder = _ladder(model, floor)
     if not ladder:
         return None
-    rt = runtime(req, report, _model_ctx(req, model))
+    rt = runtime(req, report, _model_ctx(req, model), model.shape.arch)
     result = _try(model, ladder[-1], rt, report)
     if not isinstance(result, Placement) or not _fast_enough(result, req):
         return Miss(model, ladder[-1], _miss_reason(model, ladder[-1], result, req))
@@ -260,6 +265,7 @@ def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) 
     reasons.extend(_explain(chosen, misses, extra, floor, req, report, task))
     if req.correction_note and report.budget.gpus:
         reasons.append(req.correction_note)
+    reasons.extend(req.runtime_notes)
     alternatives = _alternatives(chosen, candidates, floor, req, report)
     if chosen.quant == "Q2_K":
         warnings.append(f"{chosen.model.name} at Q2_K: a last resort, expect clearly worse answers")
@@ -267,7 +273,7 @@ def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) 
 
 
 def _maximize_context(c: Candidate, req: PlanRequest, report: ProbeReport) -> tuple[Candidate, str]:
-    rt = runtime(req, report, c.ctx)
+    rt = runtime(req, report, c.ctx, c.model.shape.arch)
     trained = c.model.shape.context_length
     best = max_context(
         c.model.spec(c.quant),
@@ -317,7 +323,7 @@ def _remedies(miss: Miss, req: PlanRequest, report: ProbeReport, task: Task) -> 
     """What would make the next-larger model fit: shorter context, a q8_0 KV cache, a higher macOS
     wired limit, or a smaller quant."""
     model = miss.model
-    rt = runtime(req, report, _model_ctx(req, model))
+    rt = runtime(req, report, _model_ctx(req, model), model.shape.arch)
     spec = model.spec(miss.quant)
     tips = []
     shorter = None

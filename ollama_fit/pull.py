@@ -115,16 +115,22 @@ def pull(
     return PullResult(target, tuple(fetched), registration)
 
 
-def picker(report: Callable[[], ProbeReport], request: PlanRequest, hub: Hub | None) -> Pick:
+def picker(
+    report: Callable[[], ProbeReport],
+    request: PlanRequest,
+    hub: Hub | None,
+    adjust: Callable[[PlanRequest, ProbeReport], PlanRequest] = lambda req, rep: req,
+) -> Pick:
     """The plan's (model id, quant, context), for the whole catalog or one model; the hardware is read only
-    when a plan is needed."""
+    when a plan is needed, and `adjust` adds what this machine learned (cli.learned)."""
 
     def pick(model_id: str | None) -> tuple[str, str, int]:
         from ollama_fit.catalog import catalog
         from ollama_fit.exact import exact_plan
 
-        req = replace(request, model=model_id) if model_id else request
-        result = exact_plan(report(), req, catalog(), hub)
+        rep = report()
+        req = adjust(replace(request, model=model_id) if model_id else request, rep)
+        result = exact_plan(rep, req, catalog(), hub)
         return result.choice.model.id, result.choice.quant, result.choice.ctx
 
     return pick

@@ -144,3 +144,31 @@ def test_every_command_has_help_with_examples():
         result = run(name, "--help")
         assert result.exit_code == 0, name
         assert "Examples:" in result.stdout, name
+
+
+def test_plans_follow_what_the_ollama_server_really_does(ollama):
+    from ollama_fit.auto import OLLAMA_FA_ARCHS, for_ollama
+    from ollama_fit.ollama_adapter import Ollama
+
+    client = Ollama(ollama.host)
+    old, warnings = for_ollama(PlanRequest(kv_type="q8_0", parallel=2), client)  # 0.12.10: before FA auto
+    assert old.flash_attn_archs == OLLAMA_FA_ARCHS
+    assert any("OLLAMA_KV_CACHE_TYPE=q8_0 and OLLAMA_FLASH_ATTENTION=1" in w for w in warnings)
+    assert any("OLLAMA_NUM_PARALLEL=2" in w for w in warnings)
+    hw = _machine()
+    report = ProbeReport(hw, budget(hw))
+    llama = plan(report, PlanRequest(model="llama3.1:8b", flash_attn_archs=OLLAMA_FA_ARCHS), catalog())
+    auto_fa = plan(report, PlanRequest(model="llama3.1:8b"), catalog())
+    assert (
+        llama.choice.placement.memory.to_dict()["compute_bytes"]
+        > auto_fa.choice.placement.memory.to_dict()["compute_bytes"]
+    )  # planned without flash attention: the KQ matrix grows with the context
+    qwen = plan(report, PlanRequest(model="qwen3:8b", flash_attn_archs=OLLAMA_FA_ARCHS), catalog())
+    same = plan(report, PlanRequest(model="qwen3:8b"), catalog())
+    assert qwen.choice.placement.memory.device_bytes == same.choice.placement.memory.device_bytes
+    ollama.version = "0.30.1"
+    new, warnings = for_ollama(PlanRequest(), client)
+    assert new.flash_attn_archs is None
+    assert warnings == []
+    down, warnings = for_ollama(PlanRequest(), Ollama("http://127.0.0.1:9"))
+    assert down == PlanRequest()  # unreachable: the pre-flight reports it later
