@@ -38,7 +38,7 @@ def for_ollama(request: PlanRequest, ollama: Ollama) -> tuple[PlanRequest, list[
         return request, []
     version = version_tuple(info.version)
     warnings = []
-    if version < FA_AUTO and request.flash_attn is None:
+    if version < FA_AUTO and request.flash_attn is None and request.kv_type == "f16":
         note = (
             f"Ollama {info.version} turns flash attention on only for {', '.join(OLLAMA_FA_ARCHS[:3])} and "
             "qwen3 MoE: other models are planned without it (start Ollama with OLLAMA_FLASH_ATTENTION=1 and "
@@ -144,8 +144,7 @@ def execute(
     # layers differently from the plan
     if smoke.answered and plan.choice.placement.kind in ("gpu", "multi-gpu"):
         observation = learn(ollama, reg.name, plan)
-        simulated = plan.report.hardware.source != "probe"  # a simulated machine teaches nothing about this one
-        if observation and observations is not None and not simulated:
+        if observation and observations is not None and not plan.report.hardware.simulated:
             observations.record(plan.report.hardware, observation)
             stored = True
     return AutoResult("done", plan, result, smoke, observation, stored)

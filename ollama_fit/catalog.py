@@ -169,7 +169,3 @@ def find_model(model_id: str) -> CatalogModel:
         if m.id == model_id.lower():
             return m
     raise InvalidInput(f"unknown model {model_id!r}", hint="`ollama-fit list` shows the catalog")
-
-
-def families() -> tuple[str, ...]:
-    return tuple(dict.fromkeys(m.family for m in catalog()))

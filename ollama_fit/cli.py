@@ -268,7 +268,7 @@ def learned(request: Any, report: Any, hardware: Any) -> Any:
     from ollama_fit import config
     from ollama_fit.calibrate import Observations
 
-    if hardware.gpus or hardware.vram or hardware.hardware_file:
+    if report.hardware.simulated:
         return request
     correction, note = Observations.load(config.state_dir()).correction(report.hardware)
     return replace(request, overhead_correction=correction, correction_note=note) if note else request
@@ -650,6 +650,7 @@ def auto(
     from ollama_fit.hub import Hub
     from ollama_fit.ollama_adapter import Ollama
     from ollama_fit.pull import RegisterOptions
+    from ollama_fit.units import human
 
     report = report_for(hardware)
     ollama = Ollama.from_env() if runner == "ollama" else None
@@ -680,7 +681,7 @@ def auto(
             )
             return finish(AutoResult("needs-confirmation", plan_result))
         c = plan_result.choice
-        size = human_size(c.placement.memory.to_dict()["weights_bytes"])
+        size = human(c.placement.memory.weights_bytes)
         if not click.confirm(f"Download {c.model.name} {c.quant} (about {size}) and set it up?", default=True):
             click.echo("Nothing done.", err=True)
             return None
@@ -692,12 +693,6 @@ def auto(
     for warning in result.pull.registration.warnings if result.pull and result.pull.registration else ():
         warn(warning)
     return finish(result)
-
-
-def human_size(n: int) -> str:
-    from ollama_fit.units import human
-
-    return human(n)
 
 
 @cli.command(short_help="What works and what does not, with fixes.")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ollama_fit.errors import OllamaFitError
+from ollama_fit.fetch import existing_parent
 from ollama_fit.hardware.model import ProbeReport
 from ollama_fit.hub import Hub
 from ollama_fit.ollama_adapter import Ollama
@@ -85,10 +86,7 @@ def ollama_checks(ollama: Ollama) -> list[Check]:
 def disk_checks(folders: dict[str, Path]) -> list[Check]:
     out = []
     for what, folder in folders.items():
-        probe = folder
-        while not probe.exists() and probe != probe.parent:
-            probe = probe.parent
-        free = shutil.disk_usage(probe).free
+        free = shutil.disk_usage(existing_parent(folder)).free
         status = "ok" if free >= LOW_DISK else "warn"
         fix = "" if status == "ok" else f"free some space or move {what} to a bigger disk"
         out.append(Check("disk", status, f"{what}: {folder} ({human(free)} free)", fix))

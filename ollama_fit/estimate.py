@@ -103,6 +103,10 @@ class MemoryEstimate:
         return sum(getattr(d, attr) for d in (*self.gpus, self.host))
 
     @property
+    def weights_bytes(self) -> int:
+        return self._sum("weights_bytes")
+
+    @property
     def full_offload(self) -> bool:
         return bool(self.gpus) and self.gpu_layers == self.n_layer
 
@@ -111,7 +115,7 @@ class MemoryEstimate:
             "device_bytes": self.device_bytes,
             "host_bytes": self.host_bytes,
             "host_required_bytes": self.host_required_bytes,
-            "weights_bytes": self._sum("weights_bytes"),
+            "weights_bytes": self.weights_bytes,
             "kv_bytes": self._sum("kv_bytes"),
             "compute_bytes": self._sum("compute_bytes"),
             "overhead_bytes": self._sum("overhead_bytes"),

@@ -432,19 +432,3 @@ class _Hasher:
     def hexdigest(self) -> str:
         self._finish()
         return self._hash.hexdigest()
-
-
-def describe(fetched: list[Fetched]) -> dict[str, Any]:
-    return {
-        "files": [
-            {
-                "path": f.file.path,
-                "local_path": str(f.path),
-                "bytes": f.file.size,
-                "sha256": f.file.sha256,
-                "downloaded_bytes": f.downloaded,
-                "reused": f.reused,
-            }
-            for f in fetched
-        ],
-    }

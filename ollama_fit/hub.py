@@ -285,7 +285,3 @@ def _status_error(status: int, where: str) -> HubError:
     if status >= 500:
         return HubError(f"Hugging Face failed with {status} for {where}", hint="try again later")
     return HubError(f"Hugging Face answered {status} for {where}", hint="check the repository and file name")
-
-
-def describe(groups: list[QuantFiles]) -> list[dict[str, Any]]:
-    return [{"quant": g.label, "files": [f.path for f in g.files], "bytes": g.total_bytes} for g in groups]

@@ -163,18 +163,17 @@ def inspect_hub(ref: HubRef, hub: Hub, rt: Runtime, report: ProbeReport) -> Insp
 def inspect_runtime(
     report: ProbeReport, ctx: str, kv_type: str, flash_attn: str, ubatch: int, parallel: int, backend: str
 ) -> Runtime:
-    """The inspect options as a Runtime; flash attention and the backend default to what the hardware has."""
+    """The inspect options as the planner's Runtime; --backend overrides where offloaded layers run."""
     from ollama_fit.errors import InvalidInput
-    from ollama_fit.plan import parse_ctx
+    from ollama_fit.plan import PlanRequest, parse_ctx, runtime
 
     tokens = parse_ctx(ctx)
     if tokens is None or tokens < 256 or ubatch < 1 or parallel < 1:
         raise InvalidInput("--ctx must be at least 256 tokens; --ubatch and --parallel at least 1")
-    fa = all(g.flash_attention for g in report.hardware.gpus) if flash_attn == "auto" else flash_attn == "on"
-    if kv_type != "f16" and not fa:
-        raise InvalidInput(f"a {kv_type} KV cache needs flash attention", hint="drop --flash-attn off")
-    chosen = backend if backend != "auto" else (report.budget.gpus[0].backend if report.budget.gpus else "cpu")
-    return Runtime(ctx=tokens, kv_type=kv_type, flash_attn=fa, ubatch=ubatch, parallel=parallel, backend=chosen)
+    fa = None if flash_attn == "auto" else flash_attn == "on"
+    request = PlanRequest(ctx=tokens, kv_type=kv_type, flash_attn=fa, ubatch=ubatch, parallel=parallel)
+    rt = runtime(request, report, tokens)
+    return rt if backend == "auto" else replace(rt, backend=backend, extra_overhead=0)
 
 
 def inspect_ref(ref: str, rt: Runtime, report: ProbeReport) -> Inspection:

@@ -78,10 +78,7 @@ def _greedy_split(spec: ModelSpec, rt: Runtime, gpus: Sequence[DeviceBudget], *,
 
 
 def _speed(spec: ModelSpec, hw: Hardware, est: MemoryEstimate, indices: Sequence[int]) -> Speed | None:
-    layer_total = sum(spec.layer_bytes) or 1
-    expert = sum(t.nbytes for t in spec.tensors if "_exps" in t.name)
-    unused = expert * (1 - spec.shape.n_expert_used / spec.shape.n_expert) if spec.shape.n_expert else 0
-    ratio = (layer_total - unused) / layer_total  # share of layer bytes read per token
+    ratio = spec.layer_read_ratio
     by_index = {g.index: g for g in hw.gpus}
     parts: list[tuple[int, int, float | None]] = []
     start = 0

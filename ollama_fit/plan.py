@@ -74,7 +74,7 @@ class Candidate:
             "speed_tps": round(speed.tps, 1) if speed else None,
             "speed": speed.to_dict() if speed else None,
             "quality": {"loss": q.quality_loss, "ppl_increase": q.ppl_increase, "source": q.source},
-            "source": source(self.model, self.quant, self.placement.memory.to_dict()["weights_bytes"]),
+            "source": source(self.model, self.quant, self.placement.memory.weights_bytes),
             "exact": self.model.exact_for(self.quant) is not None,
         }
 

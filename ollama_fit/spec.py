@@ -95,12 +95,14 @@ class ModelSpec:
         return self.params - expert + expert * self.shape.n_expert_used // self.shape.n_expert
 
     @cached_property
-    def active_bytes(self) -> int:
+    def layer_read_ratio(self) -> float:
+        """Share of the repeating layers' bytes a token reads: all of it, less the experts it does not route to."""
+        total = sum(self.layer_bytes) or 1
         if not self.shape.n_expert:
-            return self.weights_bytes - self.token_embd_bytes  # the input layer is a lookup, not read
+            return 1.0
         expert = sum(t.nbytes for t in self.tensors if "_exps" in t.name)
-        dense = self.weights_bytes - expert - self.token_embd_bytes
-        return dense + expert * self.shape.n_expert_used // self.shape.n_expert
+        unused = expert * (1 - self.shape.n_expert_used / self.shape.n_expert)
+        return (total - unused) / total
 
     @cached_property
     def token_embd_bytes(self) -> int:
@@ -120,11 +122,6 @@ class ModelSpec:
             if t.layer is not None and t.layer < len(sizes):
                 sizes[t.layer] += t.nbytes
         return tuple(sizes)
-
-    def type_bytes(self, types: set[str], *, skip_embd: bool = True) -> int:
-        return sum(
-            t.nbytes for t in self.tensors if t.type in types and not (skip_embd and t.name.startswith("token_embd."))
-        )
 
 
 def _layer_tensors(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:

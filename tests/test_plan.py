@@ -82,7 +82,8 @@ def test_embedding_task_picks_an_embedding_model_at_q8_or_f16():
     p = run(report("RTX 4060 Laptop"), task="embedding")
     assert p.choice.model.capabilities == ("embedding",)
     assert p.choice.quant in ("Q8_0", "F16")
-    assert all("embedding" not in run(report("RTX 4090")).choice.model.capabilities for _ in [0])
+    chat = run(report("RTX 4090"))  # and chat never picks an embedding model, nor lists one as an alternative
+    assert all("embedding" not in c.model.capabilities for c in (chat.choice, *chat.alternatives))
 
 
 def test_fine_tuning_is_refused_with_the_reason():

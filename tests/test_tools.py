@@ -151,10 +151,12 @@ def test_plans_follow_what_the_ollama_server_really_does(ollama):
     from ollama_fit.ollama_adapter import Ollama
 
     client = Ollama(ollama.host)
-    old, warnings = for_ollama(PlanRequest(kv_type="q8_0", parallel=2), client)  # 0.12.10: before FA auto
+    old, warnings = for_ollama(PlanRequest(parallel=2), client)  # 0.12.10: before FA auto
     assert old.flash_attn_archs == OLLAMA_FA_ARCHS
-    assert any("OLLAMA_KV_CACHE_TYPE=q8_0 and OLLAMA_FLASH_ATTENTION=1" in w for w in warnings)
     assert any("OLLAMA_NUM_PARALLEL=2" in w for w in warnings)
+    quantized, warnings = for_ollama(PlanRequest(kv_type="q8_0"), client)
+    assert quantized.flash_attn_archs is None  # planned with flash attention, which the user is told to turn on
+    assert any("OLLAMA_KV_CACHE_TYPE=q8_0 and OLLAMA_FLASH_ATTENTION=1" in w for w in warnings)
     hw = _machine()
     report = ProbeReport(hw, budget(hw))
     llama = plan(report, PlanRequest(model="llama3.1:8b", flash_attn_archs=OLLAMA_FA_ARCHS), catalog())

@@ -6,7 +6,7 @@ back (`--hardware FILE.json`), so a probe saved on one machine plans on another.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ollama_fit.errors import InvalidInput
@@ -86,8 +86,10 @@ class Hardware:
         data["notes"] = list(self.notes)
         return data
 
-    def with_notes(self, *notes: str) -> Hardware:
-        return replace(self, notes=(*self.notes, *notes))
+    @property
+    def simulated(self) -> bool:
+        """Not this machine's own GPUs (--gpu, --vram or a saved probe): it teaches nothing about this one."""
+        return self.source != "probe"
 
 
 @dataclass(frozen=True)

@@ -42,15 +42,13 @@ def probe(probes: Probes | None = None) -> Hardware:
     driver = cuda = None
     apple_info = None
     apple_reader = p.apple or (MacReader() if p.is_apple_silicon else None)
-    if not p.gpus:
-        pass
-    elif apple_reader is not None:
+    if p.gpus and apple_reader is not None:
         apple = probe_apple(apple_reader)
         notes.extend(apple.notes)
         if apple.gpu:
             gpus.append(apple.gpu)
             apple_info = apple.info
-    else:
+    elif p.gpus:
         nvidia = probe_nvidia(meminfo, p.nvml, jetson=p.jetson)
         notes.extend(nvidia.notes)
         gpus.extend(nvidia.gpus)
