@@ -44,6 +44,9 @@ class CatalogModel:
     quants: tuple[str, ...] = STANDARD_QUANTS
     file_labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     exact: tuple[ExactQuant, ...] = ()  # specs from real GGUF headers, used instead of rebuilt ones
+    released: str = ""  # "YYYY-MM": when the weights were published
+    superseded: bool = False  # an older generation of a family that has a current one (--model still plans it)
+    ollama_name: str = ""  # the Ollama library tag for this model, where one exists ("qwen3:14b")
 
     @property
     def is_moe(self) -> bool:
@@ -79,6 +82,8 @@ class CatalogModel:
             "context_length": self.shape.context_length,
             "license": self.license,
             "capabilities": list(self.capabilities),
+            "released": self.released,
+            "superseded": self.superseded,
         }
 
 
@@ -151,6 +156,9 @@ def _model(entry: dict[str, Any], i: int) -> CatalogModel:
         config_repo=require(entry, "config_repo", str, where),
         quants=tuple(entry.get("quants", STANDARD_QUANTS)),
         file_labels=dict(entry.get("file_labels", {})),
+        released=str(entry.get("released", "")),
+        superseded=bool(entry.get("superseded", False)),
+        ollama_name=str(entry.get("ollama_name", "")),
     )
 
 
