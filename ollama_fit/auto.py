@@ -143,7 +143,7 @@ def execute(
     # only a model wholly on the GPU(s) compares like with like: with part on the CPU, Ollama may split the
     # layers differently from the plan
     if smoke.answered and plan.choice.placement.kind in ("gpu", "multi-gpu"):
-        observation = learn(ollama, reg.name, plan)
+        observation = learn(ollama, reg.name, plan, smoke)
         if observation and observations is not None and not plan.report.hardware.simulated:
             observations.record(plan.report.hardware, observation)
             stored = True
@@ -177,8 +177,8 @@ def smoke_test(ollama: Ollama, name: str, plan: Plan) -> Smoke:
     return Smoke(True, answer.text.strip(), answer.tokens_per_second, predicted)
 
 
-def learn(ollama: Ollama, name: str, plan: Plan) -> Observation | None:
-    """What Ollama really loaded (/api/ps) against the prediction."""
+def learn(ollama: Ollama, name: str, plan: Plan, smoke: Smoke | None = None) -> Observation | None:
+    """What Ollama really loaded (/api/ps) and how fast it decoded, against the prediction."""
     try:
         loaded = ollama.ps()
     except OllamaError:
@@ -188,4 +188,5 @@ def learn(ollama: Ollama, name: str, plan: Plan) -> Observation | None:
         return None
     c = plan.choice
     mem = c.placement.memory
-    return observe(entry, name, c.quant, c.ctx, mem.device_bytes, len(mem.gpus))
+    speeds = (smoke.predicted_tps or 0.0, smoke.tokens_per_second) if smoke and smoke.answered else (0.0, 0.0)
+    return observe(entry, name, c.quant, c.ctx, mem.device_bytes, len(mem.gpus), *speeds)

@@ -20,6 +20,7 @@ from ollama_fit.units import MiB, human
 
 MIN_CORRECTION = -256 * MiB  # at most this much more optimistic than the formula
 MAX_CORRECTION = 1024 * MiB
+SPEED_RATIO_BOUNDS = (0.5, 1.5)  # measured / predicted decode speed: one odd run cannot promise wonders
 KEEP = 20  # observations kept per machine
 
 
@@ -34,6 +35,8 @@ class Observation:
     gpus: int
     time: float
     observed_ctx: int = 0  # the context Ollama runs the model with (/api/ps context_length)
+    predicted_tps: float = 0.0  # decode speed: the plan's estimate and what the smoke test measured
+    observed_tps: float = 0.0
 
     @property
     def difference(self) -> int:
@@ -89,8 +92,42 @@ class Observations:
             note += f" (measured {human(raw)}, bounded)"
         return bounded, note
 
+    def speed_ratio(self, hw: Hardware) -> tuple[float, str]:
+        """Measured over predicted decode speed on this machine (median, bounded) and its explanation;
+        (1.0, "") before any run here measured one."""
+        entries = self.data.get(machine_key(hw), [])
+        ratios = [
+            float(e["observed_tps"]) / float(e["predicted_tps"])
+            for e in entries
+            if isinstance(e.get("observed_tps"), int | float)
+            and isinstance(e.get("predicted_tps"), int | float)
+            and e["observed_tps"] > 0
+            and e["predicted_tps"] > 0
+        ]
+        if not ratios:
+            return 1.0, ""
+        raw = statistics.median(ratios)
+        low, high = SPEED_RATIO_BOUNDS
+        ratio = max(low, min(high, raw))
+        note = (
+            f"decode speeds on the GPU scaled by x{ratio:.2f}: measured / predicted over {len(ratios)} real run(s) "
+            "on this machine"
+        )
+        if ratio != raw:
+            note += f" (measured x{raw:.2f}, bounded to {low}-{high})"
+        return ratio, note
 
-def observe(ps_entry: Any, name: str, quant: str, ctx: int, predicted: int, gpus: int) -> Observation:
+
+def observe(
+    ps_entry: Any,
+    name: str,
+    quant: str,
+    ctx: int,
+    predicted: int,
+    gpus: int,
+    predicted_tps: float = 0.0,
+    observed_tps: float = 0.0,
+) -> Observation:
     return Observation(
         name,
         quant,
@@ -101,4 +138,6 @@ def observe(ps_entry: Any, name: str, quant: str, ctx: int, predicted: int, gpus
         gpus,
         time.time(),
         int(getattr(ps_entry, "context_length", 0) or 0),
+        predicted_tps,
+        observed_tps,
     )

@@ -116,11 +116,12 @@ def hardware_options(fn: F) -> F:
         ram: str | None,
         hardware_file: Path | None,
         headroom: str,
+        ram_headroom: str | None,
         **kwargs: Any,
     ) -> Any:
         from ollama_fit.hardware.simulate import Simulation
 
-        return fn(*args, hardware=Simulation(gpus, vram, ram, hardware_file, headroom), **kwargs)
+        return fn(*args, hardware=Simulation(gpus, vram, ram, hardware_file, headroom, ram_headroom), **kwargs)
 
     return _apply(
         wrapper,
@@ -153,6 +154,12 @@ def hardware_options(fn: F) -> F:
                 metavar="SIZE",
                 help="Memory left free on each GPU (llama.cpp's own fitting keeps 1 GiB).",
             ),
+            click.option(
+                "--ram-headroom",
+                metavar="SIZE",
+                help="RAM kept for the system and the desktop when a model runs from RAM or unified memory "
+                "(default: an eighth of the RAM, at least 2 GiB).",
+            ),
         ],
     )
 
@@ -170,7 +177,7 @@ def plan_options(fn: F) -> F:
         min_quant: str | None,
         family: str | None,
         model_id: str | None,
-        min_speed: float,
+        min_speed: float | None,
         parallel: int,
         **kwargs: Any,
     ) -> Any:
@@ -230,11 +237,10 @@ def plan_options(fn: F) -> F:
             click.option("--model", "model_id", metavar="ID", help="Only this catalog model (e.g. qwen3:8b)."),
             click.option(
                 "--min-speed",
-                default=5.0,
-                show_default=True,
                 type=float,
                 metavar="TOK/S",
-                help="Skip picks estimated to decode slower than this; 0 turns the floor off.",
+                help="The decode speed a pick must reach (default: the task's target, 10 for chat, 20 for "
+                "coding and reasoning); 0 turns it off.",
             ),
             click.option(
                 "--parallel",
@@ -270,8 +276,12 @@ def learned(request: Any, report: Any, hardware: Any) -> Any:
 
     if report.hardware.simulated:
         return request
-    correction, note = Observations.load(config.state_dir()).correction(report.hardware)
-    return replace(request, overhead_correction=correction, correction_note=note) if note else request
+    observations = Observations.load(config.state_dir())
+    correction, note = observations.correction(report.hardware)
+    ratio, speed_note = observations.speed_ratio(report.hardware)
+    return replace(
+        request, overhead_correction=correction, correction_note=note, speed_ratio=ratio, speed_note=speed_note
+    )
 
 
 def hub_for_plans(offline: bool) -> Any:
@@ -324,8 +334,9 @@ def probe(hardware: Any, list_gpus: bool, as_json: bool) -> None:
 @hardware_options
 @plan_options
 @click.option("--offline", is_flag=True, help="Do not read GGUF headers from the Hub: catalog figures only.")
+@click.option("--quant", metavar="QUANT", help="Plan this quant only (Q8_0, ...): its fit, memory and speed.")
 @json_option
-def plan(hardware: Any, request: Any, offline: bool, as_json: bool) -> None:
+def plan(hardware: Any, request: Any, offline: bool, quant: str | None, as_json: bool) -> None:
     """Pick the largest model and the best quantization that fit, and show why.
 
     \b
@@ -334,11 +345,17 @@ def plan(hardware: Any, request: Any, offline: bool, as_json: bool) -> None:
       ollama-fit plan --task coding --gpu "RTX 4090"
       ollama-fit plan --vram 2x24GiB --ctx 32k --kv-type q8_0
       ollama-fit plan --gpu "M3 Max 128GB" --ctx max --json
+      ollama-fit plan --model qwen3:14b --quant Q8_0
     """
+    from dataclasses import replace
+
     from ollama_fit import render
     from ollama_fit.catalog import catalog
     from ollama_fit.exact import exact_plan
+    from ollama_fit.quants import normalize_quant
 
+    if quant:
+        request = replace(request, quant=normalize_quant(quant))
     report = report_for(hardware)
     result = exact_plan(report, learned(request, report, hardware), catalog(), hub_for_plans(offline))
     for warning in result.warnings:
@@ -733,8 +750,10 @@ def doctor(hardware: Any, as_json: bool) -> None:
 @hardware_options
 @plan_options
 @click.option("--installed", is_flag=True, help="The models Ollama already has, and whether each fits here.")
+@click.option("--all", "show_all", is_flag=True, help="Also the older generations the ranking passes over.")
+@click.option("--offline", is_flag=True, help="Accepted as in `plan`: `list` always uses the catalog's shapes.")
 @json_option
-def list_cmd(hardware: Any, request: Any, installed: bool, as_json: bool) -> None:
+def list_cmd(hardware: Any, request: Any, installed: bool, show_all: bool, offline: bool, as_json: bool) -> None:
     """The catalog with the best quant of each model that fits here (or on --gpu/--vram), or --installed.
 
     \b
@@ -743,6 +762,7 @@ def list_cmd(hardware: Any, request: Any, installed: bool, as_json: bool) -> Non
       ollama-fit list --task coding --gpu "RTX 4070"
       ollama-fit list --family qwen3 --json
       ollama-fit list --installed
+      ollama-fit list --all --offline
     """
     from ollama_fit import render
     from ollama_fit.catalog import catalog
@@ -755,7 +775,7 @@ def list_cmd(hardware: Any, request: Any, installed: bool, as_json: bool) -> Non
         rows: Any = installed_rows(Ollama.from_env(), report, request.ctx)
         text = render.render_installed
     else:
-        rows = catalog_rows(report, learned(request, report, hardware), catalog())
+        rows = catalog_rows(report, learned(request, report, hardware), catalog(), show_all=show_all)
         text = render.render_catalog
     if as_json:
         emit_json({"models": [r.to_dict() for r in rows]})

@@ -81,3 +81,15 @@ def cache_dir() -> Path:
     from platformdirs import user_cache_path
 
     return user_cache_path("ollama-fit")
+
+
+def ram_bandwidth_override() -> float | None:
+    """OLLAMA_FIT_RAM_BANDWIDTH_GBS: the RAM bandwidth to plan with instead of measuring it (GB/s)."""
+    text = os.environ.get("OLLAMA_FIT_RAM_BANDWIDTH_GBS", "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0 < value < 10_000 else None

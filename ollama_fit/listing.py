@@ -40,11 +40,17 @@ class CatalogRow:
         return out
 
 
-def catalog_rows(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) -> list[CatalogRow]:
+def catalog_rows(
+    report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel], *, show_all: bool = False
+) -> list[CatalogRow]:
+    """The best quant of each model that fits; older generations only with `show_all` (or when asked for
+    by --model or --family)."""
     task = get_task(req.task)
     floor, _ = floor_for(task, req.min_quant)
     rows = []
     for model in rank_candidates(task, req, models):
+        if model.superseded and not (show_all or req.model or req.family):
+            continue
         outcome = evaluate(model, floor, req, report)
         if isinstance(outcome, tuple):
             rows.append(CatalogRow(model, outcome[0]))

@@ -1,7 +1,11 @@
-"""Where a model's layers go: one GPU, several GPUs, GPU and RAM, or RAM only, and whether that fits.
+"""Where a model's layers go: one GPU, several GPUs, GPU and CPU, or the CPU alone, and whether that fits.
 
-Follows Ollama: a model that fits one GPU is loaded on one GPU; otherwise its layers are split across the
-GPUs in order; what does not fit on any GPU runs on the CPU. Every candidate is checked with `estimate`.
+Follows Ollama and llama.cpp: a model that fits one GPU is loaded on one GPU; otherwise its layers are split
+across the GPUs; what no GPU holds runs on the CPU, the GPUs keeping the last layers and the output layer
+(llama.cpp's -ngl). On unified memory (a Mac, GB10, Strix Halo) the GPU and the CPU share one pool: a model is
+planned within the GPU's share of it, never as a GPU part plus a separate RAM part. Every candidate is
+checked with `estimate`, and the number of offloaded layers is the largest that fits, so more memory never
+means fewer layers on the GPU.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 from ollama_fit.estimate import GPU_OVERHEAD, MemoryEstimate, Runtime, compute_bytes, estimate, layer_kv_bytes
 from ollama_fit.hardware.model import Budget, DeviceBudget, Hardware
 from ollama_fit.spec import ModelSpec
-from ollama_fit.speed import DEFAULT_RAM_BANDWIDTH_GBS, Speed, decode_speed
+from ollama_fit.speed import Speed, decode_speed
 
 KIND_ORDER = {"gpu": 0, "multi-gpu": 1, "partial": 2, "cpu": 3}
 KIND_TEXT = {
@@ -22,6 +26,7 @@ KIND_TEXT = {
     "partial": "partly on the GPU, the rest on the CPU",
     "cpu": "on the CPU, from RAM",
 }
+ON_GPU = ("gpu", "multi-gpu")
 
 
 @dataclass(frozen=True)
@@ -31,8 +36,13 @@ class Placement:
     gpu_indices: tuple[int, ...]  # the real GPU index of each entry of memory.gpus
     speed: Speed | None
 
+    @property
+    def on_gpu(self) -> bool:
+        """Every layer on the GPU(s)."""
+        return self.kind in ON_GPU
+
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "gpu_indices": list(self.gpu_indices)}
+        return {"kind": self.kind, "gpu_indices": list(self.gpu_indices), "gpu_layers": self.memory.gpu_layers}
 
 
 @dataclass(frozen=True)
@@ -52,106 +62,106 @@ def _index(g: DeviceBudget) -> int:
     return g.index
 
 
-def _fits(est: MemoryEstimate, gpus: Sequence[DeviceBudget], host: DeviceBudget) -> bool:
-    return all(m.total_bytes <= g.usable_bytes for m, g in zip(est.gpus, gpus, strict=True)) and (
-        est.host_required_bytes <= host.usable_bytes
-    )
+def _fits(est: MemoryEstimate, gpus: Sequence[DeviceBudget], budget: Budget) -> bool:
+    if not all(m.total_bytes <= g.usable_bytes for m, g in zip(est.gpus, gpus, strict=True)):
+        return False
+    host_need = est.host_required_bytes
+    if budget.unified_memory:  # one pool: the GPU's part and the host's part come out of the same RAM
+        host_need += est.device_bytes
+    return host_need <= budget.host.usable_bytes
 
 
-def _greedy_split(spec: ModelSpec, rt: Runtime, gpus: Sequence[DeviceBudget], *, holders: int, full: bool) -> list[int]:
-    """Layers per GPU, filling each in order; with `full`, the output layer rides with the last layer."""
+def _distribute(spec: ModelSpec, rt: Runtime, gpus: Sequence[DeviceBudget], k: int) -> list[int] | None:
+    """The last `k` layers over the GPUs in order, each filled to its budget (the output layer rides with
+    the last layer); None when they do not all find room."""
+    n = spec.shape.n_layer
+    holders = len(gpus) if k == n else 1
     fixed = GPU_OVERHEAD[rt.backend] + rt.extra_overhead + compute_bytes(spec, rt, gpus_holding_layers=holders)
     counts = [0] * len(gpus)
     d, used = 0, 0
-    n = spec.shape.n_layer
-    for i in range(n):
-        cost = spec.layer_bytes[i] + layer_kv_bytes(spec, i, rt)
-        if full and i == n - 1:
-            cost += spec.output_bytes
+    for i in range(n - k, n):
+        cost = spec.layer_bytes[i] + layer_kv_bytes(spec, i, rt) + (spec.output_bytes if i == n - 1 else 0)
         while d < len(gpus) and used + cost + fixed > gpus[d].usable_bytes:
             d, used = d + 1, 0
         if d == len(gpus):
-            break
+            return None
         counts[d] += 1
         used += cost
     return counts
 
 
 def _speed(spec: ModelSpec, hw: Hardware, est: MemoryEstimate, indices: Sequence[int]) -> Speed | None:
-    ratio = spec.layer_read_ratio
-    by_index = {g.index: g for g in hw.gpus}
-    parts: list[tuple[int, int, float | None]] = []
-    start = 0
-    for mem, index in zip(est.gpus, indices, strict=True):
-        read = int(sum(spec.layer_bytes[start : start + mem.layers]) * ratio)
-        start += mem.layers
-        if est.full_offload and mem is est.gpus[-1]:
-            read += spec.output_bytes
-        parts.append((read, mem.kv_bytes, by_index[index].bandwidth_gbs))
-    notes = []
-    if est.host.layers or not est.gpus:
-        read = int(sum(spec.layer_bytes[start:]) * ratio) + (0 if est.full_offload else spec.output_bytes)
-        ram_bw = hw.cpu.bandwidth_gbs
-        if ram_bw is None:
-            ram_bw = DEFAULT_RAM_BANDWIDTH_GBS
-            notes.append(f"RAM bandwidth assumed {DEFAULT_RAM_BANDWIDTH_GBS:g} GB/s")
-        parts.append((read, est.host.kv_bytes, ram_bw))
-    return decode_speed(parts, notes)
+    return decode_speed(spec, est, hw, indices)
+
+
+def _placement(
+    spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware, counts: Sequence[int], kind: str
+) -> Placement | None:
+    gpus = budget.gpus
+    est = estimate(spec, rt, split=list(counts))
+    holders = [g for g, c in zip(gpus, counts, strict=True) if c]
+    if not _fits(est, holders, budget):
+        return None
+    indices = tuple(_index(g) for g in holders)
+    return Placement(kind, est, indices, _speed(spec, hw, est, indices))
+
+
+def _partial(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware) -> Placement | None:
+    """The most layers the GPUs can hold, the rest on the CPU. The GPUs' need grows with the number of
+    offloaded layers and the host's shrinks, so the largest count that fits the GPUs (a binary search) is
+    the one to check against the host."""
+
+    def gpu_split(k: int) -> list[int] | None:
+        counts = _distribute(spec, rt, budget.gpus, k)
+        if counts is None:
+            return None
+        est = estimate(spec, rt, split=counts)
+        holders = [g for g, c in zip(budget.gpus, counts, strict=True) if c]
+        return counts if all(m.total_bytes <= g.usable_bytes for m, g in zip(est.gpus, holders, strict=True)) else None
+
+    lo, hi = 0, spec.shape.n_layer  # all layers is not a partial offload
+    best: list[int] | None = None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        found = gpu_split(mid)
+        if found:
+            lo, best = mid, found
+        else:
+            hi = mid
+    return _placement(spec, rt, budget, hw, best, "partial") if best else None
 
 
 def place(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware) -> Placement | Shortfall:
-    """The best placement that fits (one GPU, several, GPU + RAM, RAM), or how far the model is off."""
+    """The best placement that fits (one GPU, several, GPU + CPU, CPU), or how far the model is off."""
     gpus = budget.gpus
     host = budget.host
-    best_shortfall: Shortfall | None = None
+    shortfall: Shortfall | None = None
     if gpus:
         # the runtime's GPU backend wins (inspect --backend); a CPU runtime takes the GPUs' own
         gpu_rt = rt if rt.backend != "cpu" else replace(rt, backend=gpus[0].backend)
         single = estimate(spec, gpu_rt)
         for g in sorted(gpus, key=lambda g: -g.usable_bytes):
-            if _fits(single, [g], host):
+            if _fits(single, [g], budget):
                 return Placement("gpu", single, (_index(g),), _speed(spec, hw, single, (_index(g),)))
         biggest = max(gpus, key=lambda g: g.usable_bytes)
-        best_shortfall = Shortfall(f"GPU {biggest.index}", single.device_bytes, biggest.usable_bytes)
-        if single.device_bytes <= biggest.usable_bytes:  # the GPU fits, RAM does not
-            best_shortfall = Shortfall("RAM", single.host_required_bytes, host.usable_bytes)
+        shortfall = Shortfall(f"GPU {biggest.index}", single.device_bytes, biggest.usable_bytes)
+        if single.device_bytes <= biggest.usable_bytes:  # the GPU has room; the RAM (or the pool) does not
+            need = single.host_required_bytes + (single.device_bytes if budget.unified_memory else 0)
+            shortfall = Shortfall(host.name, need, host.usable_bytes)
         if len(gpus) > 1:
-            counts = _greedy_split(spec, gpu_rt, gpus, holders=len(gpus), full=True)
-            found = _try_split(spec, gpu_rt, gpus, host, hw, counts, "multi-gpu")
-            if found:
+            counts = _distribute(spec, gpu_rt, gpus, spec.shape.n_layer)
+            found = _placement(spec, gpu_rt, budget, hw, counts, "multi-gpu") if counts else None
+            if found and len(found.gpu_indices) > 1:
                 return found
-        counts = _greedy_split(spec, gpu_rt, gpus, holders=1, full=False)
-        if 0 < sum(counts) < spec.shape.n_layer:
-            found = _try_split(spec, gpu_rt, gpus, host, hw, counts, "partial")
-            if found:
-                return found
-            split = estimate(spec, gpu_rt, split=counts)
-            if split.host_required_bytes > host.usable_bytes:  # the GPUs take part; RAM cannot hold the rest
-                where = f"RAM (with {sum(counts)} of {spec.shape.n_layer} layers on the GPU)"
-                best_shortfall = Shortfall(where, split.host_required_bytes, host.usable_bytes)
+        if budget.unified_memory:
+            return shortfall  # one pool: layers moved to the CPU would still take the same memory
+        partial = _partial(spec, gpu_rt, budget, hw)
+        if partial:
+            return partial
     cpu = estimate(spec, replace(rt, backend="cpu"))
     if cpu.host_required_bytes <= host.usable_bytes:
         return Placement("cpu", cpu, (), _speed(spec, hw, cpu, ()))
-    return best_shortfall or Shortfall("RAM", cpu.host_required_bytes, host.usable_bytes)
-
-
-def _try_split(
-    spec: ModelSpec,
-    rt: Runtime,
-    gpus: Sequence[DeviceBudget],
-    host: DeviceBudget,
-    hw: Hardware,
-    counts: list[int],
-    kind: str,
-) -> Placement | None:
-    if kind == "multi-gpu" and (sum(counts) < spec.shape.n_layer or sum(1 for c in counts if c) < 2):
-        return None
-    est = estimate(spec, rt, split=counts)
-    holders = [g for g, c in zip(gpus, counts, strict=True) if c]
-    if not _fits(est, holders, host):
-        return None
-    indices = tuple(_index(g) for g in holders)
-    return Placement(kind, est, indices, _speed(spec, hw, est, indices))
+    return shortfall or Shortfall(host.name, cpu.host_required_bytes, host.usable_bytes)
 
 
 def max_context(
@@ -164,7 +174,7 @@ def max_context(
     accept: Callable[[Placement], bool] = lambda p: True,
 ) -> Placement | None:
     """The largest context (a multiple of 256, up to `ceiling`) that fits no worse than `worst_kind` and
-    that `accept` takes (the planner's speed floor); None when not even 256 tokens do."""
+    that `accept` takes (the planner's speed target); None when not even 256 tokens do."""
 
     def ok(ctx: int) -> Placement | None:
         p = place(spec, replace(rt, ctx=ctx), budget, hw)

@@ -144,6 +144,8 @@ def _device_lines(plan: Any, charset: str) -> list[str]:
         )
     host = mem.host
     hb = plan.report.budget.host
+    if plan.report.budget.unified_memory:
+        return lines + _pool_lines(mem, hb, charset)
     parts = [host.weights_bytes, host.kv_bytes, host.compute_bytes, host.overhead_bytes]
     parts[0] -= host.evictable_bytes
     lines.append(
@@ -156,6 +158,29 @@ def _device_lines(plan: Any, charset: str) -> list[str]:
         f"{human(host.compute_bytes)}  free {human(hb.usable_bytes - host.required_bytes)}{evictable}"
     )
     return lines
+
+
+def _pool_lines(mem: Any, pool: Any, charset: str) -> list[str]:
+    """Unified memory: the GPU's share and the host's part out of one pool, shown as one figure."""
+    used = mem.device_bytes + mem.host_required_bytes
+    devices = (*mem.gpus, mem.host)
+    parts = [sum(getattr(d, k) for d in devices) for k in ("weights_bytes", "kv_bytes", "compute_bytes")]
+    parts[0] -= mem.host.evictable_bytes
+    parts.append(sum(d.overhead_bytes for d in devices))
+    return [
+        f"  Pool   {memory_bar(parts, pool.usable_bytes, charset=charset)}  {human(used)} of "
+        f"{human(pool.usable_bytes)} usable (unified memory: the GPU's share and the rest together)",
+        f"         GPU share {human(mem.device_bytes)}  the rest {human(mem.host_required_bytes)}  "
+        f"free {human(pool.usable_bytes - used)}  ({human(pool.headroom_bytes)} kept for the system)",
+    ]
+
+
+def _memory_text(mem: Any, unified: bool) -> str:
+    if unified:
+        return f"unified {human(mem.device_bytes + mem.host_required_bytes)}"
+    if mem.gpus:
+        return f"GPU {human(mem.device_bytes)} + RAM {human(mem.host_required_bytes)}"
+    return f"RAM {human(mem.host_required_bytes)}"
 
 
 def render_plan(plan: Any, charset: str = "utf-8") -> str:
@@ -192,9 +217,7 @@ def render_plan(plan: Any, charset: str = "utf-8") -> str:
                     a.quant,
                     str(a.ctx),
                     KIND_TEXT[a.placement.kind],
-                    f"GPU {human(mem.device_bytes)} + RAM {human(mem.host_required_bytes)}"
-                    if mem.gpus
-                    else f"RAM {human(mem.host_required_bytes)}",
+                    _memory_text(mem, plan.report.budget.unified_memory),
                     _speed_text(a.placement.speed),
                 ]
             )

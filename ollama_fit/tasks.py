@@ -20,6 +20,7 @@ class Task:
     lowest: str  # how far --min-quant may lower the floor
     sensitivity: str
     note: str
+    min_speed: float = 0.0  # tokens/s a pick must reach (0: no target)
     refuse: str | None = None
 
 
@@ -36,6 +37,7 @@ def tasks() -> dict[str, Task]:
             lowest=require(entry, "lowest", str, where),
             sensitivity=require(entry, "sensitivity", str, where),
             note=require(entry, "note", str, where),
+            min_speed=float(require(entry, "min_speed", int | float, where)),
             refuse=entry.get("refuse"),
         )
     return out

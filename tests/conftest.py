@@ -84,3 +84,5 @@ def _hf_env(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # closed port: a forgotten fake fails fast
     monkeypatch.setenv("OLLAMA_FIT_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("OLLAMA_FIT_CACHE_DIR", str(tmp_path / "cache"))
+    # plans must not depend on how fast this machine's RAM is: no measurement in tests
+    monkeypatch.setenv("OLLAMA_FIT_RAM_BANDWIDTH_GBS", "50")

@@ -40,7 +40,8 @@ def test_probe_json_shape_on_this_machine():
         assert key in doc
     assert isinstance(doc["ram_total_bytes"], int)
     assert doc["ram_total_bytes"] > 0
-    assert doc["budget"]["host"]["usable_bytes"] == max(0, doc["budget"]["host"]["free_bytes"] - GiB)
+    keep = max(2 * GiB, doc["ram_total_bytes"] // 8)  # room for the system and the desktop
+    assert doc["budget"]["host"]["usable_bytes"] == max(0, doc["budget"]["host"]["free_bytes"] - keep)
     if not doc["gpus"]:  # this CI box: say so plainly
         assert any("no GPU found" in n for n in doc["notes"])
 

@@ -19,11 +19,11 @@ from ollama_fit.plan import PlanRequest
 
 GiB = 1024**3
 HERE = Hardware(gpus=(), ram_total_bytes=4 * GiB, ram_available_bytes=4 * GiB, cpu=Cpu("Test CPU", 8, 16))
-ARGS = ["--family", "qwen3", "--vram", "2GiB", "--ram", "4GiB", "--min-speed", "0"]
+ARGS = ["--family", "qwen3", "--vram", "2GiB", "--ram", "5GiB", "--min-speed", "0"]
 
 
 def report() -> ProbeReport:
-    hw = simulate(Simulation(vram=("2GiB",), ram="4GiB"), lambda: HERE)
+    hw = simulate(Simulation(vram=("2GiB",), ram="5GiB"), lambda: HERE)
     return ProbeReport(hw, budget(hw))
 
 

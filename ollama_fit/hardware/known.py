@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
+from ollama_fit.errors import ProfileError
 from ollama_fit.profiles import load_profile, require
 from ollama_fit.units import GiB
 
@@ -20,6 +22,8 @@ class KnownGpu:
     aliases: tuple[str, ...] = ()
     unified_memory: bool = False
     compute_capability: str | None = None
+    tflops: float | None = None  # FP32 vector throughput (the speed model's compute term)
+    memory_type: str = "gddr"  # gddr, hbm or lpddr
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,10 @@ class AppleChip:
     bandwidth_gbs: float
     memory_gb: tuple[int, ...]  # the RAM sizes it ships with
     gpu_cores: int | None = None
+    tflops: float | None = None
+
+
+MEMORY_TYPES = ("gddr", "hbm", "lpddr")
 
 
 def normalize(name: str) -> str:
@@ -58,9 +66,22 @@ def known_gpus() -> tuple[KnownGpu, ...]:
                 aliases=tuple(entry.get("aliases", ())),
                 unified_memory=bool(entry.get("unified_memory", False)),
                 compute_capability=entry.get("compute_capability"),
+                tflops=_tflops(entry, where),
+                memory_type=_memory_type(entry, where),
             )
         )
     return tuple(gpus)
+
+
+def _tflops(entry: dict[str, Any], where: str) -> float | None:
+    return float(require(entry, "tflops", int | float, where)) if "tflops" in entry else None
+
+
+def _memory_type(entry: dict[str, Any], where: str) -> str:
+    kind = entry.get("memory_type", "gddr")
+    if kind not in MEMORY_TYPES:
+        raise ProfileError(f"{where}: memory_type must be one of {', '.join(MEMORY_TYPES)}, got {kind!r}")
+    return str(kind)
 
 
 @cache
@@ -75,6 +96,7 @@ def apple_chips() -> tuple[AppleChip, ...]:
                 bandwidth_gbs=float(require(entry, "bandwidth_gbs", int | float, where)),
                 memory_gb=tuple(require(entry, "memory_gb", list, where)),
                 gpu_cores=entry.get("gpu_cores"),
+                tflops=_tflops(entry, where),
             )
         )
     return tuple(chips)

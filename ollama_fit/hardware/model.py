@@ -14,8 +14,16 @@ from ollama_fit.units import GiB
 
 # llama.cpp's own fitting (`--fit`) leaves 1 GiB free on every device; we keep the same by default.
 DEFAULT_GPU_HEADROOM = 1 * GiB
-# What the OS and the user's other programs keep of RAM when the model runs on the CPU.
-DEFAULT_HOST_HEADROOM = 1 * GiB
+# What the OS and the user's desktop keep of RAM when a model is planned into it (CPU layers, unified memory):
+# an eighth of the RAM, at least 2 GiB (`--ram-headroom` changes it).
+MIN_HOST_HEADROOM = 2 * GiB
+HOST_HEADROOM_SHARE = 1 / 8
+
+
+def default_host_headroom(ram_total_bytes: int) -> int:
+    return max(MIN_HOST_HEADROOM, int(ram_total_bytes * HOST_HEADROOM_SHARE))
+
+
 VENDORS = ("nvidia", "apple", "amd")
 BACKENDS = {"nvidia": "cuda", "apple": "metal", "amd": "rocm"}
 
@@ -129,16 +137,19 @@ class Budget:
         }
 
 
-def budget(
-    hw: Hardware, *, gpu_headroom: int = DEFAULT_GPU_HEADROOM, host_headroom: int = DEFAULT_HOST_HEADROOM
-) -> Budget:
-    """Per-device budgets. GPUs are never summed here: the planner decides how layers split."""
+def budget(hw: Hardware, *, gpu_headroom: int = DEFAULT_GPU_HEADROOM, host_headroom: int | None = None) -> Budget:
+    """Per-device budgets. GPUs are never summed here: the planner decides how layers split.
+
+    On unified memory (Apple, GB10, Strix Halo) the RAM is one pool: `host` is that pool (what the GPU part
+    and the host part of a model take together), and each GPU's budget is the share the GPU may hold
+    (Metal's working set on a Mac). The desktop's room is kept from the RAM either way."""
+    keep = default_host_headroom(hw.ram_total_bytes) if host_headroom is None else host_headroom
     gpus = tuple(
         DeviceBudget(
             name=f"GPU {g.index}: {g.name}",
             kind="gpu",
             total_bytes=g.memory_total_bytes,
-            free_bytes=g.memory_free_bytes,
+            free_bytes=_gpu_free(g, hw, keep),
             headroom_bytes=gpu_headroom,
             index=g.index,
             backend=g.backend,
@@ -146,20 +157,25 @@ def budget(
         for g in hw.gpus
     )
     notes: list[str] = []
-    host_free = hw.ram_available_bytes
-    if hw.unified_memory and gpus:
-        # One pool: what the GPU takes, the host does not have. Plan on the GPU's share only.
-        notes.append("unified memory: the GPU budget and RAM are one pool, not added together")
-        host_free = max(0, host_free - sum(g.free_bytes for g in gpus))
+    unified = hw.unified_memory and bool(gpus)
+    if unified:
+        notes.append("unified memory: one pool; the GPU's share and the rest of the model come out of the same RAM")
     host = DeviceBudget(
-        name="RAM",
+        name="unified memory" if unified else "RAM",
         kind="host",
         total_bytes=hw.ram_total_bytes,
-        free_bytes=host_free,
-        headroom_bytes=host_headroom,
+        free_bytes=hw.ram_available_bytes,
+        headroom_bytes=keep,
         backend="cpu",
     )
-    return Budget(gpus=gpus, host=host, unified_memory=hw.unified_memory, notes=tuple(notes))
+    return Budget(gpus=gpus, host=host, unified_memory=unified, notes=tuple(notes))
+
+
+def _gpu_free(g: Gpu, hw: Hardware, keep: int) -> int:
+    """A unified-memory GPU can take no more than the pool leaves after the desktop's room."""
+    if not g.unified_memory:
+        return g.memory_free_bytes
+    return max(0, min(g.memory_free_bytes, hw.ram_available_bytes - keep))
 
 
 # ----- reading a saved probe (`--hardware FILE.json`) -----

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import platform
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ollama_fit.hardware.amd import probe_amd
 from ollama_fit.hardware.apple import AppleReader, MacReader, probe_apple
-from ollama_fit.hardware.model import Hardware
+from ollama_fit.hardware.model import Cpu, Hardware
 from ollama_fit.hardware.nvidia import probe_nvidia
 from ollama_fit.hardware.system import SystemReading, probe_system
 
@@ -28,6 +29,26 @@ class Probes:
     is_apple_silicon: bool = field(default_factory=lambda: sys.platform == "darwin" and platform.machine() == "arm64")
     jetson: bool | None = None  # None: detect
     gpus: bool = True  # False: RAM and CPU only (simulated GPUs replace the real ones anyway)
+    # RAM read bandwidth in GB/s for (cpu, ram bytes): None measures this machine (cached) unless `system`
+    # is a fake, which then means unknown
+    ram_bandwidth: Callable[[Cpu, int], float | None] | None = None
+
+
+def _ram_bandwidth(p: Probes, system: SystemReading) -> float | None:
+    if p.ram_bandwidth is not None:
+        return p.ram_bandwidth(system.cpu, system.ram_total_bytes)
+    if p.system is not None:
+        return None
+    from ollama_fit.config import cache_dir, ram_bandwidth_override
+
+    override = ram_bandwidth_override()
+    if override is not None:
+        return override
+    from ollama_fit.hardware.membw import cached_bandwidth
+
+    cpu = system.cpu
+    key = f"{cpu.model}|{cpu.physical_cores}|{system.ram_total_bytes}"
+    return cached_bandwidth(cache_dir(), key, cpu.physical_cores or cpu.logical_cores or 1)
 
 
 def probe(probes: Probes | None = None) -> Hardware:
@@ -58,11 +79,15 @@ def probe(probes: Probes | None = None) -> Hardware:
         notes.extend(amd_notes)
     if not gpus and p.gpus:
         notes.append(NO_GPU_NOTE)
+    cpu = system.cpu
+    if cpu.bandwidth_gbs is None:
+        measured = _ram_bandwidth(p, system)
+        cpu = replace(cpu, bandwidth_gbs=measured) if measured else cpu
     return Hardware(
         gpus=tuple(gpus),
         ram_total_bytes=system.ram_total_bytes,
         ram_available_bytes=system.ram_available_bytes,
-        cpu=system.cpu,
+        cpu=cpu,
         unified_memory=any(g.unified_memory for g in gpus),
         driver_version=driver,
         cuda_driver_version=cuda,

@@ -25,11 +25,16 @@ class Simulation:
     ram: str | None = None
     hardware_file: Path | None = None
     headroom: str = "1GiB"  # kept free on each GPU
+    ram_headroom: str | None = None  # kept free of RAM for the system and the desktop; None: the default rule
 
     @property
     def active(self) -> bool:
         return bool(self.gpus or self.vram or self.ram or self.hardware_file)
 
+
+# A desktop that carries the simulated card: 8 cores, RAM bandwidth unknown (the speed model assumes
+# dual-channel DDR5 and says so).
+SIMULATED_CPU = Cpu(model="a desktop CPU (simulated)", physical_cores=8, logical_cores=16)
 
 _COUNT = re.compile(r"^\s*(\d+)\s*[x×]\s*(.+)$", re.IGNORECASE)
 _APPLE = re.compile(
@@ -198,7 +203,7 @@ def _simulated_devices(names: Sequence[str], vram: Sequence[str], ram: int | Non
     ram_available = ram if ram is not None else base.ram_available_bytes
     if unified and ram is None:  # GB10-like boards: the GPU's memory is the system RAM
         ram_total = ram_available = max(g.memory_total_bytes for g in gpus)
-    notes = [f"simulated: {', '.join(g.name for g in gpus)}"]
+    notes = [f"simulated: {', '.join(g.name for g in gpus)}; CPU assumed {SIMULATED_CPU.physical_cores} cores"]
     if ram is None and not unified:
         notes.append(f"RAM is this machine's ({ram_total / GiB:.1f} GiB); pass --ram to simulate it too")
     return replace(
@@ -207,6 +212,7 @@ def _simulated_devices(names: Sequence[str], vram: Sequence[str], ram: int | Non
         ram_total_bytes=ram_total,
         ram_available_bytes=ram_available,
         unified_memory=unified,
+        cpu=SIMULATED_CPU,  # the card's machine, not this one: what layers left on its CPU run on
         apple=None,
         driver_version=None,
         cuda_driver_version=None,
@@ -215,8 +221,13 @@ def _simulated_devices(names: Sequence[str], vram: Sequence[str], ram: int | Non
     )
 
 
+def _size_or_zero(text: str, what: str) -> int:
+    return 0 if text.strip() in ("0", "0GiB", "0B") else parse_size(text, what=what)
+
+
 def hardware_report(sim: Simulation, probe_here: Callable[[], Hardware]) -> ProbeReport:
     """The hardware to plan for (simulated or probed) with its per-device budget."""
-    headroom = 0 if sim.headroom.strip() in ("0", "0GiB", "0B") else parse_size(sim.headroom, what="--headroom")
+    headroom = _size_or_zero(sim.headroom, "--headroom")
     hw = simulate(sim, probe_here)
-    return ProbeReport(hw, budget(hw, gpu_headroom=headroom))
+    keep = None if sim.ram_headroom is None else _size_or_zero(sim.ram_headroom, "--ram-headroom")
+    return ProbeReport(hw, budget(hw, gpu_headroom=headroom, host_headroom=keep))

@@ -1,0 +1,69 @@
+"""Decode speed: how many tokens per second a placement generates (model.py has the physics)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ollama_fit.estimate import MemoryEstimate
+from ollama_fit.hardware.model import Hardware
+from ollama_fit.spec import ModelSpec
+from ollama_fit.speed.devices import DEFAULT_RAM_BANDWIDTH_GBS, cpu_device, gpu_device
+from ollama_fit.speed.model import token_seconds
+from ollama_fit.speed.params import PARAMS, Params
+from ollama_fit.speed.work import stages
+
+__all__ = ["DEFAULT_RAM_BANDWIDTH_GBS", "FILL_TOKENS", "Speed", "decode_speed"]
+
+FILL_TOKENS = 1024  # the speed quoted is the early part of a conversation: this many tokens in the cache
+
+
+@dataclass(frozen=True)
+class Speed:
+    tps: float  # the point estimate, tokens per second
+    low: float
+    high: float
+    assumptions: tuple[str, ...] = ()
+    upper_bound: bool = False  # a device's bandwidth was unknown: its time was left out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tps": round(self.tps, 1),
+            "low": round(self.low, 1),
+            "high": round(self.high, 1),
+            "upper_bound": self.upper_bound,
+            "assumptions": list(self.assumptions),
+        }
+
+    def scaled(self, ratio: float, note: str) -> Speed:
+        """The same estimate times a ratio learned from real runs on this machine."""
+        return Speed(self.tps * ratio, self.low * ratio, self.high * ratio, (*self.assumptions, note), self.upper_bound)
+
+
+def decode_speed(
+    spec: ModelSpec,
+    est: MemoryEstimate,
+    hw: Hardware,
+    gpu_indices: Sequence[int],
+    fill_tokens: int = FILL_TOKENS,
+    p: Params = PARAMS,
+) -> Speed | None:
+    """Tokens per second for this placement, with the range most measurements fall in; None when no device
+    of the placement has a known bandwidth."""
+    by_index = {g.index: g for g in hw.gpus}
+    gpus = [gpu_device(by_index[i], hw, p) for i in gpu_indices]
+    cpu = cpu_device(hw, p)
+    parts = stages(spec, est, gpus, cpu, fill_tokens)
+    timed = token_seconds(parts, p)
+    if timed is None:
+        return None
+    seconds, partial = timed
+    tps = 1 / seconds
+    notes = sorted({a for s in parts for a in s.device.assumptions})
+    if est.kv_cells > 2 * fill_tokens:
+        full = token_seconds(stages(spec, est, gpus, cpu, est.kv_cells), p)
+        if full is not None and seconds / full[0] < 0.9:
+            notes.append(f"~{1 / full[0]:.0f} tok/s once the {est.kv_cells}-token context is full")
+    low, high = p.range_low, p.range_high
+    return Speed(tps, tps * low, tps * high, tuple(notes), upper_bound=partial)
