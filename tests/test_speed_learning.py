@@ -1,0 +1,67 @@
+"""Measured decode speeds on this machine correct later plans: bounded, explained, only on the GPU."""
+
+from __future__ import annotations
+
+import pytest
+
+from ollama_fit.calibrate import Observation, Observations
+from ollama_fit.catalog import catalog
+from ollama_fit.hardware.model import Cpu, Gpu, Hardware, ProbeReport, budget
+from ollama_fit.plan import PlanRequest, plan
+
+GiB = 1024**3
+HW = Hardware(
+    gpus=(Gpu(0, "nvidia", "NVIDIA GeForce RTX 4090", 24 * GiB, 24 * GiB, bandwidth_gbs=1008.0),),
+    ram_total_bytes=64 * GiB,
+    ram_available_bytes=64 * GiB,
+    cpu=Cpu("x", 8, 16, 50.0),
+)
+
+
+def _obs(predicted: float, observed: float) -> Observation:
+    return Observation("m:q", "Q4_K_M", 8192, GiB, GiB, GiB, 1, 0.0, 8192, predicted, observed)
+
+
+def test_speed_ratio_is_the_bounded_median_and_says_so(tmp_path):
+    obs = Observations.load(tmp_path)
+    assert obs.speed_ratio(HW) == (1.0, "")
+    for measured in (80.0, 90.0, 100.0):
+        obs.record(HW, _obs(100.0, measured))
+    ratio, note = obs.speed_ratio(HW)
+    assert ratio == pytest.approx(0.9)
+    assert "x0.90" in note
+    assert "3 real run(s)" in note
+    wild = Observations.load(tmp_path / "other")
+    wild.record(HW, _obs(100.0, 400.0))
+    ratio, note = wild.speed_ratio(HW)
+    assert ratio == 1.5
+    assert "bounded" in note
+
+
+def test_a_learned_ratio_scales_gpu_speeds_and_is_explained():
+    rep = ProbeReport(HW, budget(HW))
+    base = plan(rep, PlanRequest(model="qwen3:14b"), catalog())
+    slower = plan(rep, PlanRequest(model="qwen3:14b", speed_ratio=0.5, speed_note="scaled x0.50"), catalog())
+    assert slower.choice.placement.speed.tps == pytest.approx(base.choice.placement.speed.tps * 0.5)
+    assert "scaled x0.50" in slower.reasons
+    assert "scaled x0.50" in slower.choice.placement.speed.assumptions
+
+
+def test_a_learned_ratio_leaves_cpu_speeds_alone():
+    cpu_only = Hardware(gpus=(), ram_total_bytes=64 * GiB, ram_available_bytes=64 * GiB, cpu=Cpu("x", 8, 16, 50.0))
+    rep = ProbeReport(cpu_only, budget(cpu_only))
+    base = plan(rep, PlanRequest(model="qwen3:4b"), catalog())
+    scaled = plan(rep, PlanRequest(model="qwen3:4b", speed_ratio=0.5, speed_note="n"), catalog())
+    assert scaled.choice.placement.speed.tps == pytest.approx(base.choice.placement.speed.tps)
+
+
+def test_an_observation_keeps_both_speeds():
+    from types import SimpleNamespace
+
+    from ollama_fit.calibrate import observe
+
+    entry = SimpleNamespace(size_vram=5 * GiB, size=6 * GiB, context_length=8192)
+    obs = observe(entry, "m:q", "Q4_K_M", 8192, 5 * GiB, 1, 42.0, 38.5)
+    doc = obs.to_dict()
+    assert doc["predicted_tps"] == 42.0
+    assert doc["observed_tps"] == 38.5
