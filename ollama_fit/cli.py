@@ -257,12 +257,12 @@ def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON (sizes in bytes) instead of a table.")(fn)
 
 
-def report_for(hardware: Any) -> Any:
+def report_for(hardware: Any, *, remeasure: bool = False) -> Any:
     from ollama_fit.hardware.probe import Probes, probe
     from ollama_fit.hardware.simulate import hardware_report
 
     simulated = bool(hardware.gpus or hardware.vram)  # then only RAM and CPU are read here
-    report = hardware_report(hardware, lambda: probe(Probes(gpus=not simulated)))
+    report = hardware_report(hardware, lambda: probe(Probes(gpus=not simulated, remeasure=remeasure)))
     log.debug("hardware: %s", report.hardware)
     return report
 
@@ -323,7 +323,7 @@ def probe(hardware: Any, list_gpus: bool, as_json: bool) -> None:
         else:
             click.echo(render.render_known_gpus(known_gpus(), apple_chips()))
         return
-    report = report_for(hardware)
+    report = report_for(hardware, remeasure=True)  # `probe` measures the RAM bandwidth again
     if as_json:
         emit_json(report.to_dict())
     else:

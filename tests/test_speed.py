@@ -188,6 +188,14 @@ def test_ram_bandwidth_is_measured_once_and_kept(tmp_path):
     assert calls == [8, 4]
 
 
+def test_probe_measures_again_and_keeps_the_best_reading(tmp_path):
+    readings = iter([20.0, 12.0, 31.0])
+    assert cached_bandwidth(tmp_path, "k", 2, lambda _: next(readings)) == 20.0
+    assert cached_bandwidth(tmp_path, "k", 2, lambda _: next(readings), remeasure=True) == 20.0
+    assert cached_bandwidth(tmp_path, "k", 2, lambda _: next(readings), remeasure=True) == 31.0
+    assert cached_bandwidth(tmp_path, "k", 2, lambda _: 0.0) == 31.0
+
+
 def test_an_implausible_bandwidth_reading_is_not_kept(tmp_path):
     assert cached_bandwidth(tmp_path, "busy", 2, lambda _: 1.2) is None
     assert not (tmp_path / "ram-bandwidth.json").exists()

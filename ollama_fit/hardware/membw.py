@@ -43,21 +43,27 @@ def measure(threads: int, buffer_bytes: int = BUFFER_BYTES, clock: Callable[[], 
     return best
 
 
-def cached_bandwidth(cache: Path, key: str, threads: int, run: Callable[[int], float] = measure) -> float | None:
-    """The measurement for this machine (`key`: CPU model, cores and RAM size), measured once and kept."""
+def cached_bandwidth(
+    cache: Path, key: str, threads: int, run: Callable[[int], float] = measure, *, remeasure: bool = False
+) -> float | None:
+    """The measurement for this machine (`key`: CPU model, cores and RAM size), measured once and kept;
+    `remeasure` measures again and keeps the best reading (a busy machine reads low, never high)."""
     path = cache / "ram-bandwidth.json"
+    known: float | None = None
     try:
         saved = json.loads(path.read_text())
         if isinstance(saved, dict) and isinstance(saved.get(key), int | float):
-            return float(saved[key])
+            known = float(saved[key])
     except (OSError, ValueError):
         saved = {}
+    if known is not None and not remeasure:
+        return known
     try:
         value = run(threads)
     except (ImportError, MemoryError, OSError):
-        return None
-    if value < PLAUSIBLE_GBS:
-        return None
+        return known
+    if value < PLAUSIBLE_GBS or (known is not None and value <= known):
+        return known
     entries = saved if isinstance(saved, dict) else {}
     value = round(value, 1)
     entries[key] = value

@@ -32,6 +32,7 @@ class Probes:
     # RAM read bandwidth in GB/s for (cpu, ram bytes): None measures this machine (cached) unless `system`
     # is a fake, which then means unknown
     ram_bandwidth: Callable[[Cpu, int], float | None] | None = None
+    remeasure: bool = False  # measure the RAM bandwidth again (keeping the best reading) instead of the cache
 
 
 def _ram_bandwidth(p: Probes, system: SystemReading) -> float | None:
@@ -48,7 +49,7 @@ def _ram_bandwidth(p: Probes, system: SystemReading) -> float | None:
 
     cpu = system.cpu
     key = f"{cpu.model}|{cpu.physical_cores}|{system.ram_total_bytes}"
-    return cached_bandwidth(cache_dir(), key, cpu.physical_cores or cpu.logical_cores or 1)
+    return cached_bandwidth(cache_dir(), key, cpu.physical_cores or cpu.logical_cores or 1, remeasure=p.remeasure)
 
 
 def probe(probes: Probes | None = None) -> Hardware:
