@@ -130,6 +130,11 @@ class Prepared:
     ollama_dir: Path | None = None  # where Ollama keeps its copy, when it runs here
     registered: bool = False  # the same name from the same files: nothing to do
 
+    @property
+    def changes_nothing(self) -> bool:
+        """Nothing to download and nothing to register: no reason to ask."""
+        return self.registered or (self.name is None and self.missing_bytes == 0)
+
 
 def prepare(
     plan: Plan,

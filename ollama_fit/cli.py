@@ -741,7 +741,7 @@ def auto(
     fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=progress)
     options = RegisterOptions(name, force, keep_gguf, plan_result.choice.ctx)
     ready = prepare(plan_result, hub, fetcher, ollama, options)
-    if not yes and not ready.registered:
+    if not yes and not ready.changes_nothing:
         block, question = render.render_confirmation(ready, columns(err=True))
         click.echo(block, err=True)
         if not ask(question):

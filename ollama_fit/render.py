@@ -73,7 +73,7 @@ def wrap(text: str, width: int | None, indent: int = 0) -> list[str]:
 def _hanging(line: str) -> int:
     """Where continuation lines of `line` start: after a marker (`- `, `! `, `Pick   `), else 2 in."""
     lead = len(line) - len(line.lstrip(" "))
-    marker = re.match(r"(\S{1,5})( {2,}| (?=\S))", line[lead:])
+    marker = re.match(r"(\S{1,8})( {2,}| (?=\S))", line[lead:])
     if marker and (len(marker.group(2)) >= 2 or not marker.group(1)[0].isalnum()):
         return lead + len(marker.group(0))
     return lead + 2
