@@ -742,9 +742,10 @@ def auto(
     options = RegisterOptions(name, force, keep_gguf, plan_result.choice.ctx)
     ready = prepare(plan_result, hub, fetcher, ollama, options)
     if not yes and not ready.changes_nothing:
-        block, question = render.render_confirmation(ready, columns(err=True))
-        click.echo(block, err=True)
-        if not ask(question):
+        err = prompt_on_stderr()
+        block, question = render.render_confirmation(ready, columns(err=err))
+        click.echo(block, err=err)
+        if not ask(question, err):
             finish(AutoResult("declined", plan_result))
             raise Declined("Nothing downloaded, nothing changed.")
     observations = Observations.load(config.state_dir())
@@ -757,27 +758,32 @@ def auto(
 ASKS = 5  # invalid answers before the question counts as declined
 
 
-def ask(question: str) -> bool:
+def prompt_on_stderr() -> bool:
+    """The question goes with the progress, to stderr, unless only stdout reaches the terminal."""
+    return sys.stderr.isatty() or not sys.stdout.isatty()
+
+
+def ask(question: str, err: bool = True) -> bool:
     """y/yes goes ahead; n/no, Enter alone and the end of input (Ctrl-D) do not; anything else is asked
     again, saying what is accepted. Ctrl-C: exit code 130, like everywhere else."""
     from ollama_fit.render import fit
 
     for _ in range(ASKS):
-        click.echo(fit([f"{question} [y/N]"], columns(err=True)) + " ", nl=False, err=True)
+        click.echo(fit([f"{question} [y/N]"], columns(err=err)) + " ", nl=False, err=err)
         try:
             line = sys.stdin.readline()
         except KeyboardInterrupt:
             click.echo("\nInterrupted at the question: nothing downloaded.", err=True)
             click.get_current_context().exit(130)
         if not line:
-            click.echo("(end of input: taken as no)", err=True)
+            click.echo("(end of input: taken as no)", err=err)
             return False
         answer = line.strip().lower()
         if answer in ("y", "yes"):
             return True
         if answer in ("", "n", "no"):
             return False
-        click.echo(f"{answer!r} is not an answer: type y to go ahead, or n (or just Enter) to stop.", err=True)
+        click.echo(f"{answer!r} is not an answer: type y to go ahead, or n (or just Enter) to stop.", err=err)
     return False
 
 

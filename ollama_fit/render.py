@@ -212,7 +212,7 @@ def render_known_gpus(gpus: Sequence[KnownGpu], chips: Sequence[AppleChip], widt
 # ----- plans -----
 
 BAR_CHARS = {"utf-8": ("█", "▓", "▒", "░", "·"), "ascii": ("#", "=", "+", "-", ".")}
-BAR_COLORS = ("blue", "magenta", "yellow", "cyan", "white")  # weights, KV, compute, overhead, free
+BAR_COLORS = ("blue", "magenta", "yellow", "cyan", "")  # weights, KV, compute, overhead; free stays plain
 BAR_WIDTH = 36
 
 
@@ -229,7 +229,7 @@ def memory_bar(
         runs.append((char, min(n, left)))
         left -= runs[-1][1]
     runs.append((chars[4], left))
-    body = "".join(paint(c * n, color) for (c, n), color in zip(runs, BAR_COLORS, strict=True) if n)
+    body = "".join(paint(c * n, color) if color else c * n for (c, n), color in zip(runs, BAR_COLORS, strict=True))
     return "[" + body + "]" + (paint("!", "red") if used > capacity else "")
 
 
@@ -296,7 +296,7 @@ def render_plan(plan: Any, charset: str = "utf-8", width: int | None = None, pai
         f"license {c.model.license}",
         f"         hf.co/{src['repo']}  {files}",
         "",
-        "Memory (" + " ".join(f"{paint(ch, color)} {part}" for ch, color, part in legend) + ")",
+        "Memory (" + " ".join(f"{paint(ch, color) if color else ch} {part}" for ch, color, part in legend) + ")",
         *_device_lines(plan, charset, width, paint),
     ]
     if plan.alternatives:

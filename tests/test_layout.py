@@ -74,7 +74,7 @@ def test_wrapped_lines_never_exceed_the_width(text, width, indent):
 def test_memory_bar_segments_are_colored_and_keep_their_width():
     bar = memory_bar([5, 3, 1, 1], 20, width=20, paint=red)
     assert visible(bar) == 22
-    assert bar.count("\x1b[31m") == 5  # weights, KV, compute, overhead, free: one color run each
+    assert bar.count("\x1b[31m") == 4  # weights, KV, compute, overhead: one color run each; free stays plain
     assert memory_bar([30, 0, 0, 0], 20, width=20).endswith("]!")
 
 

@@ -22,7 +22,9 @@ from ollama_fit.fetch import PARTIAL
 from ollama_fit.hardware.simulate import Simulation
 from ollama_fit.units import human
 
-pexpect = pytest.importorskip("pexpect", reason="pexpect drives the pseudo-terminal (POSIX only)")
+if sys.platform == "win32":
+    pytest.skip("pseudo-terminals are POSIX", allow_module_level=True)
+pexpect = pytest.importorskip("pexpect", reason="pexpect drives the pseudo-terminal")
 
 TIMEOUT = 180  # seconds for any one wait: generous, nothing is timed
 SGR = re.compile(r"\x1b\[[0-9;]*m")  # colors
