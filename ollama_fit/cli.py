@@ -58,7 +58,13 @@ def columns(err: bool = False) -> int:
 
 
 def warn(message: str) -> None:
-    click.echo(f"{paint('Warning:', 'yellow')} {message}", err=True)
+    """On a terminal, wrapped to its width under the text; elsewhere one line per warning (easy to grep)."""
+    text = f"{paint('Warning:', 'yellow')} {message}"
+    if sys.stderr.isatty():
+        from ollama_fit.render import wrap
+
+        text = "\n".join(wrap(text, columns(err=True), len("Warning: ")))
+    click.echo(text, err=True)
 
 
 class FitGroup(click.Group):

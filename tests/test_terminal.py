@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 from fakes.ollama import FakeOllama
 from ggufs import write_gguf
-from test_auto import GPU_ARGS, MODEL, picked
 
-from ollama_fit.catalog import find_model
+from ollama_fit.catalog import catalog, find_model
+from ollama_fit.exact import exact_plan
 from ollama_fit.fetch import PARTIAL
-from ollama_fit.hardware.simulate import Simulation
+from ollama_fit.hardware.model import Cpu, Hardware
+from ollama_fit.hardware.simulate import Simulation, hardware_report
+from ollama_fit.plan import PlanRequest
 from ollama_fit.units import human
 
 if sys.platform == "win32":
@@ -27,15 +29,24 @@ if sys.platform == "win32":
 pexpect = pytest.importorskip("pexpect", reason="pexpect drives the pseudo-terminal")
 
 TIMEOUT = 180  # seconds for any one wait: generous, nothing is timed
+MODEL = "qwen3:0.6b"
+GPU_ARGS = ["--model", MODEL, "--vram", "3GiB", "--ram", "16GiB", "--ctx", "2048"]
 SGR = re.compile(r"\x1b\[[0-9;]*m")  # colors
 CSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # any control sequence (colors, clear to end of line)
+
+
+def picked_quant() -> str:
+    """The quant the planner picks today for GPU_ARGS (the tests follow it, whatever it is)."""
+    here = Hardware(gpus=(), ram_total_bytes=16 * 1024**3, ram_available_bytes=16 * 1024**3, cpu=Cpu("x", 2, 2))
+    report = hardware_report(Simulation(vram=("3GiB",), ram="16GiB"), lambda: here)
+    return exact_plan(report, PlanRequest(ctx=2048, model=MODEL), catalog(), None).choice.quant
 
 
 @pytest.fixture(scope="module")
 def gguf(fake_hub, tmp_path_factory):
     """The one file these runs download, at the quant the planner picks for GPU_ARGS today."""
     model = find_model(MODEL)
-    quant = picked(Simulation(vram=("3GiB",), ram="16GiB"), 2048)
+    quant = picked_quant()
     name = model.file_for(quant)
     path = write_gguf(tmp_path_factory.mktemp("term") / name, model.shape, quant, name="Qwen3 0.6B")
     fake_hub.repo(model.repo).add(name, path).sha256()
@@ -220,7 +231,10 @@ def test_exit_codes_and_colors_at_the_question(gguf, terminal_env):
     assert ollama.models == {}
     # colors on a terminal; none with NO_COLOR (only the clearing of the bar line stays)
     assert SGR.search(eof.raw)
-    plain = Run(env | {"NO_COLOR": "1"}, 80, "--dry-run")
+    plain = Run(env | {"NO_COLOR": "1"}, 80, "--dry-run", "--kv-type", "q8_0")
     assert plain.end() == 0
     assert "Dry run" in plain.raw
     assert not SGR.search(plain.raw)
+    # a long warning wraps under its text, like the rest
+    assert "Warning: Ollama uses the KV cache type its server runs with" in re.sub(r"\s+", " ", plain.raw)
+    assert plain.widest() <= 80
