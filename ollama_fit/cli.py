@@ -429,6 +429,9 @@ def inspect_cmd(
         click.echo(render.render_inspection(result, columns(), paint_out))
 
 
+PHASES = ("uploaded", "create", "smoke")  # the events after the download that say what is happening
+
+
 class ProgressView:
     """Progress on stderr. --json: one JSON line per event. On a terminal: a one-line bar per transfer,
     redrawn in place (carriage return, the frame, clear to the end of the line), and a status line as each
@@ -467,10 +470,10 @@ class ProgressView:
             self.frame("upload", event)
         elif kind == "done":
             self.line(f"{name}: {human(event.total)}, sha256 verified")
-        elif kind in ("retry", "reused"):
-            self.line(f"{name}: {event.message}")
-        else:  # uploaded, create, smoke: a phase starts or ends
+        elif kind in PHASES:  # a phase after the download starts or ends: its message says which
             self.line(event.message)
+        elif event.message:  # retry, reused, ...: about one file
+            self.line(f"{name}: {event.message}")
 
     def frame(self, key: str, event: Any, state: str = "") -> None:
         from ollama_fit.bars import ERASE, bar_line
