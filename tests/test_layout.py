@@ -128,3 +128,41 @@ def test_plan_without_a_terminal_fits_80_columns(monkeypatch):
     monkeypatch.delenv("COLUMNS", raising=False)
     result = CliRunner().invoke(cli, ["plan", "--gpu", "RTX 4070", "--ram", "32GiB", "--offline"])
     assert max(map(len, result.stdout.splitlines())) <= 80
+
+
+def _prepared(missing: int, name: str | None = "qwen3:8b-q4_k_m", keep: bool = False):
+    from pathlib import Path
+
+    from ollama_fit.auto import Prepared
+    from ollama_fit.hub import HubFile, QuantFiles
+    from ollama_fit.ollama_adapter import ServerInfo
+    from ollama_fit.pull import Target
+
+    quant = QuantFiles("Q4_K_M", (HubFile("Qwen3-8B-Q4_K_M.gguf", 322 * MiB, "ab" * 32),))
+    server = ServerInfo("http://127.0.0.1:11434", "0.30.1") if name else None
+    ollama_dir = Path("/models") if name else None
+    return Prepared(Target("unsloth/Qwen3-8B-GGUF", quant), missing, Path("/hf/hub"), keep, name, server, ollama_dir)
+
+
+def test_the_question_states_the_download_its_destination_and_the_model():
+    from ollama_fit.render import render_confirmation
+
+    block, question = render_confirmation(_prepared(322 * MiB), 80)
+    assert "  download  322.0 MiB\n" in block + "\n"
+    assert "into      /hf/hub (removed once Ollama has its own copy)" in block
+    words = " ".join(block.split())  # the create line wraps at 80 columns
+    assert "create qwen3:8b-q4_k_m in Ollama 0.30.1 at http://127.0.0.1:11434, its copy in /models" in words
+    assert max(map(len, block.splitlines())) <= 80
+    assert question == "Download 322.0 MiB and create qwen3:8b-q4_k_m in Ollama?"
+    block, question = render_confirmation(_prepared(190 * MiB), 80)
+    assert "download  190.0 MiB, the rest of 322.0 MiB (132.0 MiB is already on disk)" in block
+    assert question.startswith("Download 190.0 MiB ")
+    block, question = render_confirmation(_prepared(0), 80)
+    assert "nothing: all 322.0 MiB are already in the cache" in block
+    assert question == "Create qwen3:8b-q4_k_m in Ollama from the cached copy?"
+    block, question = render_confirmation(_prepared(322 * MiB, name=None), 80)
+    assert "(kept for llama-server)" in block
+    assert "create" not in block
+    assert question == "Download 322.0 MiB for llama-server?"
+    assert _prepared(0, name=None).changes_nothing
+    assert not _prepared(0).changes_nothing  # the model is still to be created
