@@ -6,17 +6,18 @@ One result object comes back; progress goes through the fetcher's callback. Noth
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ollama_fit.calibrate import Observation, Observations, observe
 from ollama_fit.errors import OllamaError
-from ollama_fit.fetch import Fetcher
+from ollama_fit.fetch import Fetcher, Progress
 from ollama_fit.hub import Hub, group_quants, select
 from ollama_fit.llamacpp import ServeCommand, serve_command
-from ollama_fit.ollama_adapter import Ollama, canonical
+from ollama_fit.ollama_adapter import Ollama, ServerInfo, canonical
 from ollama_fit.plan import Plan, PlanRequest, runtime
 from ollama_fit.pull import PullResult, RegisterOptions, Target, pull
-from ollama_fit.register import Records
+from ollama_fit.register import Records, file_map, preflight
 
 SMOKE_PROMPT = "Reply with a short greeting."
 # Before v0.13.4 Ollama turned flash attention on by default only for these architectures
@@ -84,7 +85,7 @@ class Smoke:
 
 @dataclass(frozen=True)
 class AutoResult:
-    status: str  # done, unchanged, dry-run, needs-confirmation
+    status: str  # done, unchanged, dry-run, needs-confirmation, declined
     plan: Plan
     pull: PullResult | None = None
     smoke: Smoke | None = None
@@ -115,6 +116,64 @@ def target_of(plan: Plan, hub: Hub) -> Target:
     return Target(c.model.repo, select(group_quants(hub.list_files(c.model.repo)), c.quant), c.model, c.ctx)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What the confirmation states, decided before asking: the files, the bytes still missing (a partial
+    download counts as there), where they land, the Ollama name, and whether that model is already there."""
+
+    target: Target
+    missing_bytes: int
+    cache_dir: Path
+    keep: bool
+    name: str | None = None  # None: llama.cpp target, nothing registered
+    server: ServerInfo | None = None
+    ollama_dir: Path | None = None  # where Ollama keeps its copy, when it runs here
+    registered: bool = False  # the same name from the same files: nothing to do
+
+    @property
+    def changes_nothing(self) -> bool:
+        """Nothing to download and nothing to register: no reason to ask."""
+        return self.registered or (self.name is None and self.missing_bytes == 0)
+
+
+def prepare(
+    plan: Plan,
+    hub: Hub,
+    fetcher: Fetcher,
+    ollama: Ollama | None,
+    options: RegisterOptions,
+    records: Records | None = None,
+) -> Prepared:
+    """Everything that could stop the run, checked before the question (Ollama, the name, disk space)."""
+    from ollama_fit import config
+
+    target = target_of(plan, hub)
+    files = list(target.quant.files)
+    missing = fetcher.missing_bytes(target.repo, files)
+    cache = fetcher.cache_dir
+    if ollama is None:
+        fetcher.preflight(target.repo, files)
+        return Prepared(target, missing, cache, keep=True)
+    name = options.name_for(target)
+    digests = file_map([(f.name, str(f.sha256)) for f in files])
+    download = (missing, fetcher.device(target.repo))
+    pre = preflight(
+        ollama,
+        name,
+        digests,
+        target.quant.total_bytes,
+        target.quant.split,
+        options.force,
+        records or Records.load(),
+        download,
+    )
+    registered = pre.state == "same" and ollama.show(name) is not None
+    if not registered:
+        fetcher.preflight(target.repo, files)
+    ollama_dir = config.ollama_models_dir() if pre.server.local else None
+    return Prepared(target, missing, cache, options.keep_gguf, name, pre.server, ollama_dir, registered)
+
+
 def execute(
     plan: Plan,
     request: PlanRequest,
@@ -124,10 +183,12 @@ def execute(
     options: RegisterOptions,
     observations: Observations | None = None,
     records: Records | None = None,
+    target: Target | None = None,
 ) -> AutoResult:
     """Everything after the confirmation. With `ollama` None (llama.cpp target) the files are kept and the
-    llama-server command comes back instead of a registration."""
-    target = target_of(plan, hub)
+    llama-server command comes back instead of a registration. Phases are announced through the fetcher's
+    progress listener."""
+    target = target or target_of(plan, hub)
     if ollama is None:
         result = pull(target, fetcher)
         c = plan.choice
@@ -138,6 +199,7 @@ def execute(
     reg = result.registration
     if reg is None or reg.status == "unchanged":
         return AutoResult("unchanged", plan, result)
+    fetcher.on_progress(Progress("smoke", reg.name, 0, 0, f"loading {reg.name} in Ollama for a smoke test"))
     smoke = smoke_test(ollama, reg.name, plan)
     observation, stored = None, False
     # only a model wholly on the GPU(s) compares like with like: with part on the CPU, Ollama may split the

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import click
 
 from ollama_fit import __version__
-from ollama_fit.errors import OllamaFitError
+from ollama_fit.errors import Declined, OllamaFitError
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("ollama_fit")
@@ -36,8 +36,35 @@ def paint(text: str, color: str, err: bool = True) -> str:
     return click.style(text, fg=color, bold=True)
 
 
+def paint_out(text: str, color: str) -> str:
+    return paint(text, color, err=False)
+
+
+def columns(err: bool = False) -> int:
+    """The width to fit text to: $COLUMNS, else the terminal's (asked again each time: it may be resized),
+    else 80."""
+    import os
+
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    stream = sys.stderr if err else sys.stdout
+    try:
+        if stream.isatty():
+            return os.get_terminal_size(stream.fileno()).columns or 80
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 80
+
+
 def warn(message: str) -> None:
-    click.echo(f"{paint('Warning:', 'yellow')} {message}", err=True)
+    """On a terminal, wrapped to its width under the text; elsewhere one line per warning (easy to grep)."""
+    text = f"{paint('Warning:', 'yellow')} {message}"
+    if sys.stderr.isatty():
+        from ollama_fit.render import wrap
+
+        text = "\n".join(wrap(text, columns(err=True), len("Warning: ")))
+    click.echo(text, err=True)
 
 
 class FitGroup(click.Group):
@@ -46,6 +73,9 @@ class FitGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except Declined as exc:  # the user's choice, not an error
+            click.echo(exc.message, err=True)
+            ctx.exit(exc.exit_code)
         except OllamaFitError as exc:
             click.echo(f"{paint('Error:', 'red')} {exc.message}", err=True)
             if exc.hint:
@@ -321,13 +351,13 @@ def probe(hardware: Any, list_gpus: bool, as_json: bool) -> None:
         if as_json:
             emit_json({"gpus": [g.__dict__ for g in known_gpus()], "apple": [c.__dict__ for c in apple_chips()]})
         else:
-            click.echo(render.render_known_gpus(known_gpus(), apple_chips()))
+            click.echo(render.render_known_gpus(known_gpus(), apple_chips(), columns()))
         return
     report = report_for(hardware, remeasure=True)  # `probe` measures the RAM bandwidth again
     if as_json:
         emit_json(report.to_dict())
     else:
-        click.echo(render.render_probe(report))
+        click.echo(render.render_probe(report, columns()))
 
 
 @cli.command(short_help="Pick the largest model and quant that fit, and why.")
@@ -363,7 +393,7 @@ def plan(hardware: Any, request: Any, offline: bool, quant: str | None, as_json:
     if as_json:
         emit_json(result.to_dict())
     else:
-        click.echo(render.render_plan(result, charset=charset()))
+        click.echo(render.render_plan(result, charset(), columns(), paint_out))
 
 
 @cli.command("inspect", short_help="Read a GGUF header; what each quant needs here.")
@@ -413,37 +443,74 @@ def inspect_cmd(
     if as_json:
         emit_json(result.to_dict())
     else:
-        click.echo(render.render_inspection(result))
+        click.echo(render.render_inspection(result, columns(), paint_out))
+
+
+PHASES = ("uploaded", "create", "smoke")  # the events after the download that say what is happening
 
 
 class ProgressView:
-    """Fetch progress on stderr: one bar per file on a TTY, JSON lines with --json, nothing otherwise."""
+    """Progress on stderr. --json: one JSON line per event. On a terminal: a one-line bar per transfer,
+    redrawn in place (carriage return, the frame, clear to the end of the line), and a status line as each
+    phase starts and ends. Elsewhere: the status lines only, no bars."""
 
     def __init__(self, as_json: bool) -> None:
-        from ollama_fit.render import ProgressLine
+        from ollama_fit.bars import Rates
 
         self.as_json = as_json
         self.tty = sys.stderr.isatty()
-        self.line = ProgressLine()
+        self.rates = Rates()
+        self.open = False  # a frame is on the current line
 
     def __call__(self, event: Any) -> None:
         if self.as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "event": event.kind,
-                        "file": event.file,
-                        "done": event.done,
-                        "total": event.total,
-                        "message": event.message,
-                    }
-                ),
-                err=True,
-            )
-        elif event.kind in ("retry", "reused"):
-            click.echo(f"{event.file}: {event.message}", err=True)
-        elif self.tty:
-            click.echo("\r" + self.line.render(event), err=True, nl=event.kind == "done")
+            fields = {"event": event.kind, "file": event.file, "done": event.done, "total": event.total}
+            click.echo(json.dumps(fields | {"message": event.message}), err=True)
+            return
+        from ollama_fit.units import human
+
+        name = event.file.rsplit("/", 1)[-1]
+        kind = event.kind
+        if kind == "start":
+            self.rates.start(event.file, event.done)
+            if event.done:
+                self.line(f"resuming {name} at {human(event.done)} of {human(event.total)}")
+            else:
+                self.line(f"downloading {name} ({human(event.total)})")
+            self.frame(event.file, event)
+        elif kind in ("progress", "verify"):
+            self.frame(event.file, event, "verifying" if kind == "verify" else "")
+        elif kind == "upload":
+            if event.message:  # the first event of the upload
+                self.rates.start("upload", event.done)
+                self.line(f"{event.message}: {human(event.total)} for its own copy of {event.file}")
+            self.frame("upload", event)
+        elif kind == "done":
+            self.line(f"{name}: {human(event.total)}, sha256 verified")
+        elif kind in PHASES:  # a phase after the download starts or ends: its message says which
+            self.line(event.message)
+        elif event.message:  # retry, reused, ...: about one file
+            self.line(f"{name}: {event.message}")
+
+    def frame(self, key: str, event: Any, state: str = "") -> None:
+        from ollama_fit.bars import ERASE, bar_line
+
+        if not self.tty:
+            return
+        rate = None if state else self.rates.rate(key, event.done)
+        label = event.file.rsplit("/", 1)[-1]
+        text = bar_line(label, event.done, event.total, columns(err=True), rate, state, charset())
+        click.echo("\r" + text + ERASE, err=True, nl=False)
+        self.open = True
+
+    def line(self, text: str) -> None:
+        """A whole line, in place of the frame on the line if there is one."""
+        from ollama_fit.bars import ERASE
+        from ollama_fit.render import fit
+
+        prefix = "\r" + ERASE if self.open else ""
+        self.open = False
+        click.echo(prefix + fit([text], columns(err=True)), err=True)
 
 
 def register_options(fn: F) -> F:
@@ -545,7 +612,7 @@ def pull(
         return
     for warning in result.registration.warnings if result.registration else ():
         warn(warning)
-    click.echo(render.render_pull(result))
+    click.echo(render.render_pull(result, columns()))
     if serve and serve.argv:
         click.echo("Run it with llama.cpp:\n  " + serve.shell(serve.argv))
 
@@ -659,7 +726,7 @@ def auto(
       ollama-fit auto --target llama.cpp
     """
     from ollama_fit import config, render
-    from ollama_fit.auto import AutoResult, execute, for_ollama
+    from ollama_fit.auto import AutoResult, execute, for_ollama, prepare
     from ollama_fit.calibrate import Observations
     from ollama_fit.catalog import catalog
     from ollama_fit.exact import exact_plan
@@ -667,7 +734,6 @@ def auto(
     from ollama_fit.hub import Hub
     from ollama_fit.ollama_adapter import Ollama
     from ollama_fit.pull import RegisterOptions
-    from ollama_fit.units import human
 
     report = report_for(hardware)
     ollama = Ollama.from_env() if runner == "ollama" else None
@@ -678,38 +744,73 @@ def auto(
     for warning in (*plan_result.warnings, *server_warnings):
         warn(warning)
     if not as_json:
-        click.echo(render.render_plan(plan_result, charset=charset()))
+        click.echo(render.render_plan(plan_result, charset(), columns(), paint_out))
         click.echo()
 
     def finish(result: AutoResult) -> None:
         if as_json:
             emit_json(result.to_dict())
-        elif text := render.render_auto(result):
+        elif text := render.render_auto(result, columns(), paint_out):
             click.echo(text)
 
     if dry_run:
         return finish(AutoResult("dry-run", plan_result))
-    if not yes:
-        if not sys.stdin.isatty():
-            click.echo(
-                "No terminal to ask on: nothing downloaded. Run `ollama-fit auto --yes` to go ahead "
-                "(or --dry-run to only plan).",
-                err=True,
-            )
-            return finish(AutoResult("needs-confirmation", plan_result))
-        c = plan_result.choice
-        size = human(c.placement.memory.weights_bytes)
-        if not click.confirm(f"Download {c.model.name} {c.quant} (about {size}) and set it up?", default=True):
-            click.echo("Nothing done.", err=True)
-            return None
+    if not yes and not sys.stdin.isatty():
+        click.echo(
+            "No terminal to ask on: nothing downloaded. Run `ollama-fit auto --yes` to go ahead "
+            "(or --dry-run to only plan).",
+            err=True,
+        )
+        return finish(AutoResult("needs-confirmation", plan_result))
     hub = Hub.from_env()
-    fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=ProgressView(as_json))
-    observations = Observations.load(config.state_dir())
+    progress = ProgressView(as_json)
+    fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=progress)
     options = RegisterOptions(name, force, keep_gguf, plan_result.choice.ctx)
-    result = execute(plan_result, request, hub, fetcher, ollama, options, observations)
+    ready = prepare(plan_result, hub, fetcher, ollama, options)
+    if not yes and not ready.changes_nothing:
+        err = prompt_on_stderr()
+        block, question = render.render_confirmation(ready, columns(err=err))
+        click.echo(block, err=err)
+        if not ask(question, err):
+            finish(AutoResult("declined", plan_result))
+            raise Declined("Nothing downloaded, nothing changed.")
+    observations = Observations.load(config.state_dir())
+    result = execute(plan_result, request, hub, fetcher, ollama, options, observations, target=ready.target)
     for warning in result.pull.registration.warnings if result.pull and result.pull.registration else ():
         warn(warning)
     return finish(result)
+
+
+ASKS = 5  # invalid answers before the question counts as declined
+
+
+def prompt_on_stderr() -> bool:
+    """The question goes with the progress, to stderr, unless only stdout reaches the terminal."""
+    return sys.stderr.isatty() or not sys.stdout.isatty()
+
+
+def ask(question: str, err: bool = True) -> bool:
+    """y/yes goes ahead; n/no, Enter alone and the end of input (Ctrl-D) do not; anything else is asked
+    again, saying what is accepted. Ctrl-C: exit code 130, like everywhere else."""
+    from ollama_fit.render import fit
+
+    for _ in range(ASKS):
+        click.echo(fit([f"{question} [y/N]"], columns(err=err)) + " ", nl=False, err=err)
+        try:
+            line = sys.stdin.readline()
+        except KeyboardInterrupt:
+            click.echo("\nInterrupted at the question: nothing downloaded.", err=True)
+            click.get_current_context().exit(130)
+        if not line:
+            click.echo("(end of input: taken as no)", err=err)
+            return False
+        answer = line.strip().lower()
+        if answer in ("y", "yes"):
+            return True
+        if answer in ("", "n", "no"):
+            return False
+        click.echo(f"{answer!r} is not an answer: type y to go ahead, or n (or just Enter) to stop.", err=err)
+    return False
 
 
 @cli.command(short_help="What works and what does not, with fixes.")
@@ -780,7 +881,7 @@ def list_cmd(hardware: Any, request: Any, installed: bool, show_all: bool, offli
     if as_json:
         emit_json({"models": [r.to_dict() for r in rows]})
     else:
-        click.echo(text(rows))
+        click.echo(text(rows, columns(), paint_out))
 
 
 @cli.command()

@@ -77,6 +77,12 @@ class ProblemsFound(OllamaFitError):
     exit_code = 12
 
 
+class Declined(OllamaFitError):
+    """The user answered no at `auto`'s question (or gave no answer): nothing was downloaded or changed."""
+
+    exit_code = 13
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected internal error (run with -v for the traceback)",
@@ -91,5 +97,6 @@ EXIT_CODES: dict[int, str] = {
     Busy.exit_code: "another ollama-fit process is downloading the same file",
     OllamaError.exit_code: "Ollama: not running, too old, a request refused, or the model name taken",
     ProblemsFound.exit_code: "`doctor` found a problem (each is listed with its fix)",
+    Declined.exit_code: "declined: `auto`'s question was answered no (or not at all): nothing downloaded",
     130: "interrupted (Ctrl-C)",
 }

@@ -108,7 +108,7 @@ def pull(
         freed = 0 if options.keep_gguf else fetcher.forget(target.repo, list(target.quant.files))
         return PullResult(target, (), Registration(name, "unchanged", files, parameters, pre.server, freed_bytes=freed))
     fetched = fetcher.fetch_all(target.repo, list(target.quant.files))
-    registration = register(ollama, pre, name, fetched, parameters, records, origin)
+    registration = register(ollama, pre, name, fetched, parameters, records, origin, fetcher.on_progress)
     if not options.keep_gguf:
         freed = fetcher.forget(target.repo, [f.file for f in fetched])
         registration = replace(registration, freed_bytes=freed)

@@ -11,13 +11,15 @@ import json
 import os
 import re
 import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ollama_fit import config
 from ollama_fit.errors import DiskSpaceError, InvalidInput, OllamaError
-from ollama_fit.fetch import Fetched, existing_parent
+from ollama_fit.fetch import Fetched, Listener, Progress, existing_parent
 from ollama_fit.ollama_adapter import Ollama, ServerInfo, canonical
 from ollama_fit.units import human
 
@@ -189,16 +191,19 @@ def register(
     parameters: dict[str, Any],
     records: Records,
     origin: dict[str, str],
+    on_progress: Listener = lambda p: None,
 ) -> Registration:
-    """Upload (skipping blobs the server has), create, read back; a failed create leaves no model behind."""
+    """Upload (skipping blobs the server has), create, read back; a failed create leaves no model behind.
+    Each phase is announced through `on_progress`: "upload" events with bytes, then "uploaded", "create"."""
     files = file_map([(f.path.name, str(f.file.sha256)) for f in fetched])
     if pre.state == "same" and ollama.show(name) is not None:
         return Registration(name, "unchanged", files, parameters, pre.server)
-    uploaded = sum(ollama.upload(Path(os.path.realpath(f.path)), files[f.path.name]) for f in fetched)
+    uploaded = _upload(ollama, fetched, files, name, on_progress)
     existed = pre.state != "absent"
     # recorded before the create: should Ctrl-C land after Ollama wrote the model, the next run knows it is ours
     previous = records.get(name)
     records.put(name, {"files": files, **origin})
+    on_progress(Progress("create", name, 0, 0, f"creating {name} in Ollama"))
     try:
         ollama.create(name, files, parameters)
         shown = ollama.show(name)
@@ -215,6 +220,39 @@ def register(
     warnings = _readback_warnings(shown, parameters, pre.server)
     status = "replaced" if existed else "created"
     return Registration(name, status, files, parameters, pre.server, tuple(warnings), uploaded_bytes=uploaded)
+
+
+UPLOAD_EVERY = 0.2  # seconds between upload progress events
+
+
+def _upload(
+    ollama: Ollama,
+    fetched: list[Fetched],
+    files: dict[str, str],
+    name: str,
+    on_progress: Listener,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Stream each file to Ollama (a blob it has is skipped); progress as "upload" events over all files."""
+    total = sum(f.file.size for f in fetched)
+    done, last = 0, clock()
+    on_progress(Progress("upload", name, 0, total, "uploading to Ollama"))
+
+    def sent(n: int) -> None:
+        nonlocal done, last
+        done += n
+        if clock() - last >= UPLOAD_EVERY:
+            last = clock()
+            on_progress(Progress("upload", name, done, total))
+
+    uploaded = 0
+    for f in fetched:
+        before = done
+        uploaded += ollama.upload(Path(os.path.realpath(f.path)), files[f.path.name], sent)
+        done = before + f.file.size  # a blob Ollama already had counts as there
+    note = f"{human(uploaded)} uploaded to Ollama" if uploaded else "Ollama already had the file(s): nothing uploaded"
+    on_progress(Progress("uploaded", name, total, total, note))
+    return uploaded
 
 
 def _readback_warnings(shown: Any, parameters: dict[str, Any], server: ServerInfo) -> list[str]:

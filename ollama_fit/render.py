@@ -1,26 +1,132 @@
-"""Human-readable text for the CLI. Pure string building: cli.py decides where the text goes."""
+"""Human-readable text for the CLI. Pure string building: cli.py decides where the text goes.
+
+Layout: cli.py passes the terminal's width (80 columns when unknown) and a `paint(text, color)` that colors
+only on a terminal without NO_COLOR. Tables shrink their widest columns and wrap cells inside them; prose
+lines wrap at spaces with indented continuation lines. Widths count what shows, not color codes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ollama_fit.hardware.known import AppleChip, KnownGpu
 from ollama_fit.hardware.model import Gpu, ProbeReport
 from ollama_fit.units import GiB, human
 
+Paint = Callable[[str, str], str]
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+MIN_COLUMN = 6  # a shrunk table column keeps at least this many characters (or its header's longest word)
 
-def table(rows: Sequence[Sequence[str]], header: Sequence[str] | None = None, indent: int = 2) -> str:
-    """Left-aligned columns; numbers are pre-formatted by the caller."""
+
+def plain(text: str, color: str) -> str:
+    return text
+
+
+def visible(text: str) -> int:
+    """The width a string takes on screen: color codes take none."""
+    return len(_ANSI.sub("", text))
+
+
+def _cut(word: str, first: int, rest: int) -> list[str]:
+    """A word longer than the line, in pieces of `first`, then `rest` characters (color codes dropped: they
+    would be cut in half)."""
+    bare = _ANSI.sub("", word)
+    pieces = [bare[:first]]
+    pieces += [bare[i : i + rest] for i in range(first, len(bare), rest)]
+    return pieces
+
+
+def wrap(text: str, width: int | None, indent: int = 0) -> list[str]:
+    """Greedy word wrap that keeps the runs of spaces inside a line (columns) and counts visible width;
+    continuation lines start with `indent` spaces."""
+    if width is None or visible(text) <= width:
+        return [text]
+    width = max(width, 1)
+    indent = min(indent, width // 2)
+    lines: list[str] = []
+    line = ""
+    for token in re.findall(r"\S+|\s+", text):
+        if visible(line) + visible(token) <= width:
+            line += token
+            continue
+        if token.isspace():
+            continue  # the break goes here
+        if line.strip():
+            lines.append(line.rstrip())
+            line = " " * indent
+        room = width - visible(line)
+        if room < 1:
+            line, room = " " * indent, width - indent
+        if visible(token) > room:  # longer than a whole line: cut it
+            *heads, token = _cut(token, room, width - indent)
+            for head in heads:
+                lines.append(line + head)
+                line = " " * indent
+        line += token
+    if line.strip():
+        lines.append(line.rstrip())
+    return lines
+
+
+def _hanging(line: str) -> int:
+    """Where continuation lines of `line` start: after a marker (`- `, `! `, `Pick   `), else 2 in."""
+    lead = len(line) - len(line.lstrip(" "))
+    marker = re.match(r"(\S{1,8})( {2,}| (?=\S))", line[lead:])
+    if marker and (len(marker.group(2)) >= 2 or not marker.group(1)[0].isalnum()):
+        return lead + len(marker.group(0))
+    return lead + 2
+
+
+def fit(lines: Sequence[str], width: int | None) -> str:
+    """Lines wrapped to `width` (None: as they are), continuation lines indented under their first."""
+    out: list[str] = []
+    for text in lines:
+        for line in text.split("\n"):
+            out += wrap(line, width, _hanging(line))
+    return "\n".join(out)
+
+
+def _column_widths(natural: list[int], floors: list[int], room: int) -> list[int]:
+    """Shrink the widest column one character at a time until the row fits `room` (or all are at a floor)."""
+    widths = list(natural)
+    while sum(widths) > room:
+        shrinkable = [i for i, w in enumerate(widths) if w > floors[i]]
+        if not shrinkable:
+            break
+        widest = max(shrinkable, key=lambda i: widths[i])
+        widths[widest] -= 1
+    return widths
+
+
+def table(
+    rows: Sequence[Sequence[str]], header: Sequence[str] | None = None, indent: int = 2, width: int | None = None
+) -> str:
+    """Left-aligned columns; numbers are pre-formatted by the caller. With `width`, the widest columns shrink
+    (never below their header's longest word) and their cells wrap inside the column."""
     all_rows = [list(header)] if header else []
     all_rows += [list(r) for r in rows]
     if not all_rows:
         return ""
-    widths = [max(len(r[i]) for r in all_rows if i < len(r)) for i in range(max(map(len, all_rows)))]
+    count = max(map(len, all_rows))
+    all_rows = [r + [""] * (count - len(r)) for r in all_rows]
+    natural = [max(visible(r[i]) for r in all_rows) for i in range(count)]
+    widths = natural
+    if width is not None:
+        words = [
+            max((len(w) for w in str(header[i] if header and i < len(header) else "").split()), default=0)
+            for i in range(count)
+        ]
+        floors = [max(words[i], min(natural[i], MIN_COLUMN)) for i in range(count)]
+        widths = _column_widths(natural, floors, width - indent - 2 * (count - 1))
     lines = []
     for r in all_rows:
-        cells = [c.ljust(widths[i]) for i, c in enumerate(r)]
-        lines.append(" " * indent + "  ".join(cells).rstrip())
+        cells = [wrap(c, widths[i], 1) if visible(c) > widths[i] else [c] for i, c in enumerate(r)]
+        for k in range(max(map(len, cells))):
+            parts = [(cell[k] if k < len(cell) else "") for cell in cells]
+            padded = [p + " " * (widths[i] - visible(p)) for i, p in enumerate(parts)]
+            lines.append(" " * indent + "  ".join(padded).rstrip())
     return "\n".join(lines)
 
 
@@ -39,7 +145,7 @@ def _bandwidth(value: float | None) -> str:
     return f"{value:g} GB/s" if value else "? GB/s"
 
 
-def render_probe(report: ProbeReport) -> str:
+def render_probe(report: ProbeReport, width: int | None = None) -> str:
     hw, bud = report.hardware, report.budget
     out = [f"Hardware ({hw.source})"]
     if hw.gpus:
@@ -55,7 +161,8 @@ def render_probe(report: ProbeReport) -> str:
                         _gpu_details(g),
                     ]
                     for g in hw.gpus
-                ]
+                ],
+                width=width,
             )
         )
     else:
@@ -84,38 +191,51 @@ def render_probe(report: ProbeReport) -> str:
         ]
         for d in (*bud.gpus, bud.host)
     ]
-    out.append(table(rows))
+    out.append(table(rows, width=width))
     notes = (*hw.notes, *bud.notes)
     if notes:
         out.append("")
         out.append("Notes")
         out.extend(f"  - {n}" for n in notes)
-    return "\n".join(out)
+    return fit(out, width)
 
 
-def render_known_gpus(gpus: Sequence[KnownGpu], chips: Sequence[AppleChip]) -> str:
+def render_known_gpus(gpus: Sequence[KnownGpu], chips: Sequence[AppleChip], width: int | None = None) -> str:
     rows = [[g.name, g.vendor, g.segment, f"{g.memory_bytes / GiB:g} GiB", f"{g.bandwidth_gbs:g} GB/s"] for g in gpus]
     for c in chips:
         cores = f" ({c.gpu_cores}-core GPU)" if c.gpu_cores else ""
         sizes = "/".join(str(s) for s in c.memory_gb)
         rows.append([f"Apple {c.chip}{cores}", "apple", "unified", f"{sizes} GB", f"{c.bandwidth_gbs:g} GB/s"])
-    return table(rows, header=["name", "vendor", "segment", "memory", "bandwidth"])
+    return table(rows, header=["name", "vendor", "segment", "memory", "bandwidth"], width=width)
 
 
 # ----- plans -----
 
 BAR_CHARS = {"utf-8": ("█", "▓", "▒", "░", "·"), "ascii": ("#", "=", "+", "-", ".")}
+BAR_COLORS = ("blue", "magenta", "yellow", "cyan", "")  # weights, KV, compute, overhead; free stays plain
+BAR_WIDTH = 36
 
 
-def memory_bar(parts: Sequence[int], capacity: int, width: int = 36, charset: str = "utf-8") -> str:
+def memory_bar(
+    parts: Sequence[int], capacity: int, width: int = BAR_WIDTH, charset: str = "utf-8", paint: Paint = plain
+) -> str:
     """[weights|kv|compute|overhead|free] scaled to the device's usable memory; '!' marks an overflow."""
     chars = BAR_CHARS[charset]
     used = sum(parts)
     scale = max(capacity, used, 1)
     cells = [round(p / scale * width) for p in parts]
-    body = "".join(c * n for c, n in zip(chars[:4], cells, strict=True))
-    body = body[:width] + chars[4] * max(0, width - len(body))
-    return "[" + body + "]" + ("!" if used > capacity else "")
+    runs, left = [], width
+    for char, n in zip(chars[:4], cells, strict=True):
+        runs.append((char, min(n, left)))
+        left -= runs[-1][1]
+    runs.append((chars[4], left))
+    body = "".join(paint(c * n, color) if color else c * n for (c, n), color in zip(runs, BAR_COLORS, strict=True))
+    return "[" + body + "]" + (paint("!", "red") if used > capacity else "")
+
+
+def _bar_width(width: int | None, tail: int) -> int:
+    """The memory bar shrinks (to 10) so that `  GPU 0  [bar]  <tail>` fits the line."""
+    return BAR_WIDTH if width is None else max(10, min(BAR_WIDTH, width - 13 - tail))
 
 
 def _speed_text(speed: Any) -> str:
@@ -126,7 +246,7 @@ def _speed_text(speed: Any) -> str:
     return f"~{speed.tps:.0f} tok/s ({speed.low:.0f}-{speed.high:.0f})"
 
 
-def _device_lines(plan: Any, charset: str) -> list[str]:
+def _device_lines(plan: Any, charset: str, width: int | None = None, paint: Paint = plain) -> list[str]:
     mem = plan.choice.placement.memory
     budgets = {g.index: g for g in plan.report.budget.gpus}
     lines = []
@@ -134,10 +254,9 @@ def _device_lines(plan: Any, charset: str) -> list[str]:
         b = budgets[index]
         parts = [dev.weights_bytes, dev.kv_bytes, dev.compute_bytes, dev.overhead_bytes]
         free = b.usable_bytes - dev.total_bytes
-        lines.append(
-            f"  GPU {index}  {memory_bar(parts, b.usable_bytes, charset=charset)}  "
-            f"{human(dev.total_bytes)} of {human(b.usable_bytes)} usable ({dev.layers} layers)"
-        )
+        tail = f"{human(dev.total_bytes)} of {human(b.usable_bytes)} usable ({dev.layers} layers)"
+        bar = memory_bar(parts, b.usable_bytes, _bar_width(width, len(tail)), charset, paint)
+        lines.append(f"  GPU {index}  {bar}  {tail}")
         lines.append(
             f"         weights {human(dev.weights_bytes)}  KV {human(dev.kv_bytes)}  compute "
             f"{human(dev.compute_bytes)}  overhead {human(dev.overhead_bytes)}  free {human(free)}"
@@ -145,13 +264,13 @@ def _device_lines(plan: Any, charset: str) -> list[str]:
     host = mem.host
     hb = plan.report.budget.host
     if plan.report.budget.unified_memory:
-        return lines + _pool_lines(mem, hb, charset)
+        return lines + _pool_lines(mem, hb, charset, width, paint)
     parts = [host.weights_bytes, host.kv_bytes, host.compute_bytes, host.overhead_bytes]
     parts[0] -= host.evictable_bytes
-    lines.append(
-        f"  RAM    {memory_bar(parts, hb.usable_bytes, charset=charset)}  {human(host.required_bytes)} of "
-        f"{human(hb.usable_bytes)} usable" + (f" ({host.layers} layers)" if host.layers else "")
+    tail = f"{human(host.required_bytes)} of {human(hb.usable_bytes)} usable" + (
+        f" ({host.layers} layers)" if host.layers else ""
     )
+    lines.append(f"  RAM    {memory_bar(parts, hb.usable_bytes, _bar_width(width, len(tail)), charset, paint)}  {tail}")
     evictable = f"  (of which {human(host.evictable_bytes)} page cache)" if host.evictable_bytes else ""
     lines.append(
         f"         weights {human(host.weights_bytes)}  KV {human(host.kv_bytes)}  compute "
@@ -160,18 +279,18 @@ def _device_lines(plan: Any, charset: str) -> list[str]:
     return lines
 
 
-def _pool_lines(mem: Any, pool: Any, charset: str) -> list[str]:
+def _pool_lines(mem: Any, pool: Any, charset: str, width: int | None, paint: Paint) -> list[str]:
     """Unified memory: the GPU's share and the host's part out of one pool, shown as one figure."""
     used = mem.device_bytes + mem.host_required_bytes
     devices = (*mem.gpus, mem.host)
     parts = [sum(getattr(d, k) for d in devices) for k in ("weights_bytes", "kv_bytes", "compute_bytes")]
     parts[0] -= mem.host.evictable_bytes
     parts.append(sum(d.overhead_bytes for d in devices))
+    tail = f"{human(used)} of {human(pool.usable_bytes)} usable (one pool)"
     return [
-        f"  Pool   {memory_bar(parts, pool.usable_bytes, charset=charset)}  {human(used)} of "
-        f"{human(pool.usable_bytes)} usable (unified memory: the GPU's share and the rest together)",
-        f"         GPU share {human(mem.device_bytes)}  the rest {human(mem.host_required_bytes)}  "
-        f"free {human(pool.usable_bytes - used)}  ({human(pool.headroom_bytes)} kept for the system)",
+        f"  Pool   {memory_bar(parts, pool.usable_bytes, _bar_width(width, len(tail)), charset, paint)}  {tail}",
+        f"         GPU share {human(mem.device_bytes)}  rest {human(mem.host_required_bytes)}  "
+        f"free {human(pool.usable_bytes - used)}  (+{human(pool.headroom_bytes)} kept)",
     ]
 
 
@@ -183,7 +302,7 @@ def _memory_text(mem: Any, unified: bool) -> str:
     return f"RAM {human(mem.host_required_bytes)}"
 
 
-def render_plan(plan: Any, charset: str = "utf-8") -> str:
+def render_plan(plan: Any, charset: str = "utf-8", width: int | None = None, paint: Paint = plain) -> str:
     from ollama_fit.placement import KIND_TEXT
     from ollama_fit.quants import quant_table
 
@@ -193,18 +312,17 @@ def render_plan(plan: Any, charset: str = "utf-8") -> str:
     q = quant_table()[c.quant]
     src = c.to_dict()["source"]
     files = ", ".join(src["files"]) or f"{src['pattern']} (split into shards)"
+    legend = zip(BAR_CHARS[charset], BAR_COLORS, ("weights", "KV", "compute", "overhead", "free"), strict=True)
     out = [
         f"Plan for {plan.task} on {where} ({hw.source})",
         "",
-        f"  Pick   {c.model.name}  {c.quant}  ctx {c.ctx}  {KIND_TEXT[c.placement.kind]}",
+        f"  Pick   {paint(f'{c.model.name}  {c.quant}', 'green')}  ctx {c.ctx}  {KIND_TEXT[c.placement.kind]}",
         f"         {_speed_text(c.placement.speed)}   quality loss {q.quality_loss} ({q.source})   "
         f"license {c.model.license}",
         f"         hf.co/{src['repo']}  {files}",
         "",
-        "Memory (█ weights ▓ KV ▒ compute ░ overhead · free)"
-        if charset == "utf-8"
-        else "Memory (# weights = KV + compute - overhead . free)",
-        *_device_lines(plan, charset),
+        "Memory (" + " ".join(f"{paint(ch, color) if color else ch} {part}" for ch, color, part in legend) + ")",
+        *_device_lines(plan, charset, width, paint),
     ]
     if plan.alternatives:
         out += ["", "Alternatives"]
@@ -221,18 +339,18 @@ def render_plan(plan: Any, charset: str = "utf-8") -> str:
                     _speed_text(a.placement.speed),
                 ]
             )
-        out.append(table(rows, header=["model", "quant", "ctx", "where", "memory", "speed"], indent=4))
+        out.append(table(rows, header=["model", "quant", "ctx", "where", "memory", "speed"], indent=4, width=width))
     out += ["", "Why"] + [f"  - {r}" if not r.startswith("  ") else f"    {r.strip()}" for r in plan.reasons]
     notes = (*plan.warnings,)
     if notes:
-        out += ["", "Warnings"] + [f"  ! {w}" for w in notes]
-    return "\n".join(out)
+        out += ["", "Warnings"] + [f"  {paint('!', 'yellow')} {w}" for w in notes]
+    return fit(out, width)
 
 
 # ----- inspect -----
 
 
-def render_inspection(insp: Any) -> str:
+def render_inspection(insp: Any, width: int | None = None, paint: Paint = plain) -> str:
     from ollama_fit.inspect_model import summarize
     from ollama_fit.placement import KIND_TEXT, Placement
 
@@ -261,53 +379,39 @@ def render_inspection(insp: Any) -> str:
                     human(q.file_bytes),
                     human(mem.device_bytes),
                     human(mem.host_required_bytes),
-                    "yes",
+                    paint("yes", "green"),
                     KIND_TEXT[p.kind],
                 ]
             )
         else:
-            rows.append([q.quant, human(q.file_bytes), "", "", "no", f"{human(p.missing_bytes)} short on {p.device}"])
-    out.append(table(rows, header=["quant", "file", "GPU", "RAM", "fits", "where"]))
-    return "\n".join(out)
+            short = f"{human(p.missing_bytes)} short on {p.device}"
+            rows.append([q.quant, human(q.file_bytes), "", "", paint("no", "red"), short])
+    out.append(table(rows, header=["quant", "file", "GPU", "RAM", "fits", "where"], width=width))
+    return fit(out, width)
 
 
 # ----- pull -----
 
 
-class ProgressLine:
-    """One line per file: bar, bytes, speed and ETA; keeps the start time of each file for the speed."""
-
-    def __init__(self, width: int = 30) -> None:
-        import time
-
-        self.width = width
-        self.clock = time.monotonic
-        self.started: dict[str, tuple[float, int]] = {}
-
-    def render(self, event: Any) -> str:
-        now = self.clock()
-        start, base = self.started.setdefault(event.file, (now, event.done))
-        speed = (event.done - base) / max(now - start, 1e-6)
-        left = int((event.total - event.done) / speed) if speed > 0 else 0
-        filled = int(self.width * event.done / max(event.total, 1))
-        bar = "#" * filled + "." * (self.width - filled)
-        name = event.file.rsplit("/", 1)[-1][-40:]
-        state = "verifying" if event.kind == "verify" else f"{human(speed)}/s ETA {left // 60}:{left % 60:02d}"
-        return f"{name:40} [{bar}] {human(event.done)}/{human(event.total)} {state}"
+def _fetched_text(result: Any) -> str:
+    """Both figures when part was already on disk: what came over the network now, and the whole."""
+    done = result.to_dict()
+    if done["reused"]:
+        return "already in the cache (verified)"
+    got, total = done["downloaded_bytes"], result.target.quant.total_bytes
+    if 0 < got < total:
+        return f"downloaded {human(got)} of {human(total)} ({human(total - got)} were already on disk), sha256 verified"
+    return f"downloaded {human(got)}, sha256 verified"
 
 
-def render_pull(result: Any) -> str:
+def render_pull(result: Any, width: int | None = None) -> str:
     done = result.to_dict()
     reg = result.registration
     lines = []
     if reg is not None and reg.status == "unchanged":
         lines.append(f"{reg.name} is already registered from these files: nothing to do")
     elif result.fetched:
-        if done["reused"]:
-            verb = "already in the cache (verified)"
-        else:
-            verb = f"downloaded {human(done['downloaded_bytes'])}, sha256 verified"
-        lines.append(f"{result.target.repo} {result.target.quant.label}: {verb}")
+        lines.append(f"{result.target.repo} {result.target.quant.label}: {_fetched_text(result)}")
         if reg is None or not reg.freed_bytes:
             lines += [f"  {path}" for path in done["local_files"]]
     if reg is not None and reg.status != "unchanged":
@@ -319,21 +423,56 @@ def render_pull(result: Any) -> str:
             lines.append(f"removed the downloaded copy: {human(reg.freed_bytes)} freed (Ollama keeps its own)")
     if reg is not None:
         lines.append(f"run it: ollama run {reg.name}")
-    return "\n".join(lines)
+    return fit(lines, width)
+
+
+def render_confirmation(prep: Any, width: int | None = None) -> tuple[str, str]:
+    """What `auto` is about to do, and the question: the bytes still to download, where they go, the model
+    name Ollama gets."""
+    t = prep.target
+    total = t.quant.total_bytes
+    files = ", ".join(f.path for f in t.quant.files)
+    if prep.missing_bytes == 0:
+        size = f"nothing: all {human(total)} are already in the cache"
+    elif prep.missing_bytes < total:
+        have = total - prep.missing_bytes
+        size = f"{human(prep.missing_bytes)}, the rest of {human(total)} ({human(have)} is already on disk)"
+    else:
+        size = human(total)
+    if prep.name is None:
+        kept = "kept for llama-server"
+    else:
+        kept = "kept: --keep-gguf" if prep.keep else "removed once Ollama has its own copy"
+    lines = [
+        f"About to set up {t.model.name if t.model else t.repo} {t.quant.label}:",
+        f"  download  {size}",
+        f"  from      hf.co/{t.repo}  {files}",
+        f"  into      {prep.cache_dir} ({kept})",
+    ]
+    if prep.name is not None:
+        where = f", its copy in {prep.ollama_dir}" if prep.ollama_dir else ""
+        lines.append(f"  create    {prep.name} in Ollama {prep.server.version} at {prep.server.host}{where}")
+    if prep.name is None:
+        question = f"Download {human(prep.missing_bytes)} for llama-server?"
+    elif prep.missing_bytes:
+        question = f"Download {human(prep.missing_bytes)} and create {prep.name} in Ollama?"
+    else:
+        question = f"Create {prep.name} in Ollama from the cached copy?"
+    return fit(lines, width), question
 
 
 # ----- auto, doctor, list -----
 
 
-def render_auto(result: Any) -> str:
+def render_auto(result: Any, width: int | None = None, paint: Paint = plain) -> str:
     from ollama_fit.placement import KIND_TEXT
 
     c = result.plan.choice
     if result.status == "dry-run":
         return "Dry run: nothing downloaded. Run `ollama-fit auto` to set it up."
-    if result.status == "needs-confirmation":
+    if result.status in ("needs-confirmation", "declined"):
         return ""  # the reason and the way forward were said on stderr
-    lines = [render_pull(result.pull)] if result.pull else []
+    lines = [render_pull(result.pull, width)] if result.pull else []
     if result.status == "unchanged":
         return "\n".join(lines)
     smoke = result.smoke
@@ -342,7 +481,7 @@ def render_auto(result: Any) -> str:
             predicted = f" (predicted ~{smoke.predicted_tps:.0f})" if smoke.predicted_tps else ""
             lines.append(f"smoke test: answered {smoke.text[:60]!r} at {smoke.tokens_per_second:.0f} tok/s{predicted}")
         else:
-            lines.append(f"smoke test FAILED: {smoke.error}; the model stays registered. Check:")
+            lines.append(f"{paint('smoke test FAILED:', 'red')} {smoke.error}; the model stays registered. Check:")
             lines += [f"  - {h}" for h in smoke.hints]
     obs = result.observation
     if obs is not None:
@@ -355,12 +494,14 @@ def render_auto(result: Any) -> str:
             f"Ollama loaded {human(obs.observed_vram_bytes)} into VRAM; predicted "
             f"{human(obs.predicted_device_bytes)} ({sign}{human(abs(diff))}); {kept}"
         )
-    if result.serve is not None:
-        lines.append("Run it with llama.cpp (" + KIND_TEXT[c.placement.kind] + "):")
-        lines.append("  " + result.serve.shell(result.serve.argv or result.serve.hf_argv))
     lines.append("")
-    lines.append(f"Done: {c.model.name} {c.quant}, context {c.ctx} tokens.")
-    return "\n".join(lines)
+    lines.append(f"Done: {paint(f'{c.model.name} {c.quant}', 'green')}, context {c.ctx} tokens.")
+    text = fit(lines, width)
+    if result.serve is not None:  # a command stays on one line, to be copied whole
+        command = "  " + result.serve.shell(result.serve.argv or result.serve.hf_argv)
+        head = fit(["Run it with llama.cpp (" + KIND_TEXT[c.placement.kind] + "):"], width)
+        text = text.replace("\n\nDone: ", f"\n{head}\n{command}\n\nDone: ", 1)
+    return text
 
 
 def render_doctor(checks: Sequence[Any], paint: Any = lambda text, color: text) -> str:
@@ -373,14 +514,14 @@ def render_doctor(checks: Sequence[Any], paint: Any = lambda text, color: text) 
     return "\n".join(rows)
 
 
-def render_catalog(rows: Sequence[Any]) -> str:
+def render_catalog(rows: Sequence[Any], width: int | None = None, paint: Paint = plain) -> str:
     from ollama_fit.placement import KIND_TEXT
 
     table_rows = []
     for r in rows:
         c = r.candidate
         if c is None:
-            why = "too slow here" if "min-speed" in r.why_not else "does not fit"
+            why = paint("too slow here" if "min-speed" in r.why_not else "does not fit", "red")
             table_rows.append([r.model.id, r.model.family, f"{r.model.params_b:g}B", "-", why, "", ""])
             continue
         mem = c.placement.memory
@@ -389,15 +530,15 @@ def render_catalog(rows: Sequence[Any]) -> str:
         table_rows.append(
             [r.model.id, r.model.family, f"{r.model.params_b:g}B", c.quant, KIND_TEXT[c.placement.kind], need, speed]
         )
-    return table(table_rows, header=["model", "family", "params", "quant", "where", "needs", "speed"])
+    return table(table_rows, header=["model", "family", "params", "quant", "where", "needs", "speed"], width=width)
 
 
-def render_installed(rows: Sequence[Any]) -> str:
+def render_installed(rows: Sequence[Any], width: int | None = None, paint: Paint = plain) -> str:
     if not rows:
         return "Ollama has no models yet: `ollama-fit auto` sets one up."
     out = []
     for r in rows:
-        fits = {True: "yes", False: "no", None: "?"}[r.fits]
+        fits = paint(*{True: ("yes", "green"), False: ("no", "red"), None: ("?", "yellow")}[r.fits])
         need = human(r.need_bytes) if r.need_bytes is not None else "?"
         out.append([r.name, human(r.size_bytes), str(r.ctx), need, fits, r.where])
-    return table(out, header=["name", "size", "ctx", "needs", "fits", "where"])
+    return table(out, header=["name", "size", "ctx", "needs", "fits", "where"], width=width)
