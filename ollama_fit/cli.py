@@ -423,10 +423,21 @@ class ProgressView:
                 ),
                 err=True,
             )
-        elif event.kind in ("retry", "reused"):
+        elif event.kind in ("retry", "reused", "wait", "cleanup"):
             click.echo(f"{event.file}: {event.message}", err=True)
         elif self.tty:
             click.echo("\r" + self.line.render(event), err=True, nl=event.kind == "done")
+
+
+def connections_option(fn: F) -> F:
+    return click.option(
+        "--connections",
+        default=8,
+        show_default=True,
+        type=click.IntRange(1, 64),
+        metavar="N",
+        help="Download each large file over N ranged connections at once (1: one stream).",
+    )(fn)
 
 
 def register_options(fn: F) -> F:
@@ -471,6 +482,7 @@ def target_options(fn: F) -> F:
 @plan_options
 @register_options
 @click.option("--no-register", is_flag=True, help="Only download (into the Hugging Face cache).")
+@connections_option
 @click.option("--offline", is_flag=True, help="Plan from the catalog only (downloads still need the Hub).")
 @click.option("--json", "as_json", is_flag=True, help="JSON result on stdout, JSON progress events on stderr.")
 def pull(
@@ -483,6 +495,7 @@ def pull(
     keep_gguf: bool,
     runner: str,
     no_register: bool,
+    connections: int,
     offline: bool,
     as_json: bool,
 ) -> None:
@@ -517,7 +530,8 @@ def pull(
         lambda: report_for(hardware), request, hub_for_plans(offline), lambda req, rep: learned(req, rep, hardware)
     )
     target = resolve(ref or request.model, quant, hub, pick)
-    fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=ProgressView(as_json))
+    view = ProgressView(as_json)
+    fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=view, connections=connections)
     options = RegisterOptions(name, force, keep_gguf, target.ctx or request.ctx or 8192)
     result = run_pull(target, fetcher, Ollama.from_env() if register else None, options)
     serve = None
@@ -614,6 +628,7 @@ def serve_cmd(
 @click.option("-y", "--yes", is_flag=True, help="Do not ask: download and register (for scripts and provisioning).")
 @click.option("--dry-run", is_flag=True, help="Stop after showing the plan.")
 @register_options
+@connections_option
 @click.option("--offline", is_flag=True, help="Plan from the catalog only (downloads still need the Hub).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON result on stdout; JSON progress events on stderr.")
 def auto(
@@ -625,6 +640,7 @@ def auto(
     force: bool,
     keep_gguf: bool,
     runner: str,
+    connections: int,
     offline: bool,
     as_json: bool,
 ) -> None:
@@ -686,7 +702,8 @@ def auto(
             click.echo("Nothing done.", err=True)
             return None
     hub = Hub.from_env()
-    fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=ProgressView(as_json))
+    view = ProgressView(as_json)
+    fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=view, connections=connections)
     observations = Observations.load(config.state_dir())
     options = RegisterOptions(name, force, keep_gguf, plan_result.choice.ctx)
     result = execute(plan_result, request, hub, fetcher, ollama, options, observations)
