@@ -97,7 +97,9 @@ def pull(
     if ollama is None:
         return PullResult(target, tuple(fetcher.fetch_all(target.repo, list(target.quant.files))))
     with fetcher.hold(target.repo, list(target.quant.files)):
-        return _pull_and_register(target, fetcher, ollama, options or RegisterOptions(), records or Records.load())
+        # read once the files are ours: a pull that held them before us may have just recorded its model
+        records = Records.load(records.path if records else None)
+        return _pull_and_register(target, fetcher, ollama, options or RegisterOptions(), records)
 
 
 def _pull_and_register(

@@ -256,6 +256,7 @@ def test_kill_mid_download_at_several_points_then_resume(fake_hub, repo, tmp_pat
     finally:
         fake_hub.delay = 0.0
     assert kept < 24 * MiB
+    fake_hub.settle()
     before = fake_hub.served(REPO, NAME)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr

@@ -81,7 +81,7 @@ class Fetcher:
     connections: int = CONNECTIONS
     min_part: int = MIN_PART
     _held: set[Path] = field(default_factory=set, init=False, repr=False)
-    _gates: dict[str, HostGate] = field(default_factory=dict, init=False, repr=False)
+    gates: dict[str, HostGate] = field(default_factory=dict, init=False, repr=False)  # per host
 
     # ----- public -----
     def fetch_all(self, repo: str, files: list[HubFile], revision: str = "main") -> list[Fetched]:
@@ -352,7 +352,7 @@ class Fetcher:
         from urllib.parse import urlsplit
 
         host = urlsplit(self.hub.endpoint).netloc
-        return self._gates.setdefault(host, HostGate(max(1, self.connections)))
+        return self.gates.setdefault(host, HostGate(max(1, self.connections)))
 
 
 def _on_disk(path: Path) -> int:

@@ -206,7 +206,7 @@ class Transfer:
         server turned out not to honour Range). Raises _Retry when nothing useful came back."""
         whole = a == 0 and b == self.state.size
         headers = {} if whole else {"Range": f"bytes={a}-" if b == self.state.size else f"bytes={a}-{b - 1}"}
-        pos = a
+        pos = recorded = a
         try:
             with self.open_stream(headers) as response:
                 status = response.status_code
@@ -228,17 +228,18 @@ class Transfer:
                         self._spans.clear()
                     if self.state.received():
                         self.state.reset()
-                    pos, b = 0, self.state.size
+                    pos = recorded = 0
+                    b = self.state.size
                 self._probed.set()
-                for chunk in response.iter_bytes(CHUNK):
+                # the pieces as they come off the socket (no re-chunking copy); recorded every CHUNK
+                for piece in response.iter_bytes():
                     if self._stop.is_set() or pos >= b:
                         break
-                    view = memoryview(chunk)[: b - pos]  # never past the span (nor the published size)
+                    view = memoryview(piece)[: b - pos]  # never past the span (nor the published size)
                     _pwrite_all(self.fd, view, pos)
-                    self.state.record(pos, len(view))
-                    with self._lock:
-                        self.received += len(view)
                     pos += len(view)
+                    if pos - recorded >= CHUNK:
+                        recorded = self._record(recorded, pos)
         except _Retry:
             raise
         except Exception as exc:
@@ -246,7 +247,16 @@ class Transfer:
                 raise
             if pos == a:
                 raise _Retry(type(exc).__name__) from exc
+        finally:
+            if pos > recorded:
+                self._record(recorded, pos)  # written, so true: kept for the retry or the next run
         return pos, b
+
+    def _record(self, start: int, end: int) -> int:
+        self.state.record(start, end - start)
+        with self._lock:
+            self.received += end - start
+        return end
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:

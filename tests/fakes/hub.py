@@ -140,6 +140,12 @@ class FakeHub:
             server.shutdown()
             server.server_close()
 
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until no body is being sent (to a client that is gone, say), so the byte counts are final."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def served(self, repo_id: str, path: str) -> int:
         return self.bytes_served.get(f"{repo_id}/{path}", 0)
 
