@@ -1,8 +1,9 @@
 """When and how long to wait before asking a server again: one policy for every Hub request and download.
 
 Retried: 408, 429 and 5xx answers and lost connections. `Retry-After` (seconds) is honoured up to MAX_WAIT;
-otherwise the waits double from 1 s. A refused connection to the Hub API is not retried: nothing listens
-there, and an offline machine should hear so at once (plans then fall back to the catalog).
+otherwise the waits double from 1 s. A Hub API request that is refused or times out is not retried: nothing
+answers there, and an offline machine should hear so at once (plans then fall back to the catalog); the
+download itself retries those too (transfer.py), since it has bytes to keep.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ def is_network(exc: BaseException) -> bool:
     return isinstance(exc, (httpx.TransportError, ConnectionError, TimeoutError))
 
 
-def is_refused(exc: BaseException) -> bool:
+def is_unanswered(exc: BaseException) -> bool:
+    """Refused or timed out: no server answering, rather than a connection lost on the way."""
     from huggingface_hub.utils import httpx
 
-    return isinstance(exc, (httpx.ConnectError, ConnectionRefusedError))
+    return isinstance(exc, (httpx.ConnectError, httpx.TimeoutException, ConnectionRefusedError, TimeoutError))
 
 
 def status_of(exc: BaseException) -> int | None:
@@ -80,6 +82,6 @@ def _retryable(exc: BaseException) -> tuple[str | None, float | None]:
             return None, None
         response: Any = getattr(exc, "response", None)
         return f"HTTP {status}", retry_after(response.headers.get("retry-after"))
-    if is_network(exc) and not is_refused(exc):
+    if is_network(exc) and not is_unanswered(exc):
         return type(exc).__name__, None
     return None, None

@@ -141,8 +141,7 @@ def test_a_dropped_connection_inside_one_range_refetches_only_the_rest_of_it(fak
 )
 def test_a_range_answered_wrongly_is_refetched_alone(fake_hub, repo, tmp_path, fault):
     fake_hub.fail(REPO, BIG, fault)
-    fetcher, _ = make(fake_hub, tmp_path)
-    fetcher.fetch(REPO, listed(fake_hub, SMALL))  # the server has been seen honouring Range
+    fetcher, _ = make(fake_hub, tmp_path)  # the first range (0-2 MiB) shows the server honours Range
     before = fake_hub.served(REPO, BIG)
     assert_complete(fetcher.fetch(REPO, listed(fake_hub)), repo)
     assert fake_hub.served(REPO, BIG) - before <= 24 * MiB + 24 * MiB // 4  # at most one extra range or body
@@ -218,7 +217,7 @@ def test_ctrl_c_keeps_every_finished_byte_and_the_next_run_sends_only_the_rest(f
             stopped.append(event.done)
             raise KeyboardInterrupt
 
-    fake_hub.delay = 0.002  # so that progress is seen part-way
+    fake_hub.delay = 0.03  # at most ~2 MiB/s per connection: progress is seen part-way on any machine
     fetcher, _ = make(fake_hub, tmp_path, on_progress=interrupt)
     f = listed(fake_hub)
     with pytest.raises(KeyboardInterrupt):
@@ -236,6 +235,24 @@ def test_ctrl_c_keeps_every_finished_byte_and_the_next_run_sends_only_the_rest(f
     assert_complete(again, repo)
     assert again.downloaded == 24 * MiB - kept
     assert fake_hub.served(REPO, BIG) - before == 24 * MiB - kept
+
+
+def test_stopped_between_the_last_byte_and_the_rename_the_next_run_sends_nothing(fake_hub, repo, tmp_path):
+    def interrupt(event):
+        if event.kind == "verify":
+            raise KeyboardInterrupt
+
+    fetcher, _ = make(fake_hub, tmp_path, on_progress=interrupt)
+    f = listed(fake_hub)
+    with pytest.raises(KeyboardInterrupt):
+        fetcher.fetch(REPO, f)
+    assert done_bytes(fetcher.partial(REPO, f)) == 24 * MiB
+    fetcher.on_progress = lambda e: None
+    before = fake_hub.served(REPO, BIG)
+    again = fetcher.fetch(REPO, f)
+    assert_complete(again, repo)
+    assert again.downloaded == 0
+    assert fake_hub.served(REPO, BIG) == before
 
 
 def test_a_partial_from_the_single_stream_fetcher_is_resumed_as_a_prefix(fake_hub, repo, tmp_path):
@@ -301,30 +318,28 @@ def test_a_stale_partial_of_a_changed_file_is_removed_and_reported(fake_hub, rep
     assert "freed" in cleanup.message
 
 
-def test_two_fetchers_of_one_file_download_it_once(fake_hub, repo, tmp_path):
-    results, errors = [], []
-    start = threading.Barrier(2)
-    fake_hub.delay = 0.001
+def test_a_second_fetch_of_one_file_waits_for_the_first_then_reuses_its_work(fake_hub, repo, tmp_path):
+    first, _ = make(fake_hub, tmp_path)
+    second, _ = make(fake_hub, tmp_path)
+    waiting, results = threading.Event(), []
 
-    def run():
-        waits = []
-        fetcher, _ = make(fake_hub, tmp_path, on_progress=lambda e: waits.append(e.kind))
-        start.wait()
-        try:
-            results.append((fetcher.fetch(REPO, listed(fake_hub)), waits))
-        except Exception as exc:
-            errors.append(exc)
+    def on_progress(event):
+        if event.kind == "wait":
+            assert "another ollama-fit" in event.message
+            waiting.set()
 
+    second.on_progress = on_progress
+    f = listed(fake_hub)
     before = fake_hub.served(REPO, BIG)
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert errors == []
+    with first.hold(REPO, [f]):
+        other = threading.Thread(target=lambda: results.append(second.fetch(REPO, f)))
+        other.start()
+        assert waiting.wait(60)  # it waits rather than failing or downloading too
+        fetched = first.fetch(REPO, f)  # the holder may fetch (the lock is re-entrant)
+    other.join(60)
+    assert_complete(fetched, repo)
+    assert results[0].reused
     assert fake_hub.served(REPO, BIG) - before == 24 * MiB
-    assert sorted(r.reused for r, _ in results) == [False, True]
-    assert_complete(results[0][0], repo)
 
 
 def test_part_sizes():

@@ -189,3 +189,18 @@ def test_offline_and_unreachable():
         Hub("http://127.0.0.1:9", offline=True).list_files("acme/Tiny-GGUF")
     with pytest.raises(HubError, match="cannot reach Hugging Face"):
         Hub("http://127.0.0.1:9", timeout=2).read_range("acme/Tiny-GGUF", "x.gguf", 0, 10)
+
+
+def test_a_connection_lost_mid_answer_is_retried(fake_hub, tiny_repo):
+    fake_hub.fail("acme/Tiny-GGUF", "Tiny-Q4_K_M.gguf", Fault(drop_after=3))
+    slept: list[float] = []
+    data = Hub(fake_hub.endpoint, sleep=slept.append).read_range("acme/Tiny-GGUF", "Tiny-Q4_K_M.gguf", 0, 10)
+    assert data == tiny_repo.files["Tiny-Q4_K_M.gguf"].source.read_bytes()[:10]
+    assert slept == [1.0]
+
+
+def test_an_unanswered_hub_is_not_waited_for():
+    slept: list[float] = []
+    with pytest.raises(HubError, match="cannot reach Hugging Face"):
+        Hub("http://127.0.0.1:9", sleep=slept.append).list_files("acme/Tiny-GGUF")
+    assert slept == []  # refused: the plan falls back to the catalog at once
