@@ -355,3 +355,24 @@ def test_a_hub_api_503_does_not_fail_the_fetch(fake_hub, repo, tmp_path):
     fetcher, waits = make(fake_hub, tmp_path)
     assert_complete(fetcher.fetch(REPO, listed(fake_hub)), repo)
     assert 2.0 in waits
+
+
+def test_the_range_record_reads_back_and_refuses_what_does_not_match(tmp_path):
+    sidecar = tmp_path / f"{'a' * 64}{RANGES}"
+    state = RangeState.fresh(sidecar, "x.gguf", "a" * 64, 10 * MiB, 4 * MiB)
+    state.record(0, 3 * MiB)
+    state.record(4 * MiB, 4 * MiB)
+    state.record(8 * MiB, 100)
+    state.close()
+    back = RangeState.load(sidecar, "a" * 64, 10 * MiB)
+    assert back is not None
+    assert back.done == [3 * MiB, 4 * MiB, 100]
+    assert back.frontier() == 3 * MiB
+    assert back.pending(merge=False) == [(3 * MiB, 4 * MiB), (8 * MiB + 100, 10 * MiB)]
+    assert RangeState.read_file(sidecar) == "x.gguf"
+    assert RangeState.load(sidecar, "b" * 64, 10 * MiB) is None  # another file's record
+    assert RangeState.load(sidecar, "a" * 64, 11 * MiB) is None
+    sidecar.write_bytes(sidecar.read_bytes()[:-3])  # torn: not trusted
+    assert RangeState.load(sidecar, "a" * 64, 10 * MiB) is None
+    sidecar.write_bytes(b"garbage")
+    assert RangeState.load(sidecar, "a" * 64, 10 * MiB) is None

@@ -256,7 +256,10 @@ class Fetcher:
         part = self.partial(repo, f)
         for attempt in (1, 2):
             state = self._state(f, part)
-            got, digest = self._download(repo, f, revision, part, state)
+            try:
+                got, digest = self._download(repo, f, revision, part, state)
+            finally:
+                state.close()
             total += got
             self.on_progress(Progress("verify", f.path, f.size, f.size))
             if digest == f.sha256:
@@ -294,7 +297,7 @@ class Fetcher:
 
     def _download(self, repo: str, f: HubFile, revision: str, part: Path, state: RangeState) -> tuple[int, str]:
         """Bring every range of the partial to its end; returns bytes received and the whole file's sha256."""
-        fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(part, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
         transfer = None
         try:
             os.ftruncate(fd, f.size)  # preallocated (sparse): each range is written in place

@@ -82,7 +82,7 @@ class PrefixHasher:
 
     def _run(self) -> None:
         try:
-            fd = os.open(self.partial, os.O_RDONLY)
+            fd = os.open(self.partial, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         except OSError as exc:
             self.error = exc
             return
@@ -90,7 +90,7 @@ class PrefixHasher:
             while (upto := self._next()) is not None:
                 generation = self._generation
                 while self._pos < upto and generation == self.state.generation:
-                    block = os.pread(fd, min(HASH_BLOCK, upto - self._pos), self._pos)
+                    block = _pread(fd, min(HASH_BLOCK, upto - self._pos), self._pos)
                     if not block:
                         raise OSError(f"{self.partial} is shorter than its recorded progress")
                     self._hash.update(block)
@@ -99,3 +99,10 @@ class PrefixHasher:
             self.error = exc
         finally:
             os.close(fd)
+
+
+def _pread(fd: int, n: int, offset: int) -> bytes:
+    if hasattr(os, "pread"):
+        return os.pread(fd, n, offset)
+    os.lseek(fd, offset, os.SEEK_SET)  # Windows: this descriptor is the hasher's own
+    return os.read(fd, n)

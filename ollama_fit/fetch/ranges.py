@@ -1,18 +1,23 @@
 """Which bytes of a partial download are on disk: a grid of parts and the bytes done in each, kept in a small
-sidecar file beside the partial (`<sha256>.ollama-fit.ranges`, JSON, rewritten atomically).
+sidecar file beside the partial (`<sha256>.ollama-fit.ranges`).
 
-The sidecar is written after the bytes it counts, so it never claims bytes that are not in the partial file
+The sidecar is one JSON line (file, sha256, size, part size), created atomically (temporary file + rename),
+then one 8-byte little-endian counter per part, each updated in place by a single aligned write: a counter
+is the old value or the new one, never half of each, and updating it costs one system call, not a rename.
+A counter is written after the bytes it counts, so it never claims bytes that are not in the partial file
 (after kill -9 the page cache still holds them; a power cut that loses them is caught by the sha256 check).
-Each range records after every chunk it writes, so a resume re-sends less than one chunk per connection.
+Each range records after every chunk it writes, so a resume re-sends about one chunk per connection at most.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import struct
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ollama_fit.units import MiB
 
@@ -46,6 +51,8 @@ class RangeState:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     changed: threading.Condition = field(init=False, repr=False)
     _first_open: int = 0  # parts before this one are complete
+    _fd: int | None = None  # the sidecar, open for counter updates
+    _base: int = 0  # where the counters start in it
 
     def __post_init__(self) -> None:
         self.changed = threading.Condition(self.lock)
@@ -57,11 +64,13 @@ class RangeState:
     @classmethod
     def load(cls, sidecar: Path, sha256: str, size: int) -> RangeState | None:
         """The recorded state, or None when there is none or it does not describe this file."""
+        parsed = _parse(sidecar)
+        if parsed is None:
+            return None
+        doc, done, base = parsed
         try:
-            doc = json.loads(sidecar.read_text())
-            state = cls(sidecar, str(doc["file"]), str(doc["sha256"]), int(doc["size"]), int(doc["part"]), [])
-            state.done = [int(d) for d in doc["done"]]
-        except (OSError, ValueError, KeyError, TypeError):
+            state = cls(sidecar, str(doc["file"]), str(doc["sha256"]), int(doc["size"]), int(doc["part"]), done)
+        except (KeyError, TypeError, ValueError):
             return None
         if state.sha256 != sha256 or state.size != size or state.part <= 0:
             return None
@@ -69,15 +78,14 @@ class RangeState:
             return None
         if any(not 0 <= d <= state.length(i) for i, d in enumerate(state.done)):
             return None
+        state._base = base
         return state
 
     @staticmethod
     def read_file(sidecar: Path) -> str | None:
         """The repository path a sidecar belongs to (None when unreadable)."""
-        try:
-            return str(json.loads(sidecar.read_text())["file"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        parsed = _parse(sidecar)
+        return str(parsed[0].get("file")) if parsed else None
 
     # ----- the grid -----
     @property
@@ -126,8 +134,8 @@ class RangeState:
                 i = offset // self.part
                 take = min(end, self.start(i) + self.length(i)) - offset
                 self.done[i] = max(self.done[i], offset + take - self.start(i))
+                self._write_counter(i)
                 offset += take
-            self._save()
             self.changed.notify_all()
 
     def reset(self) -> None:
@@ -143,15 +151,47 @@ class RangeState:
         with self.lock:
             self._save()
 
+    def close(self) -> None:
+        with self.lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def _write_counter(self, i: int) -> None:
+        if self._fd is None:  # the first update since it was loaded or made: the whole file, then in place
+            self._save()
+            self._fd = os.open(self.sidecar, os.O_WRONLY | getattr(os, "O_BINARY", 0))
+        data = struct.pack("<Q", self.done[i])
+        if hasattr(os, "pwrite"):
+            os.pwrite(self._fd, data, self._base + 8 * i)
+        else:  # Windows; callers hold self.lock
+            os.lseek(self._fd, self._base + 8 * i, os.SEEK_SET)
+            os.write(self._fd, data)
+
     def _save(self) -> None:
-        doc = {"file": self.file, "sha256": self.sha256, "size": self.size, "part": self.part, "done": self.done}
+        """The whole sidecar, atomically (temporary file + rename)."""
+        doc = {"file": self.file, "sha256": self.sha256, "size": self.size, "part": self.part}
+        head = json.dumps(doc, separators=(",", ":")).encode() + b"\n"
         tmp = self.sidecar.with_name(self.sidecar.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, json.dumps(doc, separators=(",", ":")).encode())
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.sidecar)  # atomic: the old state or the new one, never half of either
+        tmp.write_bytes(head + struct.pack(f"<{self.parts}Q", *self.done))
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        os.replace(tmp, self.sidecar)
+        self._base = len(head)
+
+
+def _parse(sidecar: Path) -> tuple[dict[str, Any], list[int], int] | None:
+    """(header, counters, where the counters start), or None for a missing or malformed sidecar."""
+    try:
+        data = sidecar.read_bytes()
+        head, sep, rest = data.partition(b"\n")
+        doc = json.loads(head)
+        if not sep or not isinstance(doc, dict) or len(rest) % 8:
+            return None
+        return doc, list(struct.unpack(f"<{len(rest) // 8}Q", rest)), len(head) + 1
+    except (OSError, ValueError):
+        return None
 
 
 def done_bytes(partial: Path) -> int:
@@ -160,8 +200,6 @@ def done_bytes(partial: Path) -> int:
 
     sidecar = sidecar_of(partial)
     if sidecar.exists():
-        try:
-            return sum(int(d) for d in json.loads(sidecar.read_text())["done"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return 0
+        parsed = _parse(sidecar)
+        return sum(parsed[1]) if parsed else 0
     return partial.stat().st_size if partial.exists() else 0  # a partial from before range downloads

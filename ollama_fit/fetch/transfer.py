@@ -259,9 +259,17 @@ class Transfer:
         return end
 
 
+_SEEK = threading.Lock()  # where os.pwrite is missing (Windows), a seek and a write must not interleave
+
+
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     while data:
-        n = os.pwrite(fd, data, offset)
+        if hasattr(os, "pwrite"):
+            n = os.pwrite(fd, data, offset)
+        else:
+            with _SEEK:
+                os.lseek(fd, offset, os.SEEK_SET)
+                n = os.write(fd, data)
         data, offset = data[n:], offset + n
 
 
