@@ -376,3 +376,25 @@ def test_the_range_record_reads_back_and_refuses_what_does_not_match(tmp_path):
     assert RangeState.load(sidecar, "a" * 64, 10 * MiB) is None
     sidecar.write_bytes(b"garbage")
     assert RangeState.load(sidecar, "a" * 64, 10 * MiB) is None
+
+
+def test_cli_connections_option(fake_hub, repo, tmp_path, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from ollama_fit.cli import cli
+
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    since = len(fake_hub.requests)
+    result = CliRunner().invoke(cli, ["pull", f"hf.co/{REPO}:Q8_0", "--no-register", "--json", "--connections", "1"])
+    assert result.exit_code == 0, result.output
+    assert Path(json.loads(result.stdout)["local_files"][0]).read_bytes() == repo.files[BIG].source.read_bytes()
+    assert len(cdn_gets(fake_hub, since)) == 1  # one stream
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert {tuple(sorted(e)) for e in events} == {("done", "event", "file", "message", "total")}  # same shape
+    bad = CliRunner().invoke(cli, ["pull", f"hf.co/{REPO}:Q8_0", "--no-register", "--connections", "0"])
+    assert bad.exit_code == 2
+    assert "--connections" in bad.stderr
+    assert "--connections" in CliRunner().invoke(cli, ["auto", "--help"]).stdout
