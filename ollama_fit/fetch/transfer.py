@@ -16,6 +16,7 @@ import contextlib
 import os
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -136,8 +137,9 @@ class Transfer:
         """Ask every worker to stop after its current chunk, and wait a little for them."""
         self._stop.set()
         self._probed.set()
+        deadline = time.monotonic() + 2
         for t in self._threads:
-            t.join(timeout=2)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def quiet(self) -> bool:
         """No worker can write any more (the file may be closed)."""
@@ -182,6 +184,8 @@ class Transfer:
             try:
                 with self.gate.slot():
                     a, b = self._get(a, b)
+                if self._stop.is_set():
+                    return
                 if a == before and a < b:
                     raise _Retry("the server sent no bytes")
                 failures = 0  # bytes arrived: resume right away from where they stop
@@ -207,6 +211,8 @@ class Transfer:
         whole = a == 0 and b == self.state.size
         headers = {} if whole else {"Range": f"bytes={a}-" if b == self.state.size else f"bytes={a}-{b - 1}"}
         pos = recorded = a
+        if self._stop.is_set():  # stopped while waiting for a connection: no new request
+            return a, b
         try:
             with self.open_stream(headers) as response:
                 status = response.status_code
