@@ -140,7 +140,9 @@ def kill_and_resume(hub: FakeHub, work: Path, size: int) -> tuple[int, int]:
         f"hub = Hub({hub.endpoint!r}); f = next(x for x in hub.list_files({REPO!r}) if x.path == {NAME!r})\n"
         f"Fetcher(hub, Path({str(cache)!r}), None).fetch({REPO!r}, f)\n"
     )
-    hub.delay = 0.0005  # slow enough to catch it at 50%
+    # 10 MiB/s per connection: slow enough to catch it at 50%, and what the client keeps up with, so that
+    # what was in the sockets at the kill (sent, never read) stays small
+    hub.rate = 10 * MiB
     proc = subprocess.Popen([sys.executable, "-c", code])
     partial = None
     deadline = time.monotonic() + 300
@@ -152,7 +154,7 @@ def kill_and_resume(hub: FakeHub, work: Path, size: int) -> tuple[int, int]:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    hub.delay = 0.0
+    hub.rate = None
     if partial is None:
         raise SystemExit("the download finished or stalled before 50%: try a larger --size-gib")
     kept = done_bytes(partial)

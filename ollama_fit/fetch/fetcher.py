@@ -321,6 +321,10 @@ class Fetcher:
 
             try:
                 received = transfer.run(tick)
+                if not state.complete():  # never wait on the hasher for bytes that will not come
+                    raise HubError(
+                        f"the download of {f.path} stopped short", hint="run the same command again: it resumes"
+                    )
             except BaseException:
                 hasher.stop()
                 raise

@@ -102,10 +102,11 @@ class RangeState:
         return sum(self.done)
 
     def complete(self) -> bool:
-        return self.frontier() >= self.size
+        with self.lock:
+            return self.frontier() >= self.size
 
     def frontier(self) -> int:
-        """The end of the contiguous prefix on disk (what the hasher may read)."""
+        """The end of the contiguous prefix on disk (what the hasher may read); callers hold the lock."""
         while self._first_open < self.parts and self.done[self._first_open] >= self.length(self._first_open):
             self._first_open += 1
         if self._first_open >= self.parts:
