@@ -322,7 +322,8 @@ def hub_for_plans(offline: bool) -> Any:
         return None
     from ollama_fit.hub import Hub
 
-    return Hub(config.hf_endpoint(), config.hf_token(), timeout=5.0)
+    # one retry: a plan falls back to the catalog's shapes rather than wait out a struggling Hub
+    return Hub(config.hf_endpoint(), config.hf_token(), timeout=5.0, retries=1)
 
 
 # ----- commands -----
@@ -513,6 +514,17 @@ class ProgressView:
         click.echo(prefix + fit([text], columns(err=True)), err=True)
 
 
+def connections_option(fn: F) -> F:
+    return click.option(
+        "--connections",
+        default=8,
+        show_default=True,
+        type=click.IntRange(1, 64),
+        metavar="N",
+        help="Download each large file over N ranged connections at once (1: one stream).",
+    )(fn)
+
+
 def register_options(fn: F) -> F:
     """How the model is registered (or run with llama.cpp instead)."""
     return _apply(
@@ -555,6 +567,7 @@ def target_options(fn: F) -> F:
 @plan_options
 @register_options
 @click.option("--no-register", is_flag=True, help="Only download (into the Hugging Face cache).")
+@connections_option
 @click.option("--offline", is_flag=True, help="Plan from the catalog only (downloads still need the Hub).")
 @click.option("--json", "as_json", is_flag=True, help="JSON result on stdout, JSON progress events on stderr.")
 def pull(
@@ -567,6 +580,7 @@ def pull(
     keep_gguf: bool,
     runner: str,
     no_register: bool,
+    connections: int,
     offline: bool,
     as_json: bool,
 ) -> None:
@@ -601,7 +615,8 @@ def pull(
         lambda: report_for(hardware), request, hub_for_plans(offline), lambda req, rep: learned(req, rep, hardware)
     )
     target = resolve(ref or request.model, quant, hub, pick)
-    fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=ProgressView(as_json))
+    view = ProgressView(as_json)
+    fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=view, connections=connections)
     options = RegisterOptions(name, force, keep_gguf, target.ctx or request.ctx or 8192)
     result = run_pull(target, fetcher, Ollama.from_env() if register else None, options)
     serve = None
@@ -698,6 +713,7 @@ def serve_cmd(
 @click.option("-y", "--yes", is_flag=True, help="Do not ask: download and register (for scripts and provisioning).")
 @click.option("--dry-run", is_flag=True, help="Stop after showing the plan.")
 @register_options
+@connections_option
 @click.option("--offline", is_flag=True, help="Plan from the catalog only (downloads still need the Hub).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON result on stdout; JSON progress events on stderr.")
 def auto(
@@ -709,6 +725,7 @@ def auto(
     force: bool,
     keep_gguf: bool,
     runner: str,
+    connections: int,
     offline: bool,
     as_json: bool,
 ) -> None:
@@ -764,7 +781,7 @@ def auto(
         return finish(AutoResult("needs-confirmation", plan_result))
     hub = Hub.from_env()
     progress = ProgressView(as_json)
-    fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=progress)
+    fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=progress, connections=connections)
     options = RegisterOptions(name, force, keep_gguf, plan_result.choice.ctx)
     ready = prepare(plan_result, hub, fetcher, ollama, options)
     if not yes and not ready.changes_nothing:

@@ -59,12 +59,6 @@ class DiskSpaceError(OllamaFitError):
     exit_code = 9
 
 
-class Busy(OllamaFitError):
-    """Another ollama-fit process holds the same download."""
-
-    exit_code = 10
-
-
 class OllamaError(OllamaFitError):
     """Ollama is not running, too old, refused a request, or a model name is taken."""
 
@@ -94,7 +88,6 @@ EXIT_CODES: dict[int, str] = {
     HubError.exit_code: "Hugging Face: repository or file not found, gated, rate-limited or unreachable",
     BadModelFile.exit_code: "a model file is malformed, truncated or not a GGUF, or failed its sha256 check",
     DiskSpaceError.exit_code: "not enough free disk space",
-    Busy.exit_code: "another ollama-fit process is downloading the same file",
     OllamaError.exit_code: "Ollama: not running, too old, a request refused, or the model name taken",
     ProblemsFound.exit_code: "`doctor` found a problem (each is listed with its fix)",
     Declined.exit_code: "declined: `auto`'s question was answered no (or not at all): nothing downloaded",

@@ -6,13 +6,16 @@ hint. The constructor stores settings only: no network, no environment reads bey
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from ollama_fit import config
+from ollama_fit.backoff import RETRIES, Policy
 from ollama_fit.errors import HubError, InvalidInput
 
 # huggingface.js parseGGUFQuantLabel, applied to the upper-cased name; the last match wins
@@ -173,15 +176,24 @@ def select(groups: list[QuantFiles], quant: str) -> QuantFiles:
 
 
 class Hub:
-    """Hub access with explicit settings (huggingface_hub reads the environment at import; we do not rely on it)."""
+    """Hub access with explicit settings (huggingface_hub reads the environment at import; we do not rely on it).
+    Every request is retried on 408/429/5xx and lost connections, honouring Retry-After (backoff.py); `sleep`
+    is injectable for tests."""
 
     def __init__(
-        self, endpoint: str | None = None, token: str | None = None, offline: bool = False, timeout: float = 10.0
+        self,
+        endpoint: str | None = None,
+        token: str | None = None,
+        offline: bool = False,
+        timeout: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+        retries: int = RETRIES,
     ) -> None:
         self.endpoint = (endpoint or config.DEFAULT_HF_ENDPOINT).rstrip("/")
         self.token = token
         self.offline = offline
         self.timeout = timeout
+        self.policy = Policy(sleep, retries)
 
     @classmethod
     def from_env(cls) -> Hub:
@@ -192,10 +204,15 @@ class Hub:
             raise HubError(f"cannot reach {repo}: HF_HUB_OFFLINE is set", hint="unset HF_HUB_OFFLINE to use the Hub")
 
     def list_files(self, repo: str, revision: str = "main") -> list[HubFile]:
-        """Every file with its size and LFS sha256: the tree API, paginated, one attempt per page (no retry
-        storm: huggingface_hub's own retries take ~23 s to give up on an unreachable Hub)."""
+        """Every file with its size and LFS sha256: the tree API, paginated, each page retried on its own
+        (huggingface_hub's own retries are not used: they take ~23 s to give up on an unreachable Hub)."""
         self._online(repo)
         from huggingface_hub.utils import get_session, hf_raise_for_status
+
+        def page(url: str) -> Any:
+            response = get_session().get(url, headers=self.headers(), timeout=self.timeout)
+            hf_raise_for_status(response)
+            return response
 
         url: str | None = f"{self.endpoint}/api/models/{repo}/tree/{quote(revision, safe='')}?recursive=true"
         out: list[HubFile] = []
@@ -203,14 +220,29 @@ class Hub:
             if url is None:
                 return out
             try:
-                response = get_session().get(url, headers=self.headers(), timeout=self.timeout)
-                hf_raise_for_status(response)
+                response = self.policy.run(functools.partial(page, url))
                 entries = response.json()
             except Exception as exc:
                 raise hub_error(exc, repo) from exc
             out += [_hub_file(e) for e in entries if isinstance(e, dict) and e.get("type") == "file"]
             url = response.links.get("next", {}).get("url")
         raise HubError(f"the file list of {repo} does not end", hint="try again later")
+
+    def file_metadata(self, repo: str, path: str, revision: str = "main") -> tuple[str | None, str | None]:
+        """(etag, commit) of one file from a HEAD on /resolve/ (for LFS files the etag is the sha256)."""
+        self._online(repo)
+        from huggingface_hub import get_hf_file_metadata
+
+        def head() -> Any:
+            return get_hf_file_metadata(
+                self.url(repo, path, revision), token=self.token or False, timeout=self.timeout, endpoint=self.endpoint
+            )
+
+        try:
+            meta = self.policy.run(head)
+        except Exception as exc:
+            raise hub_error(exc, repo, path) from exc
+        return meta.etag, meta.commit_hash
 
     def url(self, repo: str, path: str, revision: str = "main") -> str:
         from huggingface_hub import hf_hub_url
@@ -225,25 +257,28 @@ class Hub:
     def read_range(self, repo: str, path: str, start: int, end: int, revision: str = "main") -> bytes:
         """Bytes [start, end) of a file; a server that ignores Range is cut off after end - start bytes."""
         self._online(repo)
-        from huggingface_hub.utils import get_session, hf_raise_for_status
-
-        headers = self.headers() | {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
         try:
-            with get_session().stream(
-                "GET", self.url(repo, path, revision), headers=headers, follow_redirects=True, timeout=self.timeout
-            ) as response:
-                hf_raise_for_status(response)
-                skip = start if response.status_code == 200 else 0  # Range ignored: drop what we did not ask for
-                data = bytearray()
-                for chunk in response.iter_bytes():
-                    data += chunk
-                    if len(data) >= skip + (end - start):
-                        break
-                return bytes(data[skip : skip + (end - start)])
+            return self.policy.run(lambda: self._read_range(repo, path, start, end, revision))
         except HubError:
             raise
         except Exception as exc:
             raise hub_error(exc, repo, path) from exc
+
+    def _read_range(self, repo: str, path: str, start: int, end: int, revision: str) -> bytes:
+        from huggingface_hub.utils import get_session, hf_raise_for_status
+
+        headers = self.headers() | {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
+        with get_session().stream(
+            "GET", self.url(repo, path, revision), headers=headers, follow_redirects=True, timeout=self.timeout
+        ) as response:
+            hf_raise_for_status(response)
+            skip = start if response.status_code == 200 else 0  # Range ignored: drop what we did not ask for
+            data = bytearray()
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) >= skip + (end - start):
+                    break
+            return bytes(data[skip : skip + (end - start)])
 
 
 def _hub_file(entry: dict[str, Any]) -> HubFile:

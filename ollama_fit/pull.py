@@ -46,6 +46,7 @@ class PullResult:
             "local_files": [str(f.path) for f in self.fetched],
             "downloaded_bytes": sum(f.downloaded for f in self.fetched),
             "reused": all(f.reused for f in self.fetched),
+            "stale_freed_bytes": sum(f.stale_freed for f in self.fetched),
             "registration": self.registration.to_dict() if self.registration else None,
         }
 
@@ -91,11 +92,19 @@ def pull(
     records: Records | None = None,
 ) -> PullResult:
     """Fetch, and with `ollama` register: everything that could stop the registration is checked before the
-    first byte; a model already registered from the same files is left as it is, without downloading."""
+    first byte; a model already registered from the same files is left as it is, without downloading. The
+    files stay locked from the checks to the cleanup, so a second pull of them waits, then finds it done."""
     if ollama is None:
         return PullResult(target, tuple(fetcher.fetch_all(target.repo, list(target.quant.files))))
-    options = options or RegisterOptions()
-    records = records or Records.load()
+    with fetcher.hold(target.repo, list(target.quant.files)):
+        # read once the files are ours: a pull that held them before us may have just recorded its model
+        records = Records.load(records.path if records else None)
+        return _pull_and_register(target, fetcher, ollama, options or RegisterOptions(), records)
+
+
+def _pull_and_register(
+    target: Target, fetcher: Fetcher, ollama: Ollama, options: RegisterOptions, records: Records
+) -> PullResult:
     name = options.name_for(target)
     files = file_map([(f.name, str(f.sha256)) for f in target.quant.files])
     files_list = list(target.quant.files)
@@ -105,9 +114,9 @@ def pull(
     origin = {"repo": target.repo, "quant": target.quant.label}
     if pre.state == "same" and ollama.show(name) is not None:
         # a copy left by an interrupted run goes too, unless it is to be kept
-        freed = 0 if options.keep_gguf else fetcher.forget(target.repo, list(target.quant.files))
+        freed = 0 if options.keep_gguf else fetcher.forget(target.repo, files_list)
         return PullResult(target, (), Registration(name, "unchanged", files, parameters, pre.server, freed_bytes=freed))
-    fetched = fetcher.fetch_all(target.repo, list(target.quant.files))
+    fetched = fetcher.fetch_all(target.repo, files_list)
     registration = register(ollama, pre, name, fetched, parameters, records, origin, fetcher.on_progress)
     if not options.keep_gguf:
         freed = fetcher.forget(target.repo, [f.file for f in fetched])

@@ -16,7 +16,7 @@ import pytest
 from fakes.hub import Fault
 
 from ollama_fit.errors import BadModelFile, DiskSpaceError, HubError
-from ollama_fit.fetch import PARTIAL, Fetcher
+from ollama_fit.fetch import PARTIAL, RANGES, Fetcher, done_bytes
 from ollama_fit.hub import Hub, HubFile
 
 MiB = 1024**2
@@ -147,29 +147,38 @@ def test_a_wrong_byte_is_caught_deleted_and_downloaded_again(fake_hub, repo, tmp
 
 
 def test_two_wrong_downloads_fail_and_leave_nothing(fake_hub, repo, tmp_path):
-    fake_hub.fail(REPO, NAME, Fault(corrupt_at=10), Fault(corrupt_at=20 * MiB))
+    fake_hub.fail(REPO, NAME, Fault(corrupt_at=10), Fault(corrupt_at=20 * MiB))  # one flipped bit per attempt
+    fake_hub.fail(REPO, NAME, Fault(corrupt_at=20 * MiB - 1), Fault(corrupt_at=11))
     fetcher, _ = make(fake_hub, tmp_path)
     with pytest.raises(BadModelFile, match="failed its sha256 check twice"):
         fetcher.fetch(REPO, listed(fake_hub))
+    fake_hub.faults.pop(f"{REPO}/{NAME}", None)
     blobs = tmp_path / "hub" / "models--acme--Fetch-GGUF" / "blobs"
-    assert [p.name for p in blobs.iterdir() if not p.name.endswith(".lock")] == []
+    assert list(blobs.iterdir()) == []  # no partial, no range record
     assert not (tmp_path / "hub" / "models--acme--Fetch-GGUF" / "snapshots").exists()
+    assert not list((tmp_path / "hub").rglob("*.lock"))
 
 
-def test_persistent_failure_gives_up_and_keeps_a_resumable_partial(fake_hub, repo, tmp_path):
-    fake_hub.fail(REPO, NAME, Fault(drop_after=2 * MiB), *[Fault(status=503)] * 6)
-    fetcher, slept = make(fake_hub, tmp_path)
+@pytest.mark.parametrize("connections", [1, 4])
+def test_persistent_failure_gives_up_and_keeps_a_resumable_partial(fake_hub, repo, tmp_path, connections):
+    fake_hub.fail(REPO, NAME, Fault(drop_after=2 * MiB), *[Fault(status=500)] * 40)
+    fetcher, slept = make(fake_hub, tmp_path, connections=connections, min_part=MiB)
     with pytest.raises(HubError, match="kept failing") as info:
         fetcher.fetch(REPO, listed(fake_hub))
+    fake_hub.faults.pop(f"{REPO}/{NAME}", None)
     assert "resumes" in info.value.hint
-    assert len(slept) == 5
+    if connections == 1:
+        assert slept == [1.0, 2.0, 4.0, 8.0, 16.0]  # six attempts in a row without a byte, then give up
     f = listed(fake_hub)
     partial = fetcher.partial(REPO, f)
-    assert partial.stat().st_size == 2 * MiB
+    kept = done_bytes(partial)
+    assert kept >= 2 * MiB - 64 * 1024 if connections == 1 else kept >= 0
     assert not (partial.parent / f.sha256).exists()  # never mistaken for the complete file
     before = fake_hub.served(REPO, NAME)
-    assert_complete(fetcher.fetch(REPO, f), repo)  # the next run resumes
-    assert fake_hub.served(REPO, NAME) - before == 22 * MiB
+    again = fetcher.fetch(REPO, f)  # the next run resumes
+    assert_complete(again, repo)
+    assert again.downloaded == 24 * MiB - kept
+    assert fake_hub.served(REPO, NAME) - before == 24 * MiB - kept
 
 
 def test_gated_and_missing_files_fail_before_any_byte(fake_hub, repo, tmp_path):
@@ -217,42 +226,53 @@ def test_split_shards_land_in_one_folder_with_their_names(fake_hub, repo, tmp_pa
         assert_complete(f, repo, f.file.path)
 
 
-def test_kill_mid_download_then_resume(fake_hub, repo, tmp_path):
-    """kill -9 halfway through `ollama-fit pull`; the next run continues from the partial file."""
+def test_kill_mid_download_at_several_points_then_resume(fake_hub, repo, tmp_path):
+    """kill -9 `ollama-fit pull` (8 connections) as soon as it starts, at about 20% and at 60%; each next run
+    continues from the ranges recorded, and in all the file crosses the network once plus about one chunk per
+    connection per kill."""
     env = os.environ | {"HF_ENDPOINT": fake_hub.endpoint, "HF_HOME": str(tmp_path / "hf"), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "ollama_fit", "pull", f"hf.co/{REPO}:Q8_0", "--no-register", "--json"]
-    fake_hub.delay = 0.01  # ~6 MiB/s
+    cmd += ["--connections", "8"]
+    start = fake_hub.served(REPO, NAME)
+    kept = 0
+    fake_hub.delay = 0.04  # at most ~1.5 MiB/s per connection: slow enough to stop it where we want
     try:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        partial = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            found = list((tmp_path / "hf").rglob(f"*{PARTIAL}"))
-            if found and found[0].stat().st_size >= 8 * MiB:
-                partial = found[0]
-                break
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        for point in (0.0, 0.2, 0.6):
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            deadline = time.monotonic() + 120
+            partial = None
+            while time.monotonic() < deadline and proc.poll() is None:
+                found = list((tmp_path / "hf").rglob(f"*{PARTIAL}"))
+                if found and done_bytes(found[0]) >= point * 24 * MiB:
+                    partial = found[0]
+                    break
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            assert partial is not None, "the download never got going"
+            assert not partial.with_name(partial.name.removesuffix(PARTIAL)).exists()
+            assert done_bytes(partial) >= kept  # nothing recorded was lost
+            kept = done_bytes(partial)
+            assert partial.stat().st_size == 24 * MiB  # preallocated, written in place
     finally:
         fake_hub.delay = 0.0
-    assert partial is not None, "the download never got going"
-    kept = partial.stat().st_size
     assert kept < 24 * MiB
-    assert not partial.with_name(partial.name.removesuffix(PARTIAL)).exists()
+    fake_hub.settle()
     before = fake_hub.served(REPO, NAME)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    again = fake_hub.served(REPO, NAME) - before
-    assert again <= 24 * MiB - kept + 1 * MiB  # only what was missing
     import json
 
     result = json.loads(done.stdout)
-    assert result["downloaded_bytes"] == 24 * MiB - kept
+    assert result["downloaded_bytes"] == 24 * MiB - kept  # exactly what the range record said was missing
+    assert fake_hub.served(REPO, NAME) - before == 24 * MiB - kept
+    resent = fake_hub.served(REPO, NAME) - start - 24 * MiB
+    assert resent <= 3 * 8 * (MiB + 256 * 1024)  # 3 kills, 8 connections: a chunk each (+ socket slack)
     assert Path(result["local_files"][0]).read_bytes() == repo.files[NAME].source.read_bytes()
     events = [json.loads(line)["event"] for line in done.stderr.splitlines() if line.startswith("{")]
     assert events[0] == "start"
     assert "done" in events
+    assert not list((tmp_path / "hf").rglob(f"*{RANGES}"))
 
 
 def test_cli_pull_of_a_split_quant_and_errors(fake_hub, repo, tmp_path, monkeypatch):

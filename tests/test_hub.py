@@ -144,18 +144,44 @@ def test_gated_repo_opens_with_a_token_that_is_never_shown(fake_hub, tiny_repo):
 
 
 @pytest.mark.parametrize(
-    ("fault", "message"),
+    ("fault", "count", "message"),
     [
-        (Fault(status=429, retry_after=1), "rate-limited"),
-        (Fault(status=503), "failed with 503"),
-        (Fault(status=403), "access to acme/Tiny-GGUF/Tiny-Q4_K_M.gguf denied"),
-        (Fault(status=401), "access to acme/Tiny-GGUF/Tiny-Q4_K_M.gguf denied"),
+        (Fault(status=429, retry_after=1), 6, "rate-limited"),  # retried 5 times, then given up
+        (Fault(status=503), 6, "failed with 503"),
+        (Fault(status=403), 1, "access to acme/Tiny-GGUF/Tiny-Q4_K_M.gguf denied"),  # not retried
+        (Fault(status=401), 1, "access to acme/Tiny-GGUF/Tiny-Q4_K_M.gguf denied"),
     ],
 )
-def test_server_errors(fake_hub, tiny_repo, fault, message):
-    fake_hub.fail("acme/Tiny-GGUF", "Tiny-Q4_K_M.gguf", fault)
+def test_server_errors(fake_hub, tiny_repo, fault, count, message):
+    fake_hub.fail("acme/Tiny-GGUF", "Tiny-Q4_K_M.gguf", *[fault] * count)
+    slept: list[float] = []
     with pytest.raises(HubError, match=message):
-        Hub(fake_hub.endpoint).read_range("acme/Tiny-GGUF", "Tiny-Q4_K_M.gguf", 0, 10)
+        Hub(fake_hub.endpoint, sleep=slept.append).read_range("acme/Tiny-GGUF", "Tiny-Q4_K_M.gguf", 0, 10)
+    assert len(slept) == count - 1
+    assert not fake_hub.faults.get("acme/Tiny-GGUF/Tiny-Q4_K_M.gguf")
+
+
+@pytest.mark.parametrize("route", ["api", "resolve"])
+@pytest.mark.parametrize("status", [429, 503])
+def test_every_hub_request_is_retried_honouring_retry_after(fake_hub, tiny_repo, route, status):
+    """The file listing (API) and the resolve HEAD/GET get the same back-off as the download."""
+    fake_hub.fail_route(route, Fault(status=status, retry_after=3), Fault(status=status))
+    slept: list[float] = []
+    hub = Hub(fake_hub.endpoint, sleep=slept.append)
+    assert any(f.path == "Tiny-Q4_K_M.gguf" for f in hub.list_files("acme/Tiny-GGUF"))
+    etag, commit = hub.file_metadata("acme/Tiny-GGUF", "Tiny-Q4_K_M.gguf")
+    assert etag == tiny_repo.files["Tiny-Q4_K_M.gguf"].sha256()
+    assert commit == tiny_repo.commit
+    assert slept == [3.0, 2.0]  # Retry-After, then the doubling back-off
+    assert not fake_hub.route_faults[route]
+
+
+def test_a_hub_that_keeps_failing_is_given_up_on(fake_hub, tiny_repo):
+    fake_hub.fail_route("api", *[Fault(status=503, retry_after=1)] * 6)
+    slept: list[float] = []
+    with pytest.raises(HubError, match="failed with 503"):
+        Hub(fake_hub.endpoint, sleep=slept.append).list_files("acme/Tiny-GGUF")
+    assert slept == [1.0] * 5
 
 
 def test_offline_and_unreachable():
@@ -163,3 +189,18 @@ def test_offline_and_unreachable():
         Hub("http://127.0.0.1:9", offline=True).list_files("acme/Tiny-GGUF")
     with pytest.raises(HubError, match="cannot reach Hugging Face"):
         Hub("http://127.0.0.1:9", timeout=2).read_range("acme/Tiny-GGUF", "x.gguf", 0, 10)
+
+
+def test_a_connection_lost_mid_answer_is_retried(fake_hub, tiny_repo):
+    fake_hub.fail("acme/Tiny-GGUF", "Tiny-Q4_K_M.gguf", Fault(drop_after=3))
+    slept: list[float] = []
+    data = Hub(fake_hub.endpoint, sleep=slept.append).read_range("acme/Tiny-GGUF", "Tiny-Q4_K_M.gguf", 0, 10)
+    assert data == tiny_repo.files["Tiny-Q4_K_M.gguf"].source.read_bytes()[:10]
+    assert slept == [1.0]
+
+
+def test_an_unanswered_hub_is_not_waited_for():
+    slept: list[float] = []
+    with pytest.raises(HubError, match="cannot reach Hugging Face"):
+        Hub("http://127.0.0.1:9", sleep=slept.append).list_files("acme/Tiny-GGUF")
+    assert slept == []  # refused: the plan falls back to the catalog at once

@@ -2,7 +2,10 @@
 
 Two loopback servers: the Hub (API, /resolve/) on 127.0.0.1 and the "CDN" that serves LFS bytes on
 `localhost`, a different hostname, as the real Hub redirects to a CDN. The real huggingface_hub client talks
-to it through HF_ENDPOINT / `endpoint=`. Faults are injected per file; every byte served is counted.
+to it through HF_ENDPOINT / `endpoint=`. Faults are injected per file (matched to the request whose range
+covers their offset, when they have one) and per route (the API, /resolve/); every byte served is counted.
+For the benchmark the CDN can cap each connection's rate, as real CDNs do; `ranges = False` makes it a server
+that ignores Range (200 with the whole file, no Accept-Ranges).
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ CHUNK = 64 * 1024
 
 @dataclass
 class Fault:
-    """What goes wrong on the next GETs of one file's bytes (consumed in order)."""
+    """What goes wrong on the next GETs of one file's bytes (consumed in order), or on the next requests of a
+    route. A fault with `at` (or `corrupt_at`) is taken only by a request whose range covers that offset."""
 
     status: int | None = None  # answer with this status (429, 500, 503, ...)
+    at: int | None = None  # only for the request whose range covers this file offset
     retry_after: int | None = None
     drop_after: int | None = None  # close the connection after this many body bytes
     corrupt_at: int | None = None  # flip the byte at this file offset
@@ -83,6 +88,11 @@ class FakeHub:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.token = token
         self.delay = 0.0  # seconds slept after each 64 KiB chunk: a slow network, for kill-and-resume tests
+        self.rate: float | None = None  # bytes/s per CDN connection (the benchmark's CDN cap)
+        self.ranges = True  # False: the CDN ignores Range, like some mirrors and proxies
+        self.route_faults: dict[str, list[Fault]] = {}  # "api" (/api/models/...) or "resolve" (HEAD/GET)
+        self.in_flight = 0  # CDN bodies being sent now, and the most at once
+        self.peak_in_flight = 0
         self.lock = threading.Lock()
         self._servers: list[ThreadingHTTPServer] = []
 
@@ -93,6 +103,26 @@ class FakeHub:
 
     def fail(self, repo_id: str, path: str, *faults: Fault) -> None:
         self.faults.setdefault(f"{repo_id}/{path}", []).extend(faults)
+
+    def fail_route(self, route: str, *faults: Fault) -> None:
+        """Status faults for the next requests of a route: "api" (file listing, model info) or "resolve"."""
+        self.route_faults.setdefault(route, []).extend(faults)
+
+    def take(self, key: str, start: int, end: int) -> Fault:
+        """The next fault for a GET of bytes [start, end] of a file: the first queued one without an offset,
+        or whose offset this range covers."""
+        with self.lock:
+            queue = self.faults.get(key) or []
+            for i, fault in enumerate(queue):
+                offset = fault.at if fault.at is not None else fault.corrupt_at
+                if offset is None or start <= offset <= end:
+                    return queue.pop(i)
+        return Fault()
+
+    def route_fault(self, route: str) -> Fault | None:
+        with self.lock:
+            queue = self.route_faults.get(route) or []
+            return queue.pop(0) if queue else None
 
     def start(self) -> FakeHub:
         hub = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, cdn=False))
@@ -109,6 +139,12 @@ class FakeHub:
         for server in self._servers:
             server.shutdown()
             server.server_close()
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until no body is being sent (to a client that is gone, say), so the byte counts are final."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def served(self, repo_id: str, path: str) -> int:
         return self.bytes_served.get(f"{repo_id}/{path}", 0)
@@ -167,11 +203,23 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
                 return self.error(404, None, "Not Found")
             m = re.match(r"^/api/models/([^/]+/[^/]+)(?:/(revision|tree)/([^/]+)(?:/(.*))?)?$", path)
             if m:
+                if self.injected("api"):
+                    return None
                 return self.api(m.group(1), m.group(2), m.group(3), m.group(4) or "", parse_qs(url.query))
             m = re.match(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
             if m:
+                if self.injected("resolve"):
+                    return None
                 return self.resolve(m.group(1), m.group(3))
             self.send(404, b"Not Found", {"Content-Type": "text/plain"})
+
+        def injected(self, route: str) -> bool:
+            fault = hub.route_fault(route)
+            if fault is None or fault.status is None:
+                return False
+            extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            self.error(fault.status, None, "injected failure", extra)
+            return True
 
         def api(self, repo_id: str, kind: str | None, rev: str | None, sub: str, query: dict[str, list[str]]) -> None:
             repo = self.find_repo(repo_id)
@@ -253,16 +301,16 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
 
         def serve(self, repo_id: str, f: FakeFile, headers: dict[str, str]) -> None:
             key = f"{repo_id}/{f.path}"
-            with hub.lock:
-                queue = hub.faults.get(key) or []
-                fault = queue.pop(0) if queue and self.command == "GET" else Fault()
+            size = f.size
+            rng = re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("Range", "")) if hub.ranges else None
+            first = int(rng.group(1)) if rng else 0
+            last = min(int(rng.group(2)), size - 1) if rng and rng.group(2) else size - 1
+            fault = hub.take(key, first, last) if self.command == "GET" else Fault()
             if fault.status:
                 extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
                 return self.error(fault.status, None, "injected failure", extra)
-            size = f.size
             start, end = 0, size - 1
             status = 200
-            rng = re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("Range", ""))
             if rng and fault.ignore_range:
                 rng = None
             elif rng and fault.wrong_range:
@@ -277,7 +325,8 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             for k, v in headers.items():
                 self.send_header(k, v)
-            self.send_header("Accept-Ranges", "bytes")
+            if hub.ranges:
+                self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(length))
             if status == 206:
@@ -285,16 +334,25 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if self.command == "HEAD":
                 return
-            self.stream(key, f, start, length, fault)
+            with hub.lock:
+                hub.in_flight += 1
+                hub.peak_in_flight = max(hub.peak_in_flight, hub.in_flight)
+            try:
+                self.stream(key, f, start, length, fault)
+            finally:
+                with hub.lock:
+                    hub.in_flight -= 1
 
         def stream(self, key: str, f: FakeFile, start: int, length: int, fault: Fault) -> None:
             to_send = length - (fault.short_by or 0) - (fault.long_by or 0)
             limit = fault.drop_after if fault.drop_after is not None else to_send
             sent = 0
+            began = time.monotonic()
+            block_size = 4 * CHUNK if hub.rate else CHUNK
             with f.source.open("rb") as src:
                 src.seek(start)
                 while sent < min(to_send, limit):
-                    block = bytearray(src.read(min(CHUNK, min(to_send, limit) - sent)))
+                    block = bytearray(src.read(min(block_size, min(to_send, limit) - sent)))
                     if not block:
                         break
                     if fault.corrupt_at is not None and start + sent <= fault.corrupt_at < start + sent + len(block):
@@ -308,6 +366,10 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
                         hub.bytes_served[key] = hub.bytes_served.get(key, 0) + len(block)
                     if hub.delay:
                         time.sleep(hub.delay)
+                    if hub.rate:  # this connection may not get ahead of its cap
+                        ahead = sent / hub.rate - (time.monotonic() - began)
+                        if ahead > 0:
+                            time.sleep(ahead)
             if fault.long_by:
                 self.wfile.write(b"\0" * fault.long_by)
             if fault.drop_after is not None or fault.short_by or fault.long_by:
