@@ -322,8 +322,8 @@ def hub_for_plans(offline: bool) -> Any:
         return None
     from ollama_fit.hub import Hub
 
-    # one retry: a plan falls back to the catalog's shapes rather than wait out a struggling Hub
-    return Hub(config.hf_endpoint(), config.hf_token(), timeout=5.0, retries=1)
+    # two attempts: a plan falls back to the catalog's shapes rather than wait out a struggling Hub
+    return Hub(config.hf_endpoint(), config.hf_token(), timeout=5.0, retries=2)
 
 
 # ----- commands -----
