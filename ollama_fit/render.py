@@ -108,7 +108,7 @@ BAR_CHARS = {"utf-8": ("█", "▓", "▒", "░", "·"), "ascii": ("#", "=", "+
 
 
 def memory_bar(parts: Sequence[int], capacity: int, width: int = 36, charset: str = "utf-8") -> str:
-    """[weights|kv|compute|overhead|free] scaled to the device's usable memory; '!' marks an overflow."""
+    """[weights|kv+state|compute|overhead|free] scaled to the device's usable memory; '!' marks an overflow."""
     chars = BAR_CHARS[charset]
     used = sum(parts)
     scale = max(capacity, used, 1)
@@ -126,25 +126,29 @@ def _speed_text(speed: Any) -> str:
     return f"~{speed.tps:.0f} tok/s ({speed.low:.0f}-{speed.high:.0f})"
 
 
+def _state(dev: Any) -> str:
+    return f"  state {human(dev.state_bytes)}" if dev.state_bytes else ""
+
+
 def _device_lines(plan: Any, charset: str) -> list[str]:
     mem = plan.choice.placement.memory
     budgets = {g.index: g for g in plan.report.budget.gpus}
     lines = []
     for dev, index in zip(mem.gpus, plan.choice.placement.gpu_indices, strict=True):
         b = budgets[index]
-        parts = [dev.weights_bytes, dev.kv_bytes, dev.compute_bytes, dev.overhead_bytes]
+        parts = [dev.weights_bytes, dev.kv_bytes + dev.state_bytes, dev.compute_bytes, dev.overhead_bytes]
         free = b.usable_bytes - dev.total_bytes
         lines.append(
             f"  GPU {index}  {memory_bar(parts, b.usable_bytes, charset=charset)}  "
             f"{human(dev.total_bytes)} of {human(b.usable_bytes)} usable ({dev.layers} layers)"
         )
         lines.append(
-            f"         weights {human(dev.weights_bytes)}  KV {human(dev.kv_bytes)}  compute "
+            f"         weights {human(dev.weights_bytes)}  KV {human(dev.kv_bytes)}{_state(dev)}  compute "
             f"{human(dev.compute_bytes)}  overhead {human(dev.overhead_bytes)}  free {human(free)}"
         )
     host = mem.host
     hb = plan.report.budget.host
-    parts = [host.weights_bytes, host.kv_bytes, host.compute_bytes, host.overhead_bytes]
+    parts = [host.weights_bytes, host.kv_bytes + host.state_bytes, host.compute_bytes, host.overhead_bytes]
     parts[0] -= host.evictable_bytes
     lines.append(
         f"  RAM    {memory_bar(parts, hb.usable_bytes, charset=charset)}  {human(host.required_bytes)} of "
@@ -152,7 +156,7 @@ def _device_lines(plan: Any, charset: str) -> list[str]:
     )
     evictable = f"  (of which {human(host.evictable_bytes)} page cache)" if host.evictable_bytes else ""
     lines.append(
-        f"         weights {human(host.weights_bytes)}  KV {human(host.kv_bytes)}  compute "
+        f"         weights {human(host.weights_bytes)}  KV {human(host.kv_bytes)}{_state(host)}  compute "
         f"{human(host.compute_bytes)}  free {human(hb.usable_bytes - host.required_bytes)}{evictable}"
     )
     return lines
@@ -223,10 +227,12 @@ def render_inspection(insp: Any) -> str:
         f"x {m['key_length']}, vocabulary {m['vocab_size']}, trained context {m['context_length']}{window}",
         f"  chat template: {'yes' if m['chat_template'] else 'no'}   tied embeddings: "
         f"{'yes' if m['tied_embeddings'] else 'no'}   header read: {human(insp.header_bytes_read)} ({insp.source})",
+        *[f"  {note}" for note in m["notes"]],
         "",
         f"Memory at ctx {rt.ctx}, KV {rt.kv_type}, flash attention {'on' if rt.flash_attn else 'off'}, "
         f"{rt.parallel} slot(s):",
     ]
+    bound = "" if m["memory_model"] == "modelled" else " (bound)"
     rows = []
     for q in insp.quants:
         p = q.placement
@@ -238,13 +244,16 @@ def render_inspection(insp: Any) -> str:
                     human(q.file_bytes),
                     human(mem.device_bytes),
                     human(mem.host_required_bytes),
+                    human(mem.kv_bytes) + bound,
+                    human(mem.state_bytes) + bound,
                     "yes",
                     KIND_TEXT[p.kind],
                 ]
             )
         else:
-            rows.append([q.quant, human(q.file_bytes), "", "", "no", f"{human(p.missing_bytes)} short on {p.device}"])
-    out.append(table(rows, header=["quant", "file", "GPU", "RAM", "fits", "where"]))
+            short = f"{human(p.missing_bytes)} short on {p.device}"
+            rows.append([q.quant, human(q.file_bytes), "", "", "", "", "no", short])
+    out.append(table(rows, header=["quant", "file", "GPU", "RAM", "KV", "state", "fits", "where"]))
     return "\n".join(out)
 
 
