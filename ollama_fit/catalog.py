@@ -143,7 +143,7 @@ def _model(entry: dict[str, Any], i: int) -> CatalogModel:
         n_head_kv=tuple(0 if r and arch in _NO_KV_WHEN_RECURRENT else kv_heads for r in recurrent or [False] * layers),
         key_length=head_dim,
         value_length=head_dim,
-        n_ff=num("ffn"),
+        n_ff=num("ffn", 0 if "experts" in entry else None),
         n_vocab=num("vocab"),
         context_length=num("context"),
         tied_embeddings=bool(entry.get("tied", False)),
