@@ -389,6 +389,7 @@ def spec_from_header(h: GGUFHeader, file_bytes: int | None = None, shards: int =
     lora = int(h.arch("attention.kv_lora_rank", 0) or 0)
     ff = h.arch("feed_forward_length", 0)
     shared_kv = int(h.arch("attention.shared_kv_layers", 0) or 0)
+    ff_layers = _per_layer(ff, n_layer_all, 0)[:n_layer] if isinstance(ff, tuple) else ()
     shape = ModelShape(
         arch=h.architecture,
         n_layer=n_layer,
@@ -398,6 +399,7 @@ def spec_from_header(h: GGUFHeader, file_bytes: int | None = None, shards: int =
         key_length=key_length,
         value_length=int(h.arch("attention.value_length", key_length)),
         n_ff=max(ff) if isinstance(ff, tuple) else int(ff or 0),
+        ff_layers=ff_layers,
         n_vocab=_vocab(h, tensors),
         context_length=int(h.arch("context_length", 0) or 0),
         tied_embeddings=not any(t.name == "output.weight" for t in tensors),

@@ -54,6 +54,7 @@ class ModelShape:
     n_expert_used: int = 0
     expert_ff: int = 0
     shared_ff: int = 0  # shared-expert FFN width (Qwen3.5 MoE, Granite 4.0 MoE)
+    ff_layers: tuple[int, ...] = ()  # per-layer FFN width where it varies (Nemotron-H: 0 = no FFN in that layer)
     qkv_bias: bool = False
     qk_norm: bool = False
     fused_qkv: bool = False  # phi3: one attn_qkv matrix, one ffn_up holding gate and up
@@ -315,16 +316,7 @@ def _mamba2_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]
     e, p = s.n_embd, f"blk.{i}."
     yield p + "attn_norm.weight", (e,)
     if s.is_recurrent(i):
-        inner, groups, state, heads = s.ssm_inner, s.ssm_groups, s.ssm_state, s.ssm_heads
-        conv = inner + 2 * groups * state
-        yield p + "ssm_in.weight", (e, 2 * inner + 2 * groups * state + heads)
-        yield p + "ssm_conv1d.weight", (s.ssm_conv, conv)
-        yield p + "ssm_conv1d.bias", (conv,)
-        yield p + "ssm_dt.bias", (heads,)
-        yield p + "ssm_a", (1, heads)
-        yield p + "ssm_d", (1, heads)
-        yield p + "ssm_norm.weight", (inner // groups, groups)
-        yield p + "ssm_out.weight", (inner, e)
+        yield from _mamba2_mixer(s, p)
     else:
         yield from _attention(s, i, p)
     yield p + "ffn_norm.weight", (e,)
@@ -350,8 +342,59 @@ def _shortconv_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ..
         yield p + "attn_output.weight", (e, e)
 
 
+def _mamba2_mixer(s: ModelShape, p: str) -> Iterator[tuple[str, tuple[int, ...]]]:
+    e, inner, groups, state, heads = s.n_embd, s.ssm_inner, s.ssm_groups, s.ssm_state, s.ssm_heads
+    conv = inner + 2 * groups * state
+    yield p + "ssm_in.weight", (e, 2 * inner + 2 * groups * state + heads)
+    yield p + "ssm_conv1d.weight", (s.ssm_conv, conv)
+    yield p + "ssm_conv1d.bias", (conv,)
+    yield p + "ssm_dt.bias", (heads,)
+    yield p + "ssm_a", (1, heads)
+    yield p + "ssm_d", (1, heads)
+    yield p + "ssm_norm.weight", (inner // groups, groups)
+    yield p + "ssm_out.weight", (inner, e)
+
+
+def _nemotron_h_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """Nemotron-H (nemotron_h, dense): each layer is a Mamba-2 mixer, an attention block or a (ReLU^2) FFN."""
+    e, p = s.n_embd, f"blk.{i}."
+    yield p + "attn_norm.weight", (e,)
+    ff = s.ff_layers[i] if i < len(s.ff_layers) else s.n_ff
+    if s.is_recurrent(i):
+        yield from _mamba2_mixer(s, p)
+    elif ff == 0:
+        yield from _attention(s, i, p)
+    else:
+        yield p + "ffn_down.weight", (ff, e)
+        yield p + "ffn_up.weight", (e, ff)
+
+
+def _gemma4_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """Gemma 4 (gemma4, dense): llama_model_gemma4::load_arch_tensors. Layers that reuse an earlier layer's
+    cache carry no K projection; sliding-window layers have their own head dim."""
+    e, p = s.n_embd, f"blk.{i}."
+    dk, dv = s.head_dims(i)
+    hk = s.kv_heads(i)
+    yield p + "attn_norm.weight", (e,)
+    yield p + "attn_q.weight", (e, s.n_head * dk)
+    if not s.kv_layers or i < s.kv_layers:
+        yield p + "attn_k.weight", (e, hk * dk)
+        yield p + "attn_v.weight", (e, hk * dv)
+        yield p + "attn_k_norm.weight", (dk,)
+    yield p + "attn_output.weight", (s.n_head * dk, e)
+    yield p + "attn_q_norm.weight", (dk,)
+    yield p + "post_attention_norm.weight", (e,)
+    yield p + "ffn_norm.weight", (e,)
+    yield from _ffn(s, p)
+    yield p + "post_ffw_norm.weight", (e,)
+    if s.per_layer_embd:
+        yield p + "inp_gate.weight", (e, s.per_layer_embd)
+        yield p + "proj.weight", (s.per_layer_embd, e)
+        yield p + "post_norm.weight", (e,)
+
+
 _LAYERS = {"qwen35": _delta_net_layer, "qwen35moe": _delta_net_layer, "granitehybrid": _mamba2_layer}
-_LAYERS["lfm2"] = _shortconv_layer
+_LAYERS |= {"lfm2": _shortconv_layer, "nemotron_h": _nemotron_h_layer, "gemma4": _gemma4_layer}
 REBUILDABLE = frozenset({"llama", "qwen2", "qwen3", "qwen3moe", "gemma3", "phi3", "gpt-oss", *_LAYERS})
 
 
@@ -362,6 +405,12 @@ def _layer_tensors(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]
 def tensor_shapes(s: ModelShape) -> Iterator[tuple[str, tuple[int, ...]]]:
     """The tensor table convert_hf_to_gguf.py writes for these shapes, in file order."""
     yield "token_embd.weight", (s.n_embd, s.n_vocab)
+    if s.arch == "gemma4":
+        yield "rope_freqs.weight", (s.key_length // 2,)  # one table, shared by the full-attention layers
+        if s.per_layer_embd:
+            yield "per_layer_token_embd.weight", (s.per_layer_embd * s.n_layer, s.n_vocab)
+            yield "per_layer_model_proj.weight", (s.n_embd, s.per_layer_embd * s.n_layer)
+            yield "per_layer_proj_norm.weight", (s.per_layer_embd,)
     for i in range(s.n_layer):
         yield from _layer_tensors(s, i)
     yield ("token_embd_norm.weight" if s.arch == "lfm2" else "output_norm.weight"), (s.n_embd,)

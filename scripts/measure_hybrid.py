@@ -5,7 +5,7 @@
 
 The files are tests/hybrid_ggufs.py's presets (real tensor tables, zero data, Qwen3.5 files with their MTP
 block) written to a temporary folder. Each run: `llama-server -m FILE -c CTX*NP -np NP --no-kv-unified -ngl 0
--fa on|off -ctk T -ctv T --no-warmup` on loopback, stopped as soon as the model and its memory are set up
+-fa on|off -ctk T -ctv T --no-warmup --no-repack` on loopback, stopped as soon as the model and its memory are set up
 (bounded wait). The binary: $LLAMA_SERVER, else ~/.cache/ollama-fit/llama.cpp/build-11434/bin/llama-server.
 tests/test_hybrid_calibration.py compares the estimator with the rows (without the binary).
 """
@@ -37,7 +37,7 @@ RUNS = [
     (16384, 1, "on", "q8_0"),
     (16384, 2, "off", "f16"),
 ]
-PRESETS = ("qwen35", "qwen35moe", "granitehybrid", "lfm2")
+PRESETS = ("qwen35", "qwen35moe", "granitehybrid", "lfm2", "nemotron_h", "gemma4")
 
 
 def default_binary() -> Path:
@@ -56,7 +56,7 @@ def run_server(binary: Path, model: Path, ctx: int, slots: int, fa: str, kv: str
     """Start llama-server, wait (bounded) until it has set up the model, stop it; return its log."""
     args = [
         str(binary), "-m", str(model), "-c", str(ctx * slots), "-np", str(slots), "--no-kv-unified",
-        "-ngl", "0", "-fa", fa, "-ctk", kv, "-ctv", kv, "--no-warmup", "-t", "2",
+        "-ngl", "0", "-fa", fa, "-ctk", kv, "-ctv", kv, "--no-warmup", "--no-repack", "-t", "2",
         "--host", "127.0.0.1", "--port", str(_free_port()),
     ]  # fmt: skip
     with tempfile.TemporaryFile() as log:

@@ -103,7 +103,60 @@ LFM2 = ModelShape(
     recurrent_layers=(True, True, False, True, True, False),
     conv_cache=3,
 )
-PRESETS = {"qwen35": QWEN35, "qwen35moe": QWEN35MOE, "granitehybrid": GRANITE_H, "lfm2": LFM2}
+# Nemotron-H's three layer kinds (Mamba-2 "M", attention "*", FFN-only "-") in the order of
+# nvidia/Nemotron-H-8B-Base-8K's hybrid_override_pattern ("M-M-M-M*-..."), with its published hidden size 4096,
+# ssm_state_size 128, conv_kernel 4 and expand 2; the head counts, Mamba heads/groups and FFN width are this
+# test's choices. 6 layers: M - M - M *.
+NEMOTRON_H = ModelShape(
+    arch="nemotron_h",
+    n_layer=6,
+    n_embd=4096,
+    n_head=32,
+    n_head_kv=(0, 0, 0, 0, 0, 8),
+    key_length=128,
+    value_length=128,
+    n_ff=16384,
+    n_vocab=4096,
+    context_length=8192,
+    ff_layers=(0, 16384, 0, 16384, 0, 0),
+    recurrent_layers=(True, False, True, False, True, False),
+    ssm_conv=4,
+    ssm_inner=8192,
+    ssm_state=128,
+    ssm_groups=8,
+    ssm_heads=128,
+)
+# Gemma 4's E-model layout (sliding layers with 256-dim heads, full layers with 512, per-layer embeddings of
+# 256, the last layers reusing the cache of the last sliding / full layer that owns one, as llama.cpp's gemma4
+# loader sets up); hidden size, heads, FFN and window are this test's choices. 6 layers, 4 own a cache.
+GEMMA4 = ModelShape(
+    arch="gemma4",
+    n_layer=6,
+    n_embd=1536,
+    n_head=8,
+    n_head_kv=(2,) * 6,
+    key_length=512,
+    value_length=512,
+    n_ff=6144,
+    n_vocab=4096,
+    context_length=131072,
+    tied_embeddings=True,
+    qk_norm=True,
+    sliding_window=512,
+    swa_layers=(True, False, True, False, True, False),
+    swa_key_length=256,
+    swa_value_length=256,
+    kv_layers=4,
+    per_layer_embd=256,
+)
+PRESETS = {
+    "qwen35": QWEN35,
+    "qwen35moe": QWEN35MOE,
+    "granitehybrid": GRANITE_H,
+    "lfm2": LFM2,
+    "nemotron_h": NEMOTRON_H,
+    "gemma4": GEMMA4,
+}
 
 
 def mtp_tensors(shape: ModelShape, quant: str) -> list[Tensor]:
@@ -127,15 +180,19 @@ def _keys(w: gguf.GGUFWriter, s: ModelShape, n_blocks: int, nextn: int) -> None:
     w.add_uint32(f"{a}.block_count", n_blocks)
     w.add_uint32(f"{a}.context_length", s.context_length)
     w.add_uint32(f"{a}.embedding_length", s.n_embd)
-    w.add_uint32(f"{a}.feed_forward_length", s.n_ff)
+    if s.ff_layers:
+        w.add_array(f"{a}.feed_forward_length", list(s.ff_layers))
+    else:
+        w.add_uint32(f"{a}.feed_forward_length", s.n_ff)
     w.add_uint32(f"{a}.attention.head_count", s.n_head)
-    if a in ("granitehybrid", "lfm2"):  # per-layer: 0 marks the recurrent layers
+    if a in ("granitehybrid", "lfm2", "nemotron_h"):  # per-layer: 0 marks the layers without attention
         w.add_array(f"{a}.attention.head_count_kv", [int(k) for k in s.n_head_kv])
     else:
         w.add_uint32(f"{a}.attention.head_count_kv", s.n_head_kv[0])
     w.add_uint32(f"{a}.attention.key_length", s.key_length)
     w.add_uint32(f"{a}.attention.value_length", s.value_length)
     w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", 1e-6)
+    w.add_float32(f"{a}.attention.layer_norm_epsilon", 1e-5)
     w.add_float32(f"{a}.rope.freq_base", 10000.0)
     if a.startswith("qwen35"):
         w.add_uint32(f"{a}.rope.dimension_count", s.key_length // 4)
@@ -157,6 +214,13 @@ def _keys(w: gguf.GGUFWriter, s: ModelShape, n_blocks: int, nextn: int) -> None:
             w.add_uint32(f"{a}.expert_shared_feed_forward_length", s.shared_ff)
     if nextn:
         w.add_uint32(f"{a}.nextn_predict_layers", nextn)
+    if a == "gemma4":
+        w.add_uint32(f"{a}.attention.sliding_window", s.sliding_window)
+        w.add_array(f"{a}.attention.sliding_window_pattern", [bool(v) for v in s.swa_layers])
+        w.add_uint32(f"{a}.attention.shared_kv_layers", s.n_layer - s.kv_layers)
+        w.add_uint32(f"{a}.attention.key_length_swa", s.swa_key_length)
+        w.add_uint32(f"{a}.attention.value_length_swa", s.swa_value_length)
+        w.add_uint32(f"{a}.embedding_length_per_layer_input", s.per_layer_embd)
 
 
 def write_hybrid(path: Path, shape: ModelShape, quant: str, *, mtp: bool = False) -> Path:

@@ -111,3 +111,31 @@ def test_state_scales_with_slots_not_context(slots):
     assert state_bytes(spec, small) == state_bytes(spec, large) == slots * state_bytes(spec, Runtime())
     assert kv_bytes(spec, large) == 128 * kv_bytes(spec, small)
     assert state_bytes(spec, Runtime()) < 13 * MiB
+
+
+def test_nemotron_h_three_layer_kinds(tmp_path):
+    from hybrid_ggufs import NEMOTRON_H
+
+    spec = header_spec(write_hybrid(tmp_path / "n.gguf", NEMOTRON_H, "Q8_0"))
+    s = spec.shape
+    assert [s.is_recurrent(i) for i in range(6)] == [True, False, True, False, True, False]  # Mamba-2 layers
+    assert [s.has_kv(i) for i in range(6)] == [False] * 5 + [True]  # FFN-only layers have neither
+    assert spec.weights_bytes == rebuild(NEMOTRON_H, "Q8_0").weights_bytes
+    assert state_bytes(spec, Runtime()) == 3 * 4 * (3 * (8192 + 2 * 8 * 128) + 128 * 8192)
+
+
+def test_gemma4_file_per_layer_embeddings_on_the_host_and_shared_caches(tmp_path):
+    from hybrid_ggufs import GEMMA4
+
+    spec = header_spec(write_hybrid(tmp_path / "g4.gguf", GEMMA4, "Q8_0"))
+    s = spec.shape
+    assert s.kv_layers == 4
+    assert (s.swa_key_length, s.key_length) == (256, 512)
+    assert [s.has_kv(i) for i in range(6)] == [True] * 4 + [False] * 2
+    ple = next(t for t in spec.tensors if t.name == "per_layer_token_embd.weight")
+    assert spec.input_bytes == spec.token_embd_bytes + ple.nbytes  # the input layer, kept on the host
+    est = estimate(spec, Runtime(ctx=4096), split=(6,))
+    assert est.host.weights_bytes == spec.input_bytes
+    assert est.gpus[0].weights_bytes == sum(spec.layer_bytes) + spec.output_bytes
+    # 2 sliding layers (pad256(512 + 512) cells, 256-dim heads) and 2 full layers (4096 cells, 512-dim heads)
+    assert est.kv_bytes == 2 * 2 * 512 * 1024 * 2 + 2 * 2 * 1024 * 4096 * 2
