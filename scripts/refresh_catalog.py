@@ -84,7 +84,21 @@ def hybrid_fields(c: dict[str, Any]) -> dict[str, Any]:
     elif "conv_L_cache" in c:  # LFM2
         idx = c.get("full_attn_idxs") or [i for i, t in enumerate(types) if t == "full_attention"]
         out |= {"attention_layers": list(idx), "conv_cache": c["conv_L_cache"]}
+        if "block_ff_dim" in c:
+            out["ffn"] = lfm2_ffn(c)
     return out
+
+
+def lfm2_ffn(c: dict[str, Any]) -> int:
+    """The FFN width llama.cpp's converter writes for LFM2 (conversion/lfm2.py: _add_feed_forward_length)."""
+    ff = int(c["block_ff_dim"])
+    if c.get("block_auto_adjust_ff_dim"):
+        ff = int(2 * ff / 3)
+        if c.get("block_ffn_dim_multiplier") is not None:
+            ff = int(c["block_ffn_dim_multiplier"] * ff)
+        multiple = int(c.get("block_multiple_of", 256))
+        ff = multiple * ((ff + multiple - 1) // multiple)
+    return ff
 
 
 def differences(entry: dict[str, Any], fresh: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -180,3 +180,33 @@ def test_hybrid_configs_give_the_catalog_fields():
     assert granite["expert_ffn"] == 1024
     lfm2 = refresh.hybrid_fields({"conv_L_cache": 3, "full_attn_idxs": [2, 5, 8], "layer_types": None})
     assert lfm2 == {"attention_layers": [2, 5, 8], "conv_cache": 3}
+
+
+# LiquidAI/LFM2-1.2B config.json (verbatim values, trimmed to what the catalog uses)
+LFM2_1_2B = {
+    "block_auto_adjust_ff_dim": True,
+    "block_ff_dim": 12288,
+    "block_ffn_dim_multiplier": 1.0,
+    "block_multiple_of": 256,
+    "conv_L_cache": 3,
+    "intermediate_size": 8192,
+    "full_attn_idxs": [2, 5, 8, 10, 12, 14],
+    "hidden_size": 2048,
+    "num_attention_heads": 32,
+    "head_dim": 64,
+    "num_hidden_layers": 16,
+    "num_key_value_heads": 8,
+    "vocab_size": 65536,
+}
+
+
+def test_lfm2_config_gives_the_converters_ffn_and_layer_schedule():
+    import tomllib
+
+    refresh = load()
+    entries = {e["id"]: e for e in tomllib.loads((ROOT / "profiles" / "catalog.toml").read_text())["model"]}
+    fresh = refresh.shape_from_config(LFM2_1_2B)
+    assert fresh["ffn"] == 8192  # block_ff_dim 12288 x 2/3, rounded up to 256
+    assert refresh.differences(entries["lfm2:1.2b"], fresh) == {}
+    # LFM2-350M: block_ff_dim 6656 -> 4608, the width llama.cpp's loader names 350M
+    assert refresh.lfm2_ffn(LFM2_1_2B | {"block_ff_dim": 6656}) == 4608
