@@ -331,6 +331,14 @@ KV_SHARING_ARCHES = frozenset({"gemma4"})
 MODELLED_ARCHES = STANDARD_ARCHES | HYBRID_ARCHES | KV_SHARING_ARCHES
 
 
+def _count(h: GGUFHeader, key: str) -> int:
+    """An optional non-negative integer hyper-parameter (0 when absent); anything else is a damaged file."""
+    value = h.arch(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 32:
+        raise BadModelFile(f"{h.architecture}.{key} is {value!r}, not a count", hint="the file is damaged")
+    return value
+
+
 def _recurrent_layers(h: GGUFHeader, n_layer: int, kv_heads: tuple[int, ...]) -> tuple[bool, ...]:
     """Which layers keep recurrent state, by each architecture's load_arch_hparams (src/models/*.cpp)."""
     arch = h.architecture
@@ -338,7 +346,7 @@ def _recurrent_layers(h: GGUFHeader, n_layer: int, kv_heads: tuple[int, ...]) ->
         marked = h.arch("attention.recurrent_layers")
         if isinstance(marked, tuple) and len(marked) >= n_layer:
             return tuple(bool(v) for v in marked[:n_layer])
-        interval = int(h.arch("full_attention_interval", 4) or 4)
+        interval = _count(h, "full_attention_interval") or 4
         return tuple((i + 1) % interval != 0 for i in range(n_layer))
     if arch in ("granitehybrid", "lfm2", "lfm2moe"):
         return tuple(k == 0 for k in kv_heads)
@@ -349,7 +357,7 @@ def _recurrent_layers(h: GGUFHeader, n_layer: int, kv_heads: tuple[int, ...]) ->
 
 
 def _nextn(h: GGUFHeader) -> int:
-    return int(h.arch("nextn_predict_layers", 0) or 0)
+    return _count(h, "nextn_predict_layers")
 
 
 def _quant_label(h: GGUFHeader, tensors: tuple[Tensor, ...]) -> str:
@@ -377,8 +385,16 @@ def spec_from_header(h: GGUFHeader, file_bytes: int | None = None, shards: int =
             f"the GGUF lacks {h.architecture}.block_count / embedding_length / attention.head_count",
             hint="is this a language model (not a vision projector or an adapter)?",
         ) from None
+    if n_layer_all < 1:
+        raise BadModelFile(f"{h.architecture}.block_count is {n_layer_all}", hint="the file is damaged")
     nextn = _nextn(h) if h.architecture in MODELLED_ARCHES else 0
-    n_layer = max(1, n_layer_all - nextn)
+    shared_kv = _count(h, "attention.shared_kv_layers")
+    if nextn >= n_layer_all or shared_kv >= n_layer_all:
+        raise BadModelFile(
+            f"{h.architecture}: {nextn} prediction / {shared_kv} shared-cache layers of {n_layer_all}",
+            hint="the file is damaged",
+        )
+    n_layer = n_layer_all - nextn
     n_head = max(heads) or 1
     kv_heads = _per_layer(h.arch("attention.head_count_kv"), n_layer_all, n_head)[:n_layer]
     key_length = int(h.arch("attention.key_length", n_embd // n_head))
@@ -388,7 +404,6 @@ def spec_from_header(h: GGUFHeader, file_bytes: int | None = None, shards: int =
         tensors = tuple(t for t in tensors if t not in skipped)
     lora = int(h.arch("attention.kv_lora_rank", 0) or 0)
     ff = h.arch("feed_forward_length", 0)
-    shared_kv = int(h.arch("attention.shared_kv_layers", 0) or 0)
     ff_layers = _per_layer(ff, n_layer_all, 0)[:n_layer] if isinstance(ff, tuple) else ()
     shape = ModelShape(
         arch=h.architecture,
@@ -411,16 +426,16 @@ def spec_from_header(h: GGUFHeader, file_bytes: int | None = None, shards: int =
         mla_kv_lora_rank=lora,
         mla_rope_dim=int(h.arch("rope.dimension_count", 0) or 0) if lora else 0,
         recurrent_layers=_recurrent_layers(h, n_layer, kv_heads),
-        ssm_conv=int(h.arch("ssm.conv_kernel", 0) or 0),
-        ssm_inner=int(h.arch("ssm.inner_size", 0) or 0),
-        ssm_state=int(h.arch("ssm.state_size", 0) or 0),
-        ssm_groups=int(h.arch("ssm.group_count", 0) or 0),
-        ssm_heads=int(h.arch("ssm.time_step_rank", 0) or 0),
-        conv_cache=int(h.arch("shortconv.l_cache", 0) or 0),
+        ssm_conv=_count(h, "ssm.conv_kernel"),
+        ssm_inner=_count(h, "ssm.inner_size"),
+        ssm_state=_count(h, "ssm.state_size"),
+        ssm_groups=_count(h, "ssm.group_count"),
+        ssm_heads=_count(h, "ssm.time_step_rank"),
+        conv_cache=_count(h, "shortconv.l_cache"),
         kv_layers=n_layer_all - shared_kv if shared_kv else 0,
-        swa_key_length=int(h.arch("attention.key_length_swa", 0) or 0),
-        swa_value_length=int(h.arch("attention.value_length_swa", 0) or 0),
-        per_layer_embd=int(h.arch("embedding_length_per_layer_input", 0) or 0),
+        swa_key_length=_count(h, "attention.key_length_swa"),
+        swa_value_length=_count(h, "attention.value_length_swa"),
+        per_layer_embd=_count(h, "embedding_length_per_layer_input"),
         modelled=h.architecture in MODELLED_ARCHES,
     )
     extra = {

@@ -139,3 +139,17 @@ def test_gemma4_file_per_layer_embeddings_on_the_host_and_shared_caches(tmp_path
     assert est.gpus[0].weights_bytes == sum(spec.layer_bytes) + spec.output_bytes
     # 2 sliding layers (pad256(512 + 512) cells, 256-dim heads) and 2 full layers (4096 cells, 512-dim heads)
     assert est.kv_bytes == 2 * 2 * 512 * 1024 * 2 + 2 * 2 * 1024 * 4096 * 2
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("ssm.conv_kernel", "four"), ("nextn_predict_layers", 9), ("attention.shared_kv_layers", -1)],
+)
+def test_damaged_hybrid_keys_are_a_clear_error(tmp_path, key, value):
+    from ollama_fit.errors import BadModelFile
+    from ollama_fit.gguf_header import GGUFHeader
+
+    header = read_local_header(write_hybrid(tmp_path / "q.gguf", QWEN35, "Q8_0", mtp=True))
+    bad = GGUFHeader(header.version, header.metadata | {f"qwen35.{key}": value}, header.tensors, header.data_offset, 32)
+    with pytest.raises(BadModelFile, match=r"qwen35"):
+        spec_from_header(bad)
