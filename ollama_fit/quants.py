@@ -111,6 +111,8 @@ _FALLBACK_32 = {
 }
 
 
+# llama-quant.cpp's TOKEN_EMBD category (Gemma's per-layer embeddings count as token embeddings)
+_TOKEN_EMBD = ("token_embd.weight", "per_layer_token_embd.weight")
 # llama-quant.cpp's tensor_allows_quantization exclusions that matter for the architectures we rebuild
 _NEVER_QUANTIZED = ("ssm_conv1d", "shortconv.conv.weight", "per_layer_model_proj")
 
@@ -203,9 +205,9 @@ def tensor_type(name: str, shape: tuple[int, ...], ctx: MixContext, counters: di
     n = ctx.n_layer
     if ctx.quant == "MXFP4":  # gpt-oss: experts in MXFP4, every other matrix Q8_0
         chosen = "MXFP4" if "_exps" in name else "Q8_0"
-    elif name == "output.weight" or (name == "token_embd.weight" and ctx.tied):
-        chosen = _output(ctx, shape[0])
-    elif name == "token_embd.weight":
+    elif name == "output.weight" or (name in _TOKEN_EMBD and ctx.tied):
+        chosen = _output(ctx, shape[0])  # a tied file quantizes its embedding tables like the output
+    elif name in _TOKEN_EMBD:
         chosen = base
     elif is_attn_v(name, ctx):
         chosen = _attn_v(ctx, counters.get("attn_v", 0), ctx.n_attn_v or n)
