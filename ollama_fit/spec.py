@@ -291,11 +291,20 @@ def _attention(s: ModelShape, i: int, p: str, q_mult: int = 1) -> Iterator[tuple
 
 
 def _delta_net_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
-    """Qwen3.5 (qwen35, qwen35moe): llama_model_qwen35::load_arch_tensors, trunk block."""
+    """Qwen3.5 (qwen35, qwen35moe) and Qwen3-Next (qwen3next): their load_arch_tensors, trunk blocks."""
     e, p = s.n_embd, f"blk.{i}."
     yield p + "attn_norm.weight", (e,)
     yield p + "post_attention_norm.weight", (e,)
-    if s.is_recurrent(i):
+    if s.is_recurrent(i) and s.arch == "qwen3next":  # fused projections: q, k, v and z; beta and alpha
+        key_dim, heads, inner = s.ssm_state * s.ssm_groups, s.ssm_heads, s.ssm_inner
+        yield p + "ssm_in.weight", (e, 2 * key_dim + 2 * inner)
+        yield p + "ssm_conv1d.weight", (s.ssm_conv, 2 * key_dim + inner)
+        yield p + "ssm_dt.bias", (heads,)
+        yield p + "ssm_a", (heads,)
+        yield p + "ssm_ba.weight", (e, 2 * heads)
+        yield p + "ssm_norm.weight", (s.ssm_state,)
+        yield p + "ssm_out.weight", (inner, e)
+    elif s.is_recurrent(i):
         key_dim, heads, inner = s.ssm_state * s.ssm_groups, s.ssm_heads, s.ssm_inner
         yield p + "attn_qkv.weight", (e, 2 * key_dim + inner)
         yield p + "attn_gate.weight", (e, inner)
@@ -393,7 +402,8 @@ def _gemma4_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]
         yield p + "post_norm.weight", (e,)
 
 
-_LAYERS = {"qwen35": _delta_net_layer, "qwen35moe": _delta_net_layer, "granitehybrid": _mamba2_layer}
+_LAYERS = {"qwen35": _delta_net_layer, "qwen35moe": _delta_net_layer, "qwen3next": _delta_net_layer}
+_LAYERS["granitehybrid"] = _mamba2_layer
 _LAYERS |= {"lfm2": _shortconv_layer, "nemotron_h": _nemotron_h_layer, "gemma4": _gemma4_layer}
 REBUILDABLE = frozenset({"llama", "qwen2", "qwen3", "qwen3moe", "gemma3", "phi3", "gpt-oss", *_LAYERS})
 

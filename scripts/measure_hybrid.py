@@ -40,7 +40,7 @@ RUNS = [
     (16384, 1, "on", "q8_0"),
     (16384, 2, "off", "f16"),
 ]
-PRESETS = ("qwen35", "qwen35moe", "granitehybrid", "lfm2", "nemotron_h", "gemma4")
+PRESETS = ("qwen35", "qwen35moe", "qwen3next", "granitehybrid", "lfm2", "nemotron_h", "gemma4")
 
 
 def default_binary() -> Path:
@@ -107,7 +107,7 @@ def measure(run: Any, runner: str, preset: str, quant: str, folder: Path) -> lis
     from hybrid_ggufs import PRESETS as SHAPES
     from hybrid_ggufs import write_hybrid
 
-    path = write_hybrid(folder / f"{preset}-{quant}.gguf", SHAPES[preset], quant, mtp=preset.startswith("qwen35"))
+    path = write_hybrid(folder / f"{preset}-{quant}.gguf", SHAPES[preset], quant, mtp=preset.startswith("qwen3"))
     rows = []
     for ctx, slots, fa, kv in RUNS:
         log = run(path, ctx, slots, fa, kv)
@@ -117,7 +117,7 @@ def measure(run: Any, runner: str, preset: str, quant: str, folder: Path) -> lis
                 "preset": preset,
                 "runner": runner,
                 "quant": quant,
-                "mtp_block": preset.startswith("qwen35"),
+                "mtp_block": preset.startswith("qwen3"),
                 "file_bytes": path.stat().st_size,
                 "ctx": ctx,
                 "parallel": slots,

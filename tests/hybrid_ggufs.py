@@ -64,6 +64,10 @@ QWEN35MOE = replace(
     shared_ff=512,
     recurrent_layers=_pattern(4, 4),
 )
+# Qwen3-Coder-Next's layer sizes (Qwen/Qwen3-Coder-Next config.json: hidden 2048, 512 experts, 10 used,
+# moe_intermediate_size 512, shared_expert_intermediate_size 512, linear 16 key / 32 value heads x 128, conv 4,
+# full_attention_interval 4); the attention heads (16 / 2 x 256) are this test's choice. 4 layers + MTP block.
+QWEN3NEXT = replace(QWEN35MOE, arch="qwen3next")
 # Granite 4.0 H-Small's attention and Mamba-2 sizes (ibm-granite/granite-4.0-h-small config.json: hidden 4096,
 # 32 heads, 8 KV heads, mamba_d_state 128, mamba_d_conv 4, mamba_expand 2); the Mamba head count (128 = d_inner /
 # 64) and one group, and a dense FFN in place of its 72 experts, are this test's choices. 4 layers, 1 attention.
@@ -152,6 +156,7 @@ GEMMA4 = ModelShape(
 PRESETS = {
     "qwen35": QWEN35,
     "qwen35moe": QWEN35MOE,
+    "qwen3next": QWEN3NEXT,
     "granitehybrid": GRANITE_H,
     "lfm2": LFM2,
     "nemotron_h": NEMOTRON_H,
@@ -194,9 +199,10 @@ def _keys(w: gguf.GGUFWriter, s: ModelShape, n_blocks: int, nextn: int) -> None:
     w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", 1e-6)
     w.add_float32(f"{a}.attention.layer_norm_epsilon", 1e-5)
     w.add_float32(f"{a}.rope.freq_base", 10000.0)
-    if a.startswith("qwen35"):
+    if a.startswith("qwen3"):
         w.add_uint32(f"{a}.rope.dimension_count", s.key_length // 4)
-        w.add_array(f"{a}.rope.dimension_sections", [11, 11, 10, 0])
+        if a != "qwen3next":
+            w.add_array(f"{a}.rope.dimension_sections", [11, 11, 10, 0])
         w.add_uint32(f"{a}.full_attention_interval", 4)
     if s.ssm_inner:
         w.add_uint32(f"{a}.ssm.conv_kernel", s.ssm_conv)

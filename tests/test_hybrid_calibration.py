@@ -33,7 +33,7 @@ def specs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hybrid")
     out = {}
     for name, shape in PRESETS.items():
-        path = write_hybrid(folder / f"{name}.gguf", shape, "Q4_K_M", mtp=name.startswith("qwen35"))
+        path = write_hybrid(folder / f"{name}.gguf", shape, "Q4_K_M", mtp=name.startswith("qwen3"))
         out[name] = spec_from_header(read_local_header(path), path.stat().st_size)
     return out
 
@@ -70,7 +70,7 @@ def test_weights_kv_and_state_match_llama_cpp(row, specs):
 
 
 def test_the_mtp_block_is_in_the_file_but_not_loaded():
-    qwen = [r for r in ROWS if r["preset"].startswith("qwen35")]
+    qwen = [r for r in ROWS if r["preset"].startswith("qwen3")]
     assert qwen
     assert all(r["mtp_block"] and r["unused_tensors"] > 0 for r in qwen)
 
