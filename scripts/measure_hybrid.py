@@ -6,8 +6,8 @@
 
 The files are tests/hybrid_ggufs.py's presets (real tensor tables, zero data, Qwen3.5 files with their MTP
 block) written to a temporary folder. Each run: `llama-server -m FILE -c CTX*NP -np NP --no-kv-unified -ngl 0
--fa on|off -ctk T -ctv T --no-warmup --no-repack` on loopback, stopped as soon as the model and its memory are set up
-(bounded wait). The binary: $LLAMA_SERVER, else ~/.cache/ollama-fit/llama.cpp/build-11434/bin/llama-server.
+-fa on|off -ctk T -ctv T --no-warmup --no-repack -lv 4` on loopback, stopped once /health answers (bounded
+wait). The binary: $LLAMA_SERVER, else ~/.cache/ollama-fit/llama.cpp/build-11434/bin/llama-server.
 The `lib` runner compiles scripts/hybrid_load.c against that build's libllama (the same allocation code, with
 llama-server's memory defaults) for when only the library is built. tests/test_hybrid_calibration.py compares
 the estimator with the rows (without the binary).
@@ -23,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 BUFFER = re.compile(r"(\S+)\s+(model|KV|RS|output|compute) buffer size =\s+([\d.]+) MiB")
-READY = ("server is listening", "main: model loaded", "starting the main loop")
 # (per-sequence context, slots, flash attention, KV type)
 RUNS = [
     (4096, 1, "on", "f16"),
@@ -76,21 +77,50 @@ def run_lib(exe: Path, model: Path, ctx: int, slots: int, fa: str, kv: str, time
     return done.stderr
 
 
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
+            return bool(answer.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 def run_server(binary: Path, model: Path, ctx: int, slots: int, fa: str, kv: str, timeout: float = 300) -> str:
-    """Start llama-server, wait (bounded) until it has set up the model, stop it; return its log."""
+    """Start llama-server, wait (bounded) until /health answers 200, stop it; return its log (flushed on exit)."""
+    port = _free_port()
     args = [
-        str(binary), "-m", str(model), "-c", str(ctx * slots), "-np", str(slots), "--no-kv-unified",
-        "-ngl", "0", "-fa", fa, "-ctk", kv, "-ctv", kv, "--no-warmup", "--no-repack", "-t", "2",
-        "--host", "127.0.0.1", "--port", str(_free_port()),
-    ]  # fmt: skip
+        str(binary),
+        "-m",
+        str(model),
+        "-c",
+        str(ctx * slots),
+        "-np",
+        str(slots),
+        "--no-kv-unified",
+        "-ngl",
+        "0",
+        "-fa",
+        fa,
+        "-ctk",
+        kv,
+        "-ctv",
+        kv,
+        "--no-warmup",
+        "--no-repack",
+        "-t",
+        "2",
+        "-lv",
+        "4",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]  # fmt: skip  (-lv 4: the buffer lines)
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and proc.poll() is None:
-                log.seek(0)
-                if any(r in log.read().decode(errors="replace") for r in READY):
-                    break
+            while time.monotonic() < deadline and proc.poll() is None and not _healthy(port):
                 time.sleep(0.5)
         finally:
             proc.terminate()
