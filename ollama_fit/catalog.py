@@ -9,11 +9,11 @@ from typing import Any
 
 from ollama_fit.errors import InvalidInput, ProfileError
 from ollama_fit.profiles import load_profile, require
-from ollama_fit.spec import ModelShape, ModelSpec, rebuild
+from ollama_fit.spec import REBUILDABLE, ModelShape, ModelSpec, rebuild
 
 # The quants publishers ship for every model, best first: the planner's ladder.
 STANDARD_QUANTS = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K")
-ARCHES = ("llama", "qwen2", "qwen3", "qwen3moe", "gemma3", "phi3", "gpt-oss")
+ARCHES = tuple(sorted(REBUILDABLE))  # architectures whose tensor table spec.rebuild() can write
 CAPABILITIES = ("chat", "coding", "reasoning", "embedding")
 
 
@@ -102,6 +102,24 @@ def _swa_layers(pattern: str | None, n_layer: int) -> tuple[bool, ...]:
     raise ProfileError(f"catalog.toml: unknown swa_pattern {pattern!r}", hint="reinstall ollama-fit")
 
 
+# architectures whose GGUF marks recurrent layers with head_count_kv = 0 (the converter writes a per-layer array)
+_NO_KV_WHEN_RECURRENT = ("granitehybrid", "lfm2")
+
+
+def _recurrent_layers(entry: dict[str, Any], n_layer: int, where: str) -> tuple[bool, ...]:
+    """Hybrid layouts: `full_attention_interval = N` (every N-th layer attends, Qwen3.5) or
+    `attention_layers = [i, ...]` (the attention layers' indices, Granite 4.0 / LFM2); the rest are recurrent."""
+    if "full_attention_interval" in entry:
+        n = int(entry["full_attention_interval"])
+        return tuple((i + 1) % n != 0 for i in range(n_layer))
+    if "attention_layers" in entry:
+        attn = {int(i) for i in entry["attention_layers"]}
+        if not attn <= set(range(n_layer)):
+            raise ProfileError(f"{where}: attention_layers outside 0..{n_layer - 1}")
+        return tuple(i not in attn for i in range(n_layer))
+    return ()
+
+
 def _model(entry: dict[str, Any], i: int) -> CatalogModel:
     where = f"catalog.toml model[{i}] ({entry.get('id', '?')})"
 
@@ -114,15 +132,18 @@ def _model(entry: dict[str, Any], i: int) -> CatalogModel:
     if arch not in ARCHES:
         raise ProfileError(f"{where}: unknown arch {arch!r}")
     layers, head_dim = num("layers"), num("head_dim")
+    recurrent = _recurrent_layers(entry, layers, where)
+    kv_heads = num("kv_heads")
+    ssm_heads, ssm_state = num("ssm_heads", 0), num("ssm_state", 0)
     shape = ModelShape(
         arch=arch,
         n_layer=layers,
         n_embd=num("embd"),
         n_head=num("heads"),
-        n_head_kv=(num("kv_heads"),) * layers,
+        n_head_kv=tuple(0 if r and arch in _NO_KV_WHEN_RECURRENT else kv_heads for r in recurrent or [False] * layers),
         key_length=head_dim,
         value_length=head_dim,
-        n_ff=num("ffn"),
+        n_ff=num("ffn", 0 if "experts" in entry else None),
         n_vocab=num("vocab"),
         context_length=num("context"),
         tied_embeddings=bool(entry.get("tied", False)),
@@ -136,6 +157,14 @@ def _model(entry: dict[str, Any], i: int) -> CatalogModel:
         fused_qkv=bool(entry.get("fused_qkv", False)),
         post_norms=bool(entry.get("post_norms", False)),
         attn_extras=bool(entry.get("attn_extras", False)),
+        shared_ff=num("shared_ffn", 0),
+        recurrent_layers=recurrent,
+        ssm_conv=num("ssm_conv", 0),
+        ssm_inner=num("ssm_inner", ssm_heads * ssm_state if arch.startswith("qwen35") else 0),
+        ssm_state=ssm_state,
+        ssm_groups=num("ssm_groups", 0),
+        ssm_heads=ssm_heads,
+        conv_cache=num("conv_cache", 0),
     )
     capabilities = tuple(require(entry, "capabilities", list, where))
     if not set(capabilities) <= set(CAPABILITIES):

@@ -53,13 +53,14 @@ class DeviceMemory:
     compute_bytes: int
     overhead_bytes: int
     layers: int = 0
+    state_bytes: int = 0  # recurrent / convolution state of the hybrid layers here (fixed per sequence)
     # mmapped file pages whose data was copied (repacked) elsewhere: page cache the OS may drop, so they
     # count in what llama.cpp reports but not in what must fit
     evictable_bytes: int = 0
 
     @property
     def total_bytes(self) -> int:
-        return self.weights_bytes + self.kv_bytes + self.compute_bytes + self.overhead_bytes
+        return self.weights_bytes + self.kv_bytes + self.state_bytes + self.compute_bytes + self.overhead_bytes
 
     @property
     def required_bytes(self) -> int:
@@ -71,6 +72,7 @@ class DeviceMemory:
             "total_bytes": self.total_bytes,
             "weights_bytes": self.weights_bytes,
             "kv_bytes": self.kv_bytes,
+            "state_bytes": self.state_bytes,
             "compute_bytes": self.compute_bytes,
             "overhead_bytes": self.overhead_bytes,
             "layers": self.layers,
@@ -107,6 +109,14 @@ class MemoryEstimate:
         return self._sum("weights_bytes")
 
     @property
+    def kv_bytes(self) -> int:
+        return self._sum("kv_bytes")
+
+    @property
+    def state_bytes(self) -> int:
+        return self._sum("state_bytes")
+
+    @property
     def full_offload(self) -> bool:
         return bool(self.gpus) and self.gpu_layers == self.n_layer
 
@@ -117,6 +127,7 @@ class MemoryEstimate:
             "host_required_bytes": self.host_required_bytes,
             "weights_bytes": self.weights_bytes,
             "kv_bytes": self._sum("kv_bytes"),
+            "state_bytes": self._sum("state_bytes"),
             "compute_bytes": self._sum("compute_bytes"),
             "overhead_bytes": self._sum("overhead_bytes"),
             "gpu_layers": self.gpu_layers,
@@ -128,27 +139,48 @@ class MemoryEstimate:
         }
 
 
-# ----- KV cache -----
+# ----- KV cache and recurrent state (llama-kv-cache.cpp, llama-memory-recurrent.cpp, llama-memory-hybrid.cpp) -----
 
 
 def layer_cells(spec: ModelSpec, layer: int, rt: Runtime) -> int:
     """Cells one sequence's stream gets in this layer (sliding-window layers keep only the window)."""
     s = spec.shape
-    if s.is_swa(layer):
+    if s.modelled and s.is_swa(layer):
         return min(rt.cells, pad256(s.sliding_window + rt.ubatch))
     return rt.cells
 
 
+def _kv_width(spec: ModelSpec, layer: int, rt: Runtime) -> int:
+    """K + V elements per cell: n_embd_k_gqa(il) + n_embd_v_gqa(il); without flash attention the V cache is
+    transposed and padded to the widest layer's ([TAG_V_CACHE_VARIABLE])."""
+    s = spec.shape
+    dk, dv = s.head_dims(layer)
+    v = s.kv_heads(layer) * dv
+    if not rt.flash_attn:
+        v = max(s.kv_heads(i) * s.head_dims(i)[1] for i in range(s.n_layer))
+    return s.kv_heads(layer) * dk + v
+
+
+def _kv_bound_width(spec: ModelSpec) -> int:
+    """Unknown architecture: the widest layer's K + V for every layer (a bound, never less than llama.cpp)."""
+    s = spec.shape
+    heads = max(s.n_head_kv, default=0) or s.n_head
+    dk = max(s.key_length, s.swa_key_length)
+    dv = max(s.value_length, s.swa_value_length)
+    return heads * (dk + dv)
+
+
 def layer_kv_bytes(spec: ModelSpec, layer: int, rt: Runtime) -> int:
     s = spec.shape
-    heads = s.kv_heads(layer)
-    if heads == 0:
-        return 0  # recurrent layer: its state is counted once per sequence
     per_elem = KV_TYPES[rt.kv_type]
+    if not s.modelled:
+        return int(_kv_bound_width(spec) * rt.cells * per_elem) * rt.parallel
+    if not s.has_kv(layer):
+        return 0  # recurrent layer (its state is counted apart), or one reusing an earlier layer's cache
     if s.mla_kv_lora_rank:  # V-less MLA cache: only the compressed latent and the rope part
         elems = s.mla_kv_lora_rank + s.mla_rope_dim
     else:
-        elems = heads * (s.key_length + s.value_length)
+        elems = _kv_width(spec, layer, rt)
     return int(elems * layer_cells(spec, layer, rt) * per_elem) * rt.parallel
 
 
@@ -157,8 +189,19 @@ def kv_bytes(spec: ModelSpec, rt: Runtime, layers: Sequence[int] | None = None) 
     return sum(layer_kv_bytes(spec, i, rt) for i in chosen)
 
 
-def recurrent_bytes(spec: ModelSpec, rt: Runtime) -> int:
-    return spec.shape.recurrent_state_bytes * max(1, rt.parallel)
+def layer_state_bytes(spec: ModelSpec, layer: int, rt: Runtime) -> int:
+    """One layer's recurrent state: r_l (conv) + s_l (SSM) rows, F32, one row per sequence
+    (mem_size = max(1, n_seq_max)); it does not grow with the context. An unknown architecture that carries
+    SSM / convolution keys gets the state in every layer (a bound)."""
+    s = spec.shape
+    if not (s.is_recurrent(layer) or (not s.modelled and s.state_row)):
+        return 0
+    return 4 * s.state_row * max(1, rt.parallel)
+
+
+def state_bytes(spec: ModelSpec, rt: Runtime, layers: Sequence[int] | None = None) -> int:
+    chosen = range(spec.shape.n_layer) if layers is None else layers
+    return sum(layer_state_bytes(spec, i, rt) for i in chosen)
 
 
 # ----- compute buffers -----
@@ -235,24 +278,34 @@ def estimate(spec: ModelSpec, rt: Runtime, split: Sequence[int] | None = None) -
             DeviceMemory(
                 name=f"GPU {d}",
                 weights_bytes=weights,
-                kv_bytes=kv_bytes(spec, rt, layers) + (recurrent_bytes(spec, rt) if d == 0 else 0),
+                kv_bytes=kv_bytes(spec, rt, layers),
+                state_bytes=state_bytes(spec, rt, layers),
                 compute_bytes=compute_bytes(spec, rt, gpus_holding_layers=holders),
                 overhead_bytes=GPU_OVERHEAD[rt.backend] + rt.extra_overhead,
                 layers=len(layers),
             )
         )
     cpu_layers = range(min(gpu_layers, s.n_layer), s.n_layer)
-    host_weights = spec.token_embd_bytes + sum(spec.layer_bytes[i] for i in cpu_layers)
+    host_weights = spec.input_bytes + sum(spec.layer_bytes[i] for i in cpu_layers)
     repacked = 0
     if not full:
         host_weights += spec.output_bytes - (spec.token_embd_bytes if _tied(spec) else 0)
         repacked = _repack_bytes(spec, cpu_layers, with_output=True)
         host_weights += repacked
-    host_kv = kv_bytes(spec, rt, cpu_layers) + (recurrent_bytes(spec, rt) if not gpus else 0)
+    host_kv = kv_bytes(spec, rt, cpu_layers)
     cpu_rt = rt if not gpus else Runtime(rt.ctx, rt.kv_type, rt.flash_attn, rt.ubatch, rt.parallel, "cpu")
     host_compute = output_buffer_bytes(spec, rt)
     host_compute += compute_bytes(spec, cpu_rt) if not gpus else host_compute_bytes(spec, rt)
-    host = DeviceMemory("RAM", host_weights, host_kv, host_compute, 0, len(cpu_layers), evictable_bytes=repacked)
+    host = DeviceMemory(
+        "RAM",
+        host_weights,
+        host_kv,
+        host_compute,
+        0,
+        len(cpu_layers),
+        state_bytes=state_bytes(spec, rt, cpu_layers),
+        evictable_bytes=repacked,
+    )
     return MemoryEstimate(tuple(gpus), host, s.n_layer, min(gpu_layers, s.n_layer), rt.cells, rt.backend)
 
 

@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ollama_fit.estimate import Runtime
+from ollama_fit.estimate import Runtime, state_bytes
 from ollama_fit.gguf_header import GGUFHeader, TensorInfo, read_header, read_local_header, spec_from_header
 from ollama_fit.hardware.model import ProbeReport
 from ollama_fit.header_cache import HeaderCache
@@ -95,6 +95,11 @@ def summarize(spec: ModelSpec) -> dict[str, Any]:
         "tied_embeddings": s.tied_embeddings,
         "chat_template": spec.extra.get("chat_template") == "yes",
         "tensors": len(spec.tensors),
+        "memory_model": "modelled" if s.modelled else "bound",
+        "kv_layers": sum(1 for i in range(s.n_layer) if s.has_kv(i)) if s.modelled else s.n_layer,
+        "recurrent_layers": sum(1 for i in range(s.n_layer) if s.is_recurrent(i)),
+        "state_bytes_per_slot": state_bytes(spec, Runtime(parallel=1)),
+        "notes": list(spec.memory_notes),
     }
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ollama_fit.catalog import CatalogModel
-from ollama_fit.estimate import Runtime, compute_bytes, kv_bytes
+from ollama_fit.estimate import Runtime, compute_bytes, kv_bytes, state_bytes
 from ollama_fit.hardware.model import ProbeReport
 from ollama_fit.placement import KIND_TEXT
 from ollama_fit.plan import Candidate, Miss, PlanRequest, evaluate, rank_candidates
@@ -123,7 +123,7 @@ def installed_row(name: str, size: int, info: dict[str, Any], ctx: int, report: 
     budget = report.budget
     backend = budget.gpus[0].backend if budget.gpus else "cpu"
     rt = Runtime(ctx=ctx, backend=backend)
-    need = size + kv_bytes(spec, rt) + compute_bytes(spec, rt)
+    need = size + kv_bytes(spec, rt) + state_bytes(spec, rt) + compute_bytes(spec, rt)
     if budget.gpus:
         from ollama_fit.estimate import GPU_OVERHEAD
 

@@ -14,7 +14,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ollama_fit.estimate import GPU_OVERHEAD, MemoryEstimate, Runtime, compute_bytes, estimate, layer_kv_bytes
+from ollama_fit.estimate import (
+    GPU_OVERHEAD,
+    MemoryEstimate,
+    Runtime,
+    compute_bytes,
+    estimate,
+    layer_kv_bytes,
+    layer_state_bytes,
+)
 from ollama_fit.hardware.model import Budget, DeviceBudget, Hardware
 from ollama_fit.spec import ModelSpec
 from ollama_fit.speed import Speed, decode_speed
@@ -80,7 +88,8 @@ def _distribute(spec: ModelSpec, rt: Runtime, gpus: Sequence[DeviceBudget], k: i
     counts = [0] * len(gpus)
     d, used = 0, 0
     for i in range(n - k, n):
-        cost = spec.layer_bytes[i] + layer_kv_bytes(spec, i, rt) + (spec.output_bytes if i == n - 1 else 0)
+        cost = spec.layer_bytes[i] + layer_kv_bytes(spec, i, rt) + layer_state_bytes(spec, i, rt)
+        cost += spec.output_bytes if i == n - 1 else 0
         while d < len(gpus) and used + cost + fixed > gpus[d].usable_bytes:
             d, used = d + 1, 0
         if d == len(gpus):

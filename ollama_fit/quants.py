@@ -111,6 +111,12 @@ _FALLBACK_32 = {
 }
 
 
+# llama-quant.cpp's TOKEN_EMBD category (Gemma's per-layer embeddings count as token embeddings)
+_TOKEN_EMBD = ("token_embd.weight", "per_layer_token_embd.weight")
+# llama-quant.cpp's tensor_allows_quantization exclusions that matter for the architectures we rebuild
+_NEVER_QUANTIZED = ("ssm_conv1d", "shortconv.conv.weight", "per_layer_model_proj")
+
+
 def use_more_bits(i: int, n: int) -> bool:
     """llama.cpp's choice of the layers that get a bigger type (about half of them)."""
     return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
@@ -127,6 +133,8 @@ class MixContext:
     n_expert: int = 0
     is_70b: bool = False
     tied: bool = False  # no output.weight: token_embd doubles as the output layer
+    hybrid: bool = False  # recurrent layers present: their fused attn_qkv counts as an attn_v-like tensor
+    n_attn_v: int = 0  # attn_v-like tensors in the file (llama.cpp's n_attention_wv); 0: n_layer
 
 
 def _attn_v(ctx: MixContext, i: int, n: int) -> str:
@@ -145,6 +153,11 @@ def _attn_v(ctx: MixContext, i: int, n: int) -> str:
     if ctx.is_70b and chosen in ("Q3_K", "Q4_K"):
         chosen = "Q5_K"  # 70B: attn_v is 8x smaller than attn_q, so Q5_K costs almost nothing
     return chosen
+
+
+def is_attn_v(name: str, ctx: MixContext) -> bool:
+    """llama.cpp's category_is_attn_v: attn_v, and (as b11434 quantizes them) the hybrids' fused attn_qkv."""
+    return "attn_v.weight" in name or (ctx.hybrid and "attn_qkv.weight" in name)
 
 
 def _ffn_down(ctx: MixContext, i: int, n: int) -> str:
@@ -185,22 +198,26 @@ def tensor_type(name: str, shape: tuple[int, ...], ctx: MixContext, counters: di
     base = BASE_TYPE[ctx.quant]
     if len(shape) < 2 or not name.endswith("weight") or "norm" in name or "ffn_gate_inp" in name:
         return "F32"
+    if any(k in name for k in _NEVER_QUANTIZED):
+        return "F32"  # tensor_allows_quantization: kept as the converter wrote them (F32)
     if base in ("F32", "F16", "BF16"):
         return base
     n = ctx.n_layer
     if ctx.quant == "MXFP4":  # gpt-oss: experts in MXFP4, every other matrix Q8_0
         chosen = "MXFP4" if "_exps" in name else "Q8_0"
-    elif name == "output.weight" or (name == "token_embd.weight" and ctx.tied):
-        chosen = _output(ctx, shape[0])
-    elif name == "token_embd.weight":
+    elif name == "output.weight" or (name in _TOKEN_EMBD and ctx.tied):
+        chosen = _output(ctx, shape[0])  # a tied file quantizes its embedding tables like the output
+    elif name in _TOKEN_EMBD:
         chosen = base
-    elif "attn_v.weight" in name:
-        chosen = _attn_v(ctx, counters.get("attn_v", 0), n)
+    elif is_attn_v(name, ctx):
+        chosen = _attn_v(ctx, counters.get("attn_v", 0), ctx.n_attn_v or n)
         counters["attn_v"] = counters.get("attn_v", 0) + 1
     elif "attn_k.weight" in name and ctx.n_expert == 8:
         chosen = "Q8_0"
     elif "ffn_down" in name:
-        chosen = _ffn_down(ctx, counters.get("ffn_down", 0), n)
+        # MoE files: the layer number comes from the name (shared and routed experts share a layer)
+        index = int(name.split(".")[1]) if ctx.n_expert > 1 and name.startswith("blk.") else counters.get("ffn_down", 0)
+        chosen = _ffn_down(ctx, index, n)
         counters["ffn_down"] = counters.get("ffn_down", 0) + 1
     elif "attn_output.weight" in name:
         chosen = _attn_output(ctx)

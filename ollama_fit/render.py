@@ -219,7 +219,7 @@ BAR_WIDTH = 36
 def memory_bar(
     parts: Sequence[int], capacity: int, width: int = BAR_WIDTH, charset: str = "utf-8", paint: Paint = plain
 ) -> str:
-    """[weights|kv|compute|overhead|free] scaled to the device's usable memory; '!' marks an overflow."""
+    """[weights|kv+state|compute|overhead|free] scaled to the device's usable memory; '!' marks an overflow."""
     chars = BAR_CHARS[charset]
     used = sum(parts)
     scale = max(capacity, used, 1)
@@ -246,26 +246,30 @@ def _speed_text(speed: Any) -> str:
     return f"~{speed.tps:.0f} tok/s ({speed.low:.0f}-{speed.high:.0f})"
 
 
+def _state(dev: Any) -> str:
+    return f"  state {human(dev.state_bytes)}" if dev.state_bytes else ""
+
+
 def _device_lines(plan: Any, charset: str, width: int | None = None, paint: Paint = plain) -> list[str]:
     mem = plan.choice.placement.memory
     budgets = {g.index: g for g in plan.report.budget.gpus}
     lines = []
     for dev, index in zip(mem.gpus, plan.choice.placement.gpu_indices, strict=True):
         b = budgets[index]
-        parts = [dev.weights_bytes, dev.kv_bytes, dev.compute_bytes, dev.overhead_bytes]
+        parts = [dev.weights_bytes, dev.kv_bytes + dev.state_bytes, dev.compute_bytes, dev.overhead_bytes]
         free = b.usable_bytes - dev.total_bytes
         tail = f"{human(dev.total_bytes)} of {human(b.usable_bytes)} usable ({dev.layers} layers)"
         bar = memory_bar(parts, b.usable_bytes, _bar_width(width, len(tail)), charset, paint)
         lines.append(f"  GPU {index}  {bar}  {tail}")
         lines.append(
-            f"         weights {human(dev.weights_bytes)}  KV {human(dev.kv_bytes)}  compute "
+            f"         weights {human(dev.weights_bytes)}  KV {human(dev.kv_bytes)}{_state(dev)}  compute "
             f"{human(dev.compute_bytes)}  overhead {human(dev.overhead_bytes)}  free {human(free)}"
         )
     host = mem.host
     hb = plan.report.budget.host
     if plan.report.budget.unified_memory:
         return lines + _pool_lines(mem, hb, charset, width, paint)
-    parts = [host.weights_bytes, host.kv_bytes, host.compute_bytes, host.overhead_bytes]
+    parts = [host.weights_bytes, host.kv_bytes + host.state_bytes, host.compute_bytes, host.overhead_bytes]
     parts[0] -= host.evictable_bytes
     tail = f"{human(host.required_bytes)} of {human(hb.usable_bytes)} usable" + (
         f" ({host.layers} layers)" if host.layers else ""
@@ -273,7 +277,7 @@ def _device_lines(plan: Any, charset: str, width: int | None = None, paint: Pain
     lines.append(f"  RAM    {memory_bar(parts, hb.usable_bytes, _bar_width(width, len(tail)), charset, paint)}  {tail}")
     evictable = f"  (of which {human(host.evictable_bytes)} page cache)" if host.evictable_bytes else ""
     lines.append(
-        f"         weights {human(host.weights_bytes)}  KV {human(host.kv_bytes)}  compute "
+        f"         weights {human(host.weights_bytes)}  KV {human(host.kv_bytes)}{_state(host)}  compute "
         f"{human(host.compute_bytes)}  free {human(hb.usable_bytes - host.required_bytes)}{evictable}"
     )
     return lines
@@ -285,6 +289,7 @@ def _pool_lines(mem: Any, pool: Any, charset: str, width: int | None, paint: Pai
     devices = (*mem.gpus, mem.host)
     parts = [sum(getattr(d, k) for d in devices) for k in ("weights_bytes", "kv_bytes", "compute_bytes")]
     parts[0] -= mem.host.evictable_bytes
+    parts[1] += sum(d.state_bytes for d in devices)
     parts.append(sum(d.overhead_bytes for d in devices))
     tail = f"{human(used)} of {human(pool.usable_bytes)} usable (one pool)"
     return [
@@ -364,10 +369,12 @@ def render_inspection(insp: Any, width: int | None = None, paint: Paint = plain)
         f"x {m['key_length']}, vocabulary {m['vocab_size']}, trained context {m['context_length']}{window}",
         f"  chat template: {'yes' if m['chat_template'] else 'no'}   tied embeddings: "
         f"{'yes' if m['tied_embeddings'] else 'no'}   header read: {human(insp.header_bytes_read)} ({insp.source})",
+        *[f"  {note}" for note in m["notes"]],
         "",
         f"Memory at ctx {rt.ctx}, KV {rt.kv_type}, flash attention {'on' if rt.flash_attn else 'off'}, "
         f"{rt.parallel} slot(s):",
     ]
+    bound = "" if m["memory_model"] == "modelled" else " (bound)"
     rows = []
     for q in insp.quants:
         p = q.placement
@@ -379,14 +386,16 @@ def render_inspection(insp: Any, width: int | None = None, paint: Paint = plain)
                     human(q.file_bytes),
                     human(mem.device_bytes),
                     human(mem.host_required_bytes),
+                    human(mem.kv_bytes) + bound,
+                    human(mem.state_bytes) + bound,
                     paint("yes", "green"),
                     KIND_TEXT[p.kind],
                 ]
             )
         else:
             short = f"{human(p.missing_bytes)} short on {p.device}"
-            rows.append([q.quant, human(q.file_bytes), "", "", paint("no", "red"), short])
-    out.append(table(rows, header=["quant", "file", "GPU", "RAM", "fits", "where"], width=width))
+            rows.append([q.quant, human(q.file_bytes), "", "", "", "", paint("no", "red"), short])
+    out.append(table(rows, header=["quant", "file", "GPU", "RAM", "KV", "state", "fits", "where"], width=width))
     return fit(out, width)
 
 

@@ -7,10 +7,10 @@ applying llama-quantize's mixture rules (`rebuild`), so estimates use real tenso
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-from ollama_fit.quants import GGML_TYPES, MixContext, tensor_type
+from ollama_fit.quants import GGML_TYPES, MixContext, is_attn_v, tensor_type
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ class ModelShape:
     n_expert: int = 0
     n_expert_used: int = 0
     expert_ff: int = 0
+    shared_ff: int = 0  # shared-expert FFN width (Qwen3.5 MoE, Granite 4.0 MoE)
+    ff_layers: tuple[int, ...] = ()  # per-layer FFN width where it varies (Nemotron-H: 0 = no FFN in that layer)
     qkv_bias: bool = False
     qk_norm: bool = False
     fused_qkv: bool = False  # phi3: one attn_qkv matrix, one ffn_up holding gate and up
@@ -60,13 +62,50 @@ class ModelShape:
     attn_extras: bool = False  # gpt-oss: output bias, attention sinks, expert and router biases
     mla_kv_lora_rank: int = 0  # DeepSeek MLA: the cache stores the compressed latent
     mla_rope_dim: int = 0
-    recurrent_state_bytes: int = 0  # per sequence, all recurrent layers (F32 state)
+    # hybrid layouts (llama.cpp's llama-memory-hybrid): layers marked recurrent keep a fixed-size state per
+    # sequence instead of a KV cache, sized from the SSM / short-convolution hyper-parameters below
+    recurrent_layers: tuple[bool, ...] = ()
+    ssm_conv: int = 0  # ssm.conv_kernel (d_conv)
+    ssm_inner: int = 0  # ssm.inner_size (d_inner; delta-net: value heads x value head dim)
+    ssm_state: int = 0  # ssm.state_size (d_state; delta-net: the key/value head dim)
+    ssm_groups: int = 0  # ssm.group_count (n_group; delta-net: key heads)
+    ssm_heads: int = 0  # ssm.time_step_rank (Mamba-2 heads; delta-net: value heads)
+    conv_cache: int = 0  # shortconv.l_cache (LFM2's short convolution)
+    kv_layers: int = 0  # Gemma 3n/4: only the first kv_layers layers own a KV cache, later ones reuse it (0: all)
+    swa_key_length: int = 0  # Gemma 4: head dims of the sliding-window layers (0: as the others)
+    swa_value_length: int = 0
+    per_layer_embd: int = 0  # Gemma 4 E-models: embedding_length_per_layer_input
+    # False for an architecture the estimator does not model: KV and state are then conservative bounds
+    modelled: bool = True
 
     def kv_heads(self, layer: int) -> int:
         return self.n_head_kv[layer] if layer < len(self.n_head_kv) else self.n_head_kv[-1]
 
     def is_swa(self, layer: int) -> bool:
         return bool(self.sliding_window) and layer < len(self.swa_layers) and self.swa_layers[layer]
+
+    def is_recurrent(self, layer: int) -> bool:
+        return layer < len(self.recurrent_layers) and self.recurrent_layers[layer]
+
+    def has_kv(self, layer: int) -> bool:
+        """llama.cpp gives this layer its own K/V tensors (not recurrent, has KV heads, does not reuse)."""
+        if self.is_recurrent(layer) or not self.kv_heads(layer):
+            return False
+        return not self.kv_layers or layer < self.kv_layers
+
+    def head_dims(self, layer: int) -> tuple[int, int]:
+        """(key, value) head dims of a layer: llama_hparams::n_embd_head_k/v(il)."""
+        if self.swa_key_length and self.is_swa(layer):
+            return self.swa_key_length, self.swa_value_length or self.swa_key_length
+        return self.key_length, self.value_length
+
+    @property
+    def state_row(self) -> int:
+        """F32 elements of one sequence's state in one recurrent layer: n_embd_r + n_embd_s (llama-hparams.cpp)."""
+        if self.conv_cache:  # LFM2: only the convolution's last L-1 inputs
+            return self.n_embd * (self.conv_cache - 1)
+        conv = max(0, self.ssm_conv - 1) * (self.ssm_inner + 2 * self.ssm_groups * self.ssm_state)
+        return conv + self.ssm_state * self.ssm_inner
 
 
 @dataclass(frozen=True)
@@ -109,9 +148,14 @@ class ModelSpec:
         return sum(t.nbytes for t in self.tensors if t.name.startswith("token_embd."))
 
     @cached_property
+    def input_bytes(self) -> int:
+        """The input layer llama.cpp keeps on the CPU: token embeddings, and Gemma's per-layer embeddings."""
+        return sum(t.nbytes for t in self.tensors if tensor_role(t.name) == "input")
+
+    @cached_property
     def output_bytes(self) -> int:
         """The output layer: output.* (norm and head), plus the tied embedding's duplicate."""
-        own = sum(t.nbytes for t in self.tensors if t.name.startswith("output"))
+        own = sum(t.nbytes for t in self.tensors if tensor_role(t.name) == "output")
         tied = not any(t.name == "output.weight" for t in self.tensors)
         return own + (self.token_embd_bytes if tied else 0)
 
@@ -121,10 +165,54 @@ class ModelSpec:
         for t in self.tensors:
             if t.layer is not None and t.layer < len(sizes):
                 sizes[t.layer] += t.nbytes
+            elif t.layer is None and sizes and tensor_role(t.name) == "layer":
+                sizes[0] += t.nbytes  # created with a layer number (per_layer_model_proj, rope_freqs): layer 0's device
         return tuple(sizes)
 
+    @cached_property
+    def memory_notes(self) -> tuple[str, ...]:
+        """How the KV cache / state figures were reached, for tables, JSON and plan reasons."""
+        s = self.shape
+        notes = []
+        if not s.modelled:
+            notes.append(
+                f"architecture {s.arch} is not modelled: weights are exact (tensor table); KV cache and state are a"
+                " conservative bound (every layer caches the widest K/V over the whole context)"
+            )
+        recurrent = sum(1 for i in range(s.n_layer) if s.is_recurrent(i))
+        if recurrent and s.modelled:
+            attn = sum(1 for i in range(s.n_layer) if s.has_kv(i))
+            notes.append(
+                f"hybrid: {attn} of {s.n_layer} layers keep a KV cache; {recurrent} recurrent layers keep"
+                f" {4 * s.state_row * recurrent / 2**20:.1f} MiB of state per slot, whatever the context"
+            )
+        if s.kv_layers and s.modelled:
+            notes.append(f"{s.kv_layers} of {s.n_layer} layers own a KV cache; the others reuse one")
+        if "skipped_tensors" in self.extra:
+            notes.append(
+                f"{self.extra['skipped_tensors']} tensors ({int(self.extra['skipped_bytes']) / 2**20:.0f} MiB) of the"
+                " multi-token-prediction block are in the file but not loaded by llama.cpp"
+            )
+        return tuple(notes)
 
-def _layer_tensors(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
+
+# global tensors of llama.cpp's LLM_TENSOR_LAYER_INPUT / _OUTPUT (llama-arch.cpp); other globals are loaded with
+# a layer number and live on that layer's device
+_INPUT = ("token_embd.", "per_layer_token_embd.", "token_types.", "position_embd.")
+_OUTPUT = ("output", "token_embd_norm.", "cls.", "cls_out.")
+
+
+def tensor_role(name: str) -> str:
+    if name.startswith("blk."):
+        return "layer"
+    if name.startswith(_INPUT):
+        return "input"
+    if name.startswith(_OUTPUT):
+        return "output"
+    return "layer"
+
+
+def _dense_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
     e, hk, dk, dv = s.n_embd, s.kv_heads(i), s.key_length, s.value_length
     q_dim, k_dim, v_dim = s.n_head * dk, hk * dk, hk * dv
     p = f"blk.{i}."
@@ -171,12 +259,171 @@ def _layer_tensors(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]
         yield p + "post_ffw_norm.weight", (e,)
 
 
+def _ffn(s: ModelShape, p: str) -> Iterator[tuple[str, tuple[int, ...]]]:
+    e = s.n_embd
+    if s.n_expert:
+        x, f = s.n_expert, s.expert_ff
+        yield p + "ffn_gate_inp.weight", (e, x)
+        yield p + "ffn_gate_exps.weight", (e, f, x)
+        yield p + "ffn_up_exps.weight", (e, f, x)
+        yield p + "ffn_down_exps.weight", (f, e, x)
+        if s.shared_ff:
+            if s.arch in ("qwen35moe", "qwen3next"):
+                yield p + "ffn_gate_inp_shexp.weight", (e,)
+            yield p + "ffn_gate_shexp.weight", (e, s.shared_ff)
+            yield p + "ffn_up_shexp.weight", (e, s.shared_ff)
+            yield p + "ffn_down_shexp.weight", (s.shared_ff, e)
+    else:
+        yield p + "ffn_gate.weight", (e, s.n_ff)
+        yield p + "ffn_up.weight", (e, s.n_ff)
+        yield p + "ffn_down.weight", (s.n_ff, e)
+
+
+def _attention(s: ModelShape, i: int, p: str, q_mult: int = 1) -> Iterator[tuple[str, tuple[int, ...]]]:
+    e, hk, dk = s.n_embd, s.kv_heads(i), s.key_length
+    yield p + "attn_q.weight", (e, q_mult * s.n_head * dk)
+    yield p + "attn_k.weight", (e, hk * dk)
+    yield p + "attn_v.weight", (e, hk * s.value_length)
+    yield p + "attn_output.weight", (s.n_head * s.value_length, e)
+    if s.qk_norm:
+        yield p + "attn_q_norm.weight", (dk,)
+        yield p + "attn_k_norm.weight", (dk,)
+
+
+def _delta_net_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """Qwen3.5 (qwen35, qwen35moe) and Qwen3-Next (qwen3next): their load_arch_tensors, trunk blocks."""
+    e, p = s.n_embd, f"blk.{i}."
+    yield p + "attn_norm.weight", (e,)
+    yield p + "post_attention_norm.weight", (e,)
+    if s.is_recurrent(i) and s.arch == "qwen3next":  # fused projections: q, k, v and z; beta and alpha
+        key_dim, heads, inner = s.ssm_state * s.ssm_groups, s.ssm_heads, s.ssm_inner
+        yield p + "ssm_in.weight", (e, 2 * key_dim + 2 * inner)
+        yield p + "ssm_conv1d.weight", (s.ssm_conv, 2 * key_dim + inner)
+        yield p + "ssm_dt.bias", (heads,)
+        yield p + "ssm_a", (heads,)
+        yield p + "ssm_ba.weight", (e, 2 * heads)
+        yield p + "ssm_norm.weight", (s.ssm_state,)
+        yield p + "ssm_out.weight", (inner, e)
+    elif s.is_recurrent(i):
+        key_dim, heads, inner = s.ssm_state * s.ssm_groups, s.ssm_heads, s.ssm_inner
+        yield p + "attn_qkv.weight", (e, 2 * key_dim + inner)
+        yield p + "attn_gate.weight", (e, inner)
+        yield p + "ssm_conv1d.weight", (s.ssm_conv, 2 * key_dim + inner)
+        yield p + "ssm_dt.bias", (heads,)
+        yield p + "ssm_a", (heads,)
+        yield p + "ssm_beta.weight", (e, heads)
+        yield p + "ssm_alpha.weight", (e, heads)
+        yield p + "ssm_norm.weight", (s.ssm_state,)
+        yield p + "ssm_out.weight", (inner, e)
+    else:
+        yield from _attention(s, i, p, q_mult=2)  # the query projection carries the output gate
+    yield from _ffn(s, p)
+
+
+def _mamba2_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """Granite 4.0 hybrids (granitehybrid): llama_model_granite_hybrid::load_arch_tensors."""
+    e, p = s.n_embd, f"blk.{i}."
+    yield p + "attn_norm.weight", (e,)
+    if s.is_recurrent(i):
+        yield from _mamba2_mixer(s, p)
+    else:
+        yield from _attention(s, i, p)
+    yield p + "ffn_norm.weight", (e,)
+    yield from _ffn(s, p)
+
+
+def _shortconv_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """LFM2 (lfm2): llama_model_lfm2::load_arch_tensors (dense layers)."""
+    e, p = s.n_embd, f"blk.{i}."
+    yield p + "ffn_norm.weight", (e,)
+    yield from _ffn(s, p)
+    yield p + "attn_norm.weight", (e,)
+    if s.is_recurrent(i):
+        yield p + "shortconv.conv.weight", (s.conv_cache, e)
+        yield p + "shortconv.in_proj.weight", (e, 3 * e)
+        yield p + "shortconv.out_proj.weight", (e, e)
+    else:
+        yield p + "attn_q_norm.weight", (s.key_length,)
+        yield p + "attn_k_norm.weight", (s.key_length,)
+        yield p + "attn_q.weight", (e, e)
+        yield p + "attn_k.weight", (e, s.kv_heads(i) * s.key_length)
+        yield p + "attn_v.weight", (e, s.kv_heads(i) * s.value_length)
+        yield p + "attn_output.weight", (e, e)
+
+
+def _mamba2_mixer(s: ModelShape, p: str) -> Iterator[tuple[str, tuple[int, ...]]]:
+    e, inner, groups, state, heads = s.n_embd, s.ssm_inner, s.ssm_groups, s.ssm_state, s.ssm_heads
+    conv = inner + 2 * groups * state
+    yield p + "ssm_in.weight", (e, 2 * inner + 2 * groups * state + heads)
+    yield p + "ssm_conv1d.weight", (s.ssm_conv, conv)
+    yield p + "ssm_conv1d.bias", (conv,)
+    yield p + "ssm_dt.bias", (heads,)
+    yield p + "ssm_a", (1, heads)
+    yield p + "ssm_d", (1, heads)
+    yield p + "ssm_norm.weight", (inner // groups, groups)
+    yield p + "ssm_out.weight", (inner, e)
+
+
+def _nemotron_h_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """Nemotron-H (nemotron_h, dense): each layer is a Mamba-2 mixer, an attention block or a (ReLU^2) FFN."""
+    e, p = s.n_embd, f"blk.{i}."
+    yield p + "attn_norm.weight", (e,)
+    ff = s.ff_layers[i] if i < len(s.ff_layers) else s.n_ff
+    if s.is_recurrent(i):
+        yield from _mamba2_mixer(s, p)
+    elif ff == 0:
+        yield from _attention(s, i, p)
+    else:
+        yield p + "ffn_down.weight", (ff, e)
+        yield p + "ffn_up.weight", (e, ff)
+
+
+def _gemma4_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """Gemma 4 (gemma4, dense): llama_model_gemma4::load_arch_tensors. Layers that reuse an earlier layer's
+    cache carry no K projection; sliding-window layers have their own head dim."""
+    e, p = s.n_embd, f"blk.{i}."
+    dk, dv = s.head_dims(i)
+    hk = s.kv_heads(i)
+    yield p + "attn_norm.weight", (e,)
+    yield p + "attn_q.weight", (e, s.n_head * dk)
+    if not s.kv_layers or i < s.kv_layers:
+        yield p + "attn_k.weight", (e, hk * dk)
+        yield p + "attn_v.weight", (e, hk * dv)
+        yield p + "attn_k_norm.weight", (dk,)
+    yield p + "attn_output.weight", (s.n_head * dk, e)
+    yield p + "attn_q_norm.weight", (dk,)
+    yield p + "post_attention_norm.weight", (e,)
+    yield p + "ffn_norm.weight", (e,)
+    yield from _ffn(s, p)
+    yield p + "post_ffw_norm.weight", (e,)
+    if s.per_layer_embd:
+        yield p + "inp_gate.weight", (e, s.per_layer_embd)
+        yield p + "proj.weight", (s.per_layer_embd, e)
+        yield p + "post_norm.weight", (e,)
+
+
+_LAYERS = {"qwen35": _delta_net_layer, "qwen35moe": _delta_net_layer, "qwen3next": _delta_net_layer}
+_LAYERS["granitehybrid"] = _mamba2_layer
+_LAYERS |= {"lfm2": _shortconv_layer, "nemotron_h": _nemotron_h_layer, "gemma4": _gemma4_layer}
+REBUILDABLE = frozenset({"llama", "qwen2", "qwen3", "qwen3moe", "gemma3", "phi3", "gpt-oss", *_LAYERS})
+
+
+def _layer_tensors(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
+    return _LAYERS.get(s.arch, _dense_layer)(s, i)
+
+
 def tensor_shapes(s: ModelShape) -> Iterator[tuple[str, tuple[int, ...]]]:
     """The tensor table convert_hf_to_gguf.py writes for these shapes, in file order."""
     yield "token_embd.weight", (s.n_embd, s.n_vocab)
+    if s.arch == "gemma4":
+        yield "rope_freqs.weight", (s.key_length // 2,)  # one table, shared by the full-attention layers
+        if s.per_layer_embd:
+            yield "per_layer_token_embd.weight", (s.per_layer_embd * s.n_layer, s.n_vocab)
+            yield "per_layer_model_proj.weight", (s.n_embd, s.per_layer_embd * s.n_layer)
+            yield "per_layer_proj_norm.weight", (s.per_layer_embd,)
     for i in range(s.n_layer):
         yield from _layer_tensors(s, i)
-    yield "output_norm.weight", (s.n_embd,)
+    yield ("token_embd_norm.weight" if s.arch == "lfm2" else "output_norm.weight"), (s.n_embd,)
     if not s.tied_embeddings:
         yield "output.weight", (s.n_embd, s.n_vocab)
 
@@ -192,7 +439,10 @@ def rebuild(shape: ModelShape, quant: str) -> ModelSpec:
         n_expert=shape.n_expert,
         is_70b=shape.arch == "llama" and shape.n_layer == 80,
         tied=shape.tied_embeddings,
+        hybrid=any(shape.recurrent_layers),
     )
     counters: dict[str, int] = {}
-    tensors = tuple(Tensor(name, dims, tensor_type(name, dims, ctx, counters)) for name, dims in tensor_shapes(shape))
+    shapes = list(tensor_shapes(shape))
+    ctx = replace(ctx, n_attn_v=sum(1 for name, _ in shapes if is_attn_v(name, ctx)))
+    tensors = tuple(Tensor(name, dims, tensor_type(name, dims, ctx, counters)) for name, dims in shapes)
     return ModelSpec(shape=shape, tensors=tensors, quant=quant, exact=False)

@@ -41,11 +41,64 @@ def shape_from_config(config: dict[str, Any]) -> dict[str, Any]:
         out["experts"] = experts
         out["experts_used"] = c.get("num_experts_per_tok") or c.get("experts_per_token")
         out["expert_ffn"] = c.get("moe_intermediate_size") or c["intermediate_size"]
-    if c.get("intermediate_size"):
+    if c.get("intermediate_size") and not (experts and c.get("moe_intermediate_size")):
         out["ffn"] = c["intermediate_size"]
-    if c.get("sliding_window") and c.get("layer_types"):
+    shared = c.get("shared_expert_intermediate_size") or c.get("shared_intermediate_size")
+    if experts and shared:
+        out["shared_ffn"] = shared
+    if c.get("sliding_window") and c.get("layer_types") and not _hybrid(c):
         out["sliding_window"] = c["sliding_window"]
+    out |= hybrid_fields(c)
     return out
+
+
+def _hybrid(c: dict[str, Any]) -> bool:
+    kinds = set(c.get("layer_types") or [])
+    return bool(kinds & {"linear_attention", "mamba", "conv"}) or "full_attn_idxs" in c
+
+
+def hybrid_fields(c: dict[str, Any]) -> dict[str, Any]:
+    """The catalog's hybrid-layout fields (documented at the top of catalog.toml) from a config."""
+    out: dict[str, Any] = {}
+    types = c.get("layer_types") or []
+    if "linear_num_value_heads" in c:  # Qwen3.5 / 3.6 gated delta-net
+        interval = c.get("full_attention_interval")
+        if not interval and types:
+            interval = types.index("full_attention") + 1
+        out |= {
+            "full_attention_interval": interval,
+            "ssm_conv": c["linear_conv_kernel_dim"],
+            "ssm_state": c["linear_key_head_dim"],
+            "ssm_groups": c["linear_num_key_heads"],
+            "ssm_heads": c["linear_num_value_heads"],
+        }
+    elif "mamba_d_state" in c:  # Granite 4.0 H (Mamba-2)
+        out |= {
+            "attention_layers": [i for i, t in enumerate(types) if t == "attention"],
+            "ssm_conv": c["mamba_d_conv"],
+            "ssm_state": c["mamba_d_state"],
+            "ssm_groups": c["mamba_n_groups"],
+            "ssm_heads": c["mamba_n_heads"],
+            "ssm_inner": c["mamba_expand"] * c["hidden_size"],
+        }
+    elif "conv_L_cache" in c:  # LFM2
+        idx = c.get("full_attn_idxs") or [i for i, t in enumerate(types) if t == "full_attention"]
+        out |= {"attention_layers": list(idx), "conv_cache": c["conv_L_cache"]}
+        if "block_ff_dim" in c:
+            out["ffn"] = lfm2_ffn(c)
+    return out
+
+
+def lfm2_ffn(c: dict[str, Any]) -> int:
+    """The FFN width llama.cpp's converter writes for LFM2 (conversion/lfm2.py: _add_feed_forward_length)."""
+    ff = int(c["block_ff_dim"])
+    if c.get("block_auto_adjust_ff_dim"):
+        ff = int(2 * ff / 3)
+        if c.get("block_ffn_dim_multiplier") is not None:
+            ff = int(c["block_ffn_dim_multiplier"] * ff)
+        multiple = int(c.get("block_multiple_of", 256))
+        ff = multiple * ((ff + multiple - 1) // multiple)
+    return ff
 
 
 def differences(entry: dict[str, Any], fresh: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

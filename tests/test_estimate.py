@@ -163,10 +163,23 @@ def test_mla_and_recurrent_layers():
     spec = rebuild(replace(shape, n_layer=2, n_head_kv=(1, 1)), "Q8_0")
     mla = replace(spec, shape=shape)
     assert kv_bytes(mla, Runtime(ctx=256)) == 61 * 576 * 2 * 256  # 68.6 KiB per token, V-less
-    hybrid = replace(LLAMA3_8B, n_head_kv=(0, 0, 0, 8) * 8, recurrent_state_bytes=75 * MiB)
+    # a Mamba-2 hybrid: three recurrent layers, then one attention layer
+    hybrid = replace(
+        LLAMA3_8B,
+        n_head_kv=(0, 0, 0, 8) * 8,
+        recurrent_layers=(True, True, True, False) * 8,
+        ssm_conv=4,
+        ssm_inner=8192,
+        ssm_state=128,
+        ssm_groups=1,
+    )
     hspec = rebuild(hybrid, "Q4_K_M")
     assert kv_bytes(hspec, Runtime(ctx=4096)) == 8 * 8 * 256 * 2 * 4096
-    assert estimate(hspec, Runtime(ctx=4096)).gpus[0].kv_bytes == 8 * 8 * 256 * 2 * 4096 + 75 * MiB
+    row = 3 * (8192 + 2 * 128) + 128 * 8192  # n_embd_r + n_embd_s, F32
+    est = estimate(hspec, Runtime(ctx=4096, parallel=2))
+    assert est.gpus[0].kv_bytes == 2 * 8 * 8 * 256 * 2 * 4096
+    assert est.gpus[0].state_bytes == 24 * 4 * row * 2  # per sequence, independent of the context
+    assert est.to_dict()["state_bytes"] == est.gpus[0].state_bytes
 
 
 # ----- compute buffers -----

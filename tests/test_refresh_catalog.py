@@ -72,3 +72,141 @@ def test_catalog_matches_the_published_configs_and_rewrite_fixes_a_drift():
         tomllib.loads(fixed)["model"][[e["id"] for e in tomllib.loads(text)["model"]].index("qwen3:30b-a3b")]["layers"]
         == 50
     )
+
+
+# Qwen/Qwen3.5-27B, Qwen/Qwen3.5-4B and Qwen/Qwen3.6-35B-A3B config.json, trimmed to the fields the catalog uses
+# (values as published; see the sources comment above the Qwen3.5 entries in profiles/catalog.toml)
+QWEN35_27B = {
+    "tie_word_embeddings": False,
+    "text_config": {
+        "full_attention_interval": 4,
+        "head_dim": 256,
+        "hidden_size": 5120,
+        "intermediate_size": 17408,
+        "layer_types": ["linear_attention"] * 3 + ["full_attention"],
+        "linear_conv_kernel_dim": 4,
+        "linear_key_head_dim": 128,
+        "linear_num_key_heads": 16,
+        "linear_num_value_heads": 48,
+        "linear_value_head_dim": 128,
+        "num_attention_heads": 24,
+        "num_hidden_layers": 64,
+        "num_key_value_heads": 4,
+        "vocab_size": 248320,
+    },
+}
+QWEN35_4B = {
+    "text_config": {
+        "hidden_size": 2560,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 4,
+        "head_dim": 256,
+        "intermediate_size": 9216,
+        "vocab_size": 248320,
+        "full_attention_interval": 4,
+        "linear_num_key_heads": 16,
+        "linear_key_head_dim": 128,
+        "linear_num_value_heads": 32,
+        "linear_value_head_dim": 128,
+        "linear_conv_kernel_dim": 4,
+        "tie_word_embeddings": True,
+    }
+}
+QWEN36_35B_A3B = {
+    "tie_word_embeddings": False,
+    "text_config": {
+        "hidden_size": 2048,
+        "num_hidden_layers": 40,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 2,
+        "head_dim": 256,
+        "num_experts": 256,
+        "num_experts_per_tok": 8,
+        "moe_intermediate_size": 512,
+        "shared_expert_intermediate_size": 512,
+        "full_attention_interval": 4,
+        "linear_key_head_dim": 128,
+        "linear_value_head_dim": 128,
+        "linear_num_key_heads": 16,
+        "linear_num_value_heads": 32,
+        "linear_conv_kernel_dim": 4,
+        "vocab_size": 248320,
+    },
+}
+# the GraniteMoeHybrid example configuration of the transformers documentation (a small published config)
+GRANITE_HYBRID_EXAMPLE = {
+    "hidden_size": 512,
+    "intermediate_size": 1024,
+    "layer_types": ["mamba", "mamba", "mamba", "attention", "mamba", "mamba", "mamba", "attention"],
+    "mamba_d_conv": 4,
+    "mamba_d_state": 128,
+    "mamba_expand": 2,
+    "mamba_n_groups": 1,
+    "mamba_n_heads": 8,
+    "num_attention_heads": 8,
+    "num_experts_per_tok": 2,
+    "num_hidden_layers": 8,
+    "num_key_value_heads": 8,
+    "num_local_experts": 8,
+    "shared_intermediate_size": 512,
+    "tie_word_embeddings": True,
+    "vocab_size": 49152,
+}
+
+
+def test_hybrid_configs_give_the_catalog_fields():
+    import tomllib
+
+    refresh = load()
+    entries = {e["id"]: e for e in tomllib.loads((ROOT / "profiles" / "catalog.toml").read_text())["model"]}
+    for model_id, config in [
+        ("qwen3.5:27b", QWEN35_27B),
+        ("qwen3.5:4b", QWEN35_4B),
+        ("qwen3.6:35b-a3b", QWEN36_35B_A3B),
+        ("qwen3.5:35b-a3b", QWEN36_35B_A3B),  # the same published architecture
+    ]:
+        fresh = refresh.shape_from_config(config)
+        assert fresh["full_attention_interval"] == 4
+        assert refresh.differences(entries[model_id], fresh) == {}, model_id
+    drifted = refresh.shape_from_config(
+        QWEN35_27B | {"text_config": QWEN35_27B["text_config"] | {"linear_num_value_heads": 32}}
+    )
+    assert refresh.differences(entries["qwen3.5:27b"], drifted) == {"ssm_heads": (48, 32)}
+    granite = refresh.shape_from_config(GRANITE_HYBRID_EXAMPLE)
+    assert granite["attention_layers"] == [3, 7]
+    assert (granite["ssm_heads"], granite["ssm_groups"], granite["ssm_inner"]) == (8, 1, 1024)
+    assert granite["shared_ffn"] == 512
+    assert granite["expert_ffn"] == 1024
+    lfm2 = refresh.hybrid_fields({"conv_L_cache": 3, "full_attn_idxs": [2, 5, 8], "layer_types": None})
+    assert lfm2 == {"attention_layers": [2, 5, 8], "conv_cache": 3}
+
+
+# LiquidAI/LFM2-1.2B config.json (verbatim values, trimmed to what the catalog uses)
+LFM2_1_2B = {
+    "block_auto_adjust_ff_dim": True,
+    "block_ff_dim": 12288,
+    "block_ffn_dim_multiplier": 1.0,
+    "block_multiple_of": 256,
+    "conv_L_cache": 3,
+    "intermediate_size": 8192,
+    "full_attn_idxs": [2, 5, 8, 10, 12, 14],
+    "hidden_size": 2048,
+    "num_attention_heads": 32,
+    "head_dim": 64,
+    "num_hidden_layers": 16,
+    "num_key_value_heads": 8,
+    "vocab_size": 65536,
+}
+
+
+def test_lfm2_config_gives_the_converters_ffn_and_layer_schedule():
+    import tomllib
+
+    refresh = load()
+    entries = {e["id"]: e for e in tomllib.loads((ROOT / "profiles" / "catalog.toml").read_text())["model"]}
+    fresh = refresh.shape_from_config(LFM2_1_2B)
+    assert fresh["ffn"] == 8192  # block_ff_dim 12288 x 2/3, rounded up to 256
+    assert refresh.differences(entries["lfm2:1.2b"], fresh) == {}
+    # LFM2-350M: block_ff_dim 6656 -> 4608, the width llama.cpp's loader names 350M
+    assert refresh.lfm2_ffn(LFM2_1_2B | {"block_ff_dim": 6656}) == 4608

@@ -1,0 +1,109 @@
+"""The estimator against what the real llama.cpp (b11434, CPU) allocated for the hybrid architectures.
+
+tests/fixtures/hybrid-llama-cpu.jsonl holds the buffers llama-server logged for sparse GGUFs of
+tests/hybrid_ggufs.py's presets (how: scripts/measure_hybrid.py, described in tests/fixtures/README.md).
+These tests need no binary; the last one runs the real llama-server when it is there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from hybrid_ggufs import PRESETS, write_hybrid
+
+from ollama_fit.estimate import Runtime, estimate
+from ollama_fit.gguf_header import read_local_header, spec_from_header
+from ollama_fit.units import MiB
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ROWS = [json.loads(line) for line in (FIXTURES / "hybrid-llama-cpu.jsonl").read_text().splitlines() if line]
+
+
+def _mib(row: dict, kind: str, where: str | None = None) -> float:
+    return sum(b["mib"] for b in row["buffers"] if b["kind"] == kind and (where is None or b["where"] == where))
+
+
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hybrid")
+    out = {}
+    for name, shape in PRESETS.items():
+        path = write_hybrid(folder / f"{name}.gguf", shape, "Q4_K_M", mtp=name.startswith("qwen3"))
+        out[name] = spec_from_header(read_local_header(path), path.stat().st_size)
+    return out
+
+
+def _runtime(row: dict) -> Runtime:
+    return Runtime(
+        ctx=row["ctx"], kv_type=row["kv_type"], flash_attn=row["fa"] == "on", parallel=row["parallel"], backend="cpu"
+    )
+
+
+def test_fixture_covers_every_hybrid_preset_at_several_contexts_and_slots():
+    assert {r["preset"] for r in ROWS} == set(PRESETS)
+    for preset in PRESETS:
+        rows = [r for r in ROWS if r["preset"] == preset]
+        assert len({r["ctx"] for r in rows}) >= 3
+        assert len({r["parallel"] for r in rows}) >= 3
+        assert all(r["ok"] for r in rows)
+
+
+@pytest.mark.parametrize(
+    "row", ROWS, ids=lambda r: f"{r['preset']}-c{r['ctx']}-np{r['parallel']}-{r['kv_type']}-fa{r['fa']}"
+)
+def test_weights_kv_and_state_match_llama_cpp(row, specs):
+    spec = specs[row["preset"]]
+    est = estimate(spec, _runtime(row))
+    # weights: the tensors llama.cpp maps (run without CPU repacking, whose copy the estimate adds on top)
+    assert spec.weights_bytes == pytest.approx(_mib(row, "model", "CPU_Mapped") * MiB, rel=0.01)
+    measured = (_mib(row, "KV") + _mib(row, "RS")) * MiB
+    predicted = est.kv_bytes + est.state_bytes
+    assert abs(predicted - measured) <= max(0.03 * measured, 8 * MiB)
+    # each part on its own too: KV only for the attention layers, the state per sequence
+    assert est.kv_bytes == pytest.approx(_mib(row, "KV") * MiB, abs=0.01 * MiB * len(row["buffers"]))
+    assert est.state_bytes == pytest.approx(_mib(row, "RS") * MiB, abs=0.01 * MiB)
+
+
+def test_the_mtp_block_is_in_the_file_but_not_loaded():
+    qwen = [r for r in ROWS if r["preset"].startswith("qwen3")]
+    assert qwen
+    assert all(r["mtp_block"] and r["unused_tensors"] > 0 for r in qwen)
+
+
+def _measure_module():
+    path = Path(__file__).parent.parent / "scripts" / "measure_hybrid.py"
+    spec = importlib.util.spec_from_file_location("measure_hybrid", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("runner", ["server", "lib"])
+def test_real_llama_cpp_when_present(runner, tmp_path):
+    """One live load (LFM2 preset, 3 slots) in this machine's llama.cpp build, when it is there."""
+    measure = _measure_module()
+    if os.environ.get("OLLAMA_FIT_SKIP_REAL_LLAMA"):
+        pytest.skip("OLLAMA_FIT_SKIP_REAL_LLAMA is set")
+    path = write_hybrid(tmp_path / "lfm2.gguf", PRESETS["lfm2"], "Q4_K_M")
+    if runner == "server":
+        binary = measure.default_binary()
+        if not binary.exists():
+            pytest.skip(f"no llama-server at {binary} (build it, or set LLAMA_SERVER)")
+        log = measure.run_server(binary, path, 8192, 3, "on", "f16")
+    else:
+        lib = measure.build_dir() / "bin" / "libllama.so"
+        if not lib.exists() or not shutil.which("gcc"):
+            pytest.skip(f"no {lib} or no gcc to build scripts/hybrid_load.c against it")
+        log = measure.run_lib(measure.lib_runner(tmp_path), path, 8192, 3, "on", "f16")
+    row = {"buffers": [{"where": w, "kind": k, "mib": float(m)} for w, k, m in measure.BUFFER.findall(log)]}
+    assert row["buffers"], log[-2000:]
+    spec = spec_from_header(read_local_header(path), path.stat().st_size)
+    est = estimate(spec, Runtime(ctx=8192, parallel=3, backend="cpu"))
+    assert est.kv_bytes == pytest.approx(_mib(row, "KV") * MiB, abs=0.02 * MiB)
+    assert est.state_bytes == pytest.approx(_mib(row, "RS") * MiB, abs=0.02 * MiB)
+    assert spec.weights_bytes == pytest.approx(_mib(row, "model", "CPU_Mapped") * MiB, rel=0.01)
