@@ -7,6 +7,7 @@ Big arrays (the tokenizer's tokens and merges) are counted and skipped, not kept
 
 from __future__ import annotations
 
+import stat
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -300,7 +301,12 @@ def read_header(read: Read, file_size: int | None = None, first: int = FIRST_REA
 
 def read_local_header(path: Path) -> GGUFHeader:
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(st.st_mode):  # a named pipe or a device would block the read, or never end
+            raise BadModelFile(f"{path} is not a regular file", hint="name a .gguf file on disk")
+        size = st.st_size
         with path.open("rb") as f:
 
             def read(start: int, end: int) -> bytes:

@@ -82,5 +82,6 @@ def _hf_env(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # closed port: a forgotten fake fails fast
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "120")  # generous: the fakes answer at once, however busy the machine
     monkeypatch.setenv("OLLAMA_FIT_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("OLLAMA_FIT_CACHE_DIR", str(tmp_path / "cache"))

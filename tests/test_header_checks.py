@@ -267,3 +267,13 @@ def test_fuzz_mutated_headers_fail_only_with_our_error_in_bounded_memory(fuzz_se
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-8000:]
     assert "fuzzed 3000 headers" in done.stdout
+
+
+def test_a_named_pipe_is_refused_before_it_is_opened(tmp_path):
+    """Opening a FIFO for reading blocks until a writer comes: stat first, refuse what is not a regular file."""
+    pipe = tmp_path / "x.gguf"
+    os.mkfifo(pipe)
+    result = CliRunner().invoke(cli, ["inspect", str(pipe), *HERE])
+    assert result.exit_code == 8
+    assert "is not a regular file" in result.stderr
+    assert "Hint:" in result.stderr
