@@ -10,18 +10,6 @@ TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    import ollama_fit
-
-    # The suite checks the installed wheel (profiles/ ships inside it); a source-tree import would hide that.
-    if Path(ollama_fit.__file__).resolve().is_relative_to((TESTS.parent / "ollama_fit").resolve()):
-        pytest.exit(
-            "tests must run against the installed package: `pip install '.[test]'`, then `pytest` "
-            "(not `python -m pytest`, which puts the source tree first on sys.path)",
-            returncode=4,
-        )
-
-
 @pytest.fixture(scope="session")
 def fake_hub():
     from fakes.hub import FakeHub
