@@ -277,3 +277,17 @@ def test_a_named_pipe_is_refused_before_it_is_opened(tmp_path):
     assert result.exit_code == 8
     assert "is not a regular file" in result.stderr
     assert "Hint:" in result.stderr
+
+
+def test_a_damaged_header_cache_entry_is_read_again(tmp_path):
+    from ollama_fit.header_cache import HeaderCache
+
+    cache = HeaderCache(tmp_path)
+    header = parse_header(encode_gguf(_llama_kvs(1), [("token_embd.weight", (64, 32), F32, 0)]))
+    cache.put("a" * 64, header)
+    assert cache.get("a" * 64) == header
+    entry = tmp_path / f"{'a' * 64}.json"
+    entry.write_text(entry.read_text().replace('"F32"', '"F99"'))
+    assert cache.get("a" * 64) is None
+    entry.write_text(entry.read_text().replace("[64, 32]", '["x", 32]'))
+    assert cache.get("a" * 64) is None
