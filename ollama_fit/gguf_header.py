@@ -130,13 +130,9 @@ class _Reader:
         return True
 
     def take(self, n: int) -> memoryview:
-        end = self.pos + n
-        if end > len(self.buf):
-            if end > MAX_HEADER:
-                raise BadModelFile(f"GGUF header larger than {MAX_HEADER >> 20} MiB", hint="the file is damaged")
-            raise NeedMore(end)
-        view = self.buf[self.pos : end]
-        self.pos = end
+        self.need(n)
+        view = self.buf[self.pos : self.pos + n]
+        self.pos += n
         return view
 
     def scalar(self, fmt: str) -> Any:
