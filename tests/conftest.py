@@ -10,6 +10,17 @@ TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child `python` that must import the same ollama_fit as this test run (the
+    installed wheel, or the source tree under an editable install or `python -m pytest`)."""
+    import os
+
+    import ollama_fit
+
+    package_root = str(Path(ollama_fit.__file__).resolve().parent.parent)
+    return {**os.environ, "PYTHONPATH": package_root, **extra}
+
+
 @pytest.fixture(scope="session")
 def fake_hub():
     from fakes.hub import FakeHub

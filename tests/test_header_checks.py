@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import TESTS, tiny_shape
+from conftest import TESTS, child_env, tiny_shape
 from ggufs import ARR, I32, STR, U32, encode_gguf, patch_u32, read_local_header_unchecked, write_gguf
 
 from ollama_fit.cli import cli
@@ -36,7 +36,8 @@ def run_capped(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
     per layer ends in MemoryError (exit 1), not in a machine out of memory."""
     return subprocess.run(
         [sys.executable, "-m", "ollama_fit", *args],
-        env={**os.environ, **(env or {})},
+        env=child_env(**(env or {})),
+        cwd=Path(__file__).parent / "fixtures",  # not the clone: `-m` would import whatever sits in the cwd
         capture_output=True,
         text=True,
         preexec_fn=_capped,
@@ -261,6 +262,7 @@ def test_fuzz_mutated_headers_fail_only_with_our_error_in_bounded_memory(fuzz_se
         print(f"fuzz: the real Gemma 3 270M header is not among the seeds ({REAL_GEMMA} absent)")
     done = subprocess.run(
         [sys.executable, str(TESTS / "fuzz_headers.py"), "3000", str(512 * 1024**2), *map(str, fuzz_seeds)],
+        env=child_env(),
         capture_output=True,
         text=True,
         check=False,

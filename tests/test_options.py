@@ -139,3 +139,15 @@ def test_the_hub_timeout_follows_hf_hub_etag_timeout(monkeypatch):
         monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", bad)
         assert config.hub_timeout(5.0) == 5.0
     assert os.environ["HF_HUB_ETAG_TIMEOUT"] == "inf"
+
+
+def test_an_error_raised_without_a_hint_still_gets_a_hint_line(tmp_path):
+    import json
+
+    saved = json.loads(invoke("probe", *SIM, "--json").stdout)
+    saved["gpus"][0]["vendor"] = "acme"
+    path = tmp_path / "machine.json"
+    path.write_text(json.dumps(saved))
+    result = invoke("probe", "--hardware", str(path))
+    assert_refused(result, 3, "vendor must be one of")
+    assert "Hint: `ollama-fit probe --help` shows what each option accepts" in result.stderr
