@@ -78,8 +78,7 @@ class FitGroup(click.Group):
             ctx.exit(exc.exit_code)
         except OllamaFitError as exc:
             click.echo(f"{paint('Error:', 'red')} {exc.message}", err=True)
-            if exc.hint:
-                click.echo(f"Hint: {exc.hint}", err=True)
+            click.echo(f"Hint: {exc.hint or _fallback_hint(ctx)}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("\nInterrupted: run the same command again to resume.", err=True)
@@ -93,6 +92,12 @@ class FitGroup(click.Group):
             else:
                 click.echo("Hint: run again with -v for the traceback, and report it", err=True)
             ctx.exit(1)
+
+
+def _fallback_hint(ctx: click.Context) -> str:
+    """Every error gets a hint line: where no better one was given, where to look."""
+    command = ctx.invoked_subcommand
+    return f"`ollama-fit {command} --help` shows what each option accepts" if command else "see `ollama-fit --help`"
 
 
 def emit_json(data: Any) -> None:
@@ -211,7 +216,9 @@ def plan_options(fn: F) -> F:
         parallel: int,
         **kwargs: Any,
     ) -> Any:
-        from ollama_fit.plan import PlanRequest, parse_ctx
+        from ollama_fit.plan import PlanRequest
+        from ollama_fit.validate import at_least_one, parse_ctx
+        from ollama_fit.validate import min_speed as check_speed
 
         request = PlanRequest(
             task=task,
@@ -220,8 +227,8 @@ def plan_options(fn: F) -> F:
             flash_attn=None if flash_attn == "auto" else flash_attn == "on",
             min_quant=min_quant,
             family=family,
-            min_speed=min_speed,
-            parallel=parallel,
+            min_speed=None if min_speed is None else check_speed(min_speed),
+            parallel=at_least_one(parallel, "--parallel"),
             model=model_id,
         )
         return fn(*args, request=request, **kwargs)
@@ -323,7 +330,7 @@ def hub_for_plans(offline: bool) -> Any:
     from ollama_fit.hub import Hub
 
     # two attempts: a plan falls back to the catalog's shapes rather than wait out a struggling Hub
-    return Hub(config.hf_endpoint(), config.hf_token(), timeout=5.0, retries=2)
+    return Hub(config.hf_endpoint(), config.hf_token(), timeout=config.hub_timeout(5.0), retries=2)
 
 
 # ----- commands -----
@@ -605,6 +612,7 @@ def pull(
     from ollama_fit.pull import RegisterOptions, picker, resolve
     from ollama_fit.pull import pull as run_pull
 
+    needs_ctx(request, ref, quant, "pull")
     hub = Hub.from_env()
     register = runner == "ollama" and not no_register
     if register:
@@ -630,6 +638,19 @@ def pull(
     click.echo(render.render_pull(result, columns()))
     if serve and serve.argv:
         click.echo("Run it with llama.cpp:\n  " + serve.shell(serve.argv))
+
+
+def needs_ctx(request: Any, ref: str | None, quant: str | None, command: str) -> None:
+    """--ctx max asks the planner for the largest context that fits: without a plan (an hf.co reference, or a
+    catalog model at a named --quant) there is nothing to size it, so ask for tokens instead of guessing."""
+    from ollama_fit.errors import InvalidInput
+
+    planned = ref is None or ("/" not in ref and quant is None)
+    if request.ctx is None and not planned:
+        raise InvalidInput(
+            f"--ctx max is not available for {command} {ref}{f' --quant {quant}' if quant else ''}: no plan sizes it",
+            hint=f"give the context in tokens (8192, 32k); `ollama-fit inspect {ref}` shows what fits",
+        )
 
 
 def _serve_from_files(result: Any, request: Any, report: Any) -> Any:
@@ -679,6 +700,7 @@ def serve_cmd(
     from ollama_fit.plan import runtime
     from ollama_fit.pull import picker, resolve
 
+    needs_ctx(request, ref, quant, "serve-cmd")
     report = report_for(hardware)
     hub = Hub.from_env()
     target = resolve(ref or request.model, quant, hub, picker(lambda: report, request, hub_for_plans(offline)))

@@ -30,6 +30,16 @@ def hf_token() -> str | None:
         return None
 
 
+def hub_timeout(default: float) -> float:
+    """Seconds to wait for a Hub API answer: HF_HUB_ETAG_TIMEOUT (huggingface_hub's own setting for metadata
+    requests) when set to a positive number, else `default`."""
+    try:
+        value = float(os.environ.get("HF_HUB_ETAG_TIMEOUT", ""))
+    except ValueError:
+        return default
+    return value if 0 < value < float("inf") else default
+
+
 def hf_cache_dir() -> Path:
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"])

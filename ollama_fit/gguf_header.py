@@ -7,6 +7,7 @@ Big arrays (the tokenizer's tokens and merges) are counted and skipped, not kept
 
 from __future__ import annotations
 
+import stat
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,17 +15,20 @@ from pathlib import Path
 from typing import Any
 
 from ollama_fit.errors import BadModelFile
+from ollama_fit.gguf_check import check_header
 from ollama_fit.quants import GGML_BY_ID
 from ollama_fit.spec import ModelShape, ModelSpec, Tensor
 
 MAGIC = b"GGUF"
 MAX_KV = 65_536
-MAX_TENSORS = 1_000_000
+MAX_TENSORS = 100_000  # the largest published models have a few thousand tensors
 MAX_ARRAY = 16_000_000  # the largest tokenizers have about 1M entries
+MAX_STRINGS = 4_000_000  # strings in all arrays together: 4x the biggest tokenizer (tokens + merges)
 MAX_STRING = 16 * 1024**2  # chat templates are kilobytes; 16 MiB is generous
 MAX_DIMS = 4  # GGML_MAX_DIMS
 MAX_HEADER = 64 * 1024**2  # @huggingface/gguf stops at 50 MB
 KEEP_ARRAY = 4096  # arrays up to this length are kept (per-layer hyper-parameters), longer ones counted
+MAX_KEPT = 262_144  # array entries kept in all: a header of small arrays cannot grow ten times in memory
 FIRST_READ = 4 * 1024**2
 
 # general.file_type -> quant label (llama.cpp's llama_ftype)
@@ -63,6 +67,7 @@ FILE_TYPES = {
     37: "TQ2_0",
     38: "MXFP4",
 }
+_U64 = struct.Struct("<Q")
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
 
@@ -114,15 +119,20 @@ class _Reader:
     def __init__(self, buf: bytes | memoryview) -> None:
         self.buf = memoryview(buf)
         self.pos = 0
+        self.strings = 0  # array strings seen so far, capped at MAX_STRINGS
+        self.kept = 0  # array entries kept as Python objects so far
+
+    def keep(self, n: int) -> bool:
+        """Keep an array of `n` entries, or only count it (long ones, and any once MAX_KEPT is reached)."""
+        if n > KEEP_ARRAY or self.kept + n > MAX_KEPT:
+            return False
+        self.kept += n
+        return True
 
     def take(self, n: int) -> memoryview:
-        end = self.pos + n
-        if end > len(self.buf):
-            if end > MAX_HEADER:
-                raise BadModelFile(f"GGUF header larger than {MAX_HEADER >> 20} MiB", hint="the file is damaged")
-            raise NeedMore(end)
-        view = self.buf[self.pos : end]
-        self.pos = end
+        self.need(n)
+        view = self.buf[self.pos : self.pos + n]
+        self.pos += n
         return view
 
     def scalar(self, fmt: str) -> Any:
@@ -139,9 +149,6 @@ class _Reader:
         n = self.count("string length", MAX_STRING)
         return bytes(self.take(n)).decode("utf-8", errors="replace")
 
-    def skip_string(self) -> None:
-        self.take(self.count("string length", MAX_STRING))
-
     def value(self, vtype: int) -> Any:
         if vtype in _SCALARS:
             return self.scalar(_SCALARS[vtype])
@@ -157,16 +164,42 @@ class _Reader:
         if etype in _SCALARS:
             size = struct.calcsize(_SCALARS[etype])
             raw = self.take(size * n)
-            if n > KEEP_ARRAY:
+            if not self.keep(n):
                 return ArrayInfo(etype, n)
             return tuple(struct.unpack(f"<{n}{_SCALARS[etype][1]}", raw))
         if etype == _STRING:
-            if n > KEEP_ARRAY:
-                for _ in range(n):
-                    self.skip_string()
+            self.strings += n
+            if self.strings > MAX_STRINGS:
+                raise BadModelFile(
+                    f"GGUF header holds more than {MAX_STRINGS} strings", hint="the file is damaged or hostile"
+                )
+            self.need(8 * n)  # every string has at least its 8-byte length: fail or ask for more at once
+            if not self.keep(n):
+                self.skip_strings(n)
                 return ArrayInfo(etype, n)
             return tuple(self.string() for _ in range(n))
         raise BadModelFile(f"unsupported GGUF array element type {etype}", hint="the file is damaged")
+
+    def need(self, n: int) -> None:
+        """At least `n` more bytes must follow: refuse past MAX_HEADER, ask for more when the buffer is short."""
+        end = self.pos + n
+        if end > len(self.buf):
+            if end > MAX_HEADER:
+                raise BadModelFile(f"GGUF header larger than {MAX_HEADER >> 20} MiB", hint="the file is damaged")
+            raise NeedMore(end)
+
+    def skip_strings(self, n: int) -> None:
+        """Skip `n` strings in one tight loop: tokenizers hold hundreds of thousands."""
+        buf, pos, size, unpack = self.buf, self.pos, len(self.buf), _U64.unpack_from
+        for _ in range(n):
+            if pos + 8 > size:
+                self.need(pos + 8 - self.pos)
+            (length,) = unpack(buf, pos)
+            if length > MAX_STRING:
+                raise BadModelFile(f"GGUF string length {length} exceeds {MAX_STRING}", hint="the file is damaged")
+            pos += 8 + length
+        self.need(pos - self.pos)
+        self.pos = pos
 
 
 def _check_magic(head: bytes) -> None:
@@ -264,7 +297,12 @@ def read_header(read: Read, file_size: int | None = None, first: int = FIRST_REA
 
 def read_local_header(path: Path) -> GGUFHeader:
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(st.st_mode):  # a named pipe or a device would block the read, or never end
+            raise BadModelFile(f"{path} is not a regular file", hint="name a .gguf file on disk")
+        size = st.st_size
         with path.open("rb") as f:
 
             def read(start: int, end: int) -> bytes:
@@ -376,6 +414,7 @@ def _quant_label(h: GGUFHeader, tensors: tuple[Tensor, ...]) -> str:
 def spec_from_header(h: GGUFHeader, file_bytes: int | None = None, shards: int = 1) -> ModelSpec:
     """The ModelSpec of a GGUF file: its hyper-parameters and the tensors llama.cpp allocates from it
     (the multi-token-prediction block that recent converters keep, blk.{n_layer}+, is skipped by default)."""
+    check_header(h)  # before anything is built per layer: the tensor table bounds every hyper-parameter
     try:
         n_layer_all = int(h.arch("block_count"))
         n_embd = int(h.arch("embedding_length"))

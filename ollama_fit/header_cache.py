@@ -1,7 +1,8 @@
 """Parsed GGUF headers kept on disk by the file's sha256, so a plan reads a remote header once, not per run.
 
 Content-addressed: the sha256 the Hub publishes names the bytes, so an entry can never go stale. A damaged
-entry is ignored (and rewritten on the next read).
+entry, or one naming a tensor type this version does not know, is ignored (and rewritten on the next read);
+what an entry holds is checked against its tensor table like any header (spec_from_header).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ollama_fit.gguf_header import ArrayInfo, GGUFHeader, TensorInfo
+from ollama_fit.quants import GGML_TYPES
 
 
 def _encode(value: Any) -> Any:
@@ -42,10 +44,13 @@ class HeaderCache:
             return None
         try:
             data = json.loads(self._path(sha256).read_text())
+            tensors = tuple(TensorInfo(str(n), tuple(map(int, s)), str(t), int(o)) for n, s, t, o in data["tensors"])
+            if any(t.type not in GGML_TYPES for t in tensors):  # written by another version: read it again
+                return None
             return GGUFHeader(
                 version=int(data["version"]),
                 metadata={k: _decode(v) for k, v in data["metadata"].items()},
-                tensors=tuple(TensorInfo(n, tuple(s), t, int(o)) for n, s, t, o in data["tensors"]),
+                tensors=tensors,
                 data_offset=int(data["data_offset"]),
                 alignment=int(data["alignment"]),
             )

@@ -78,6 +78,28 @@ SIZE_ORDER = [
 ]
 
 
+_REPO_PART = re.compile(r"^[A-Za-z0-9_]([\w.-]{0,94}[A-Za-z0-9_])?$", re.ASCII)
+
+
+def check_repo_id(repo: str) -> None:
+    """The Hub's own rule for repository ids (huggingface_hub's validate_repo_id): ORG/NAME, each part of
+    letters, digits, '-', '_' and '.', starting and ending with a letter, digit or '_', at most 96 long, no
+    '--' or '..', not ending in .git. Checked here because an id like `a/..` would be collapsed into another
+    URL by the HTTP client."""
+    parts = repo.split("/")
+    if (
+        len(parts) != 2
+        or not all(_REPO_PART.match(part) for part in parts)
+        or "--" in repo
+        or ".." in repo
+        or repo.endswith(".git")
+    ):
+        raise InvalidInput(
+            f"invalid Hugging Face repository id {repo!r}",
+            hint="write ORG/NAME: letters, digits, '-', '_' and '.', at most 96 each, no '--' or '..'",
+        )
+
+
 @dataclass(frozen=True)
 class HubRef:
     repo: str
@@ -90,6 +112,7 @@ class HubRef:
             raise InvalidInput(
                 f"not a Hugging Face reference: {text!r}", hint="write hf.co/ORG/REPO or hf.co/ORG/REPO:QUANT"
             )
+        check_repo_id(m["repo"])
         return cls(m["repo"], m["quant"])
 
     def __str__(self) -> str:
@@ -197,7 +220,7 @@ class Hub:
 
     @classmethod
     def from_env(cls) -> Hub:
-        return cls(config.hf_endpoint(), config.hf_token(), config.hf_offline())
+        return cls(config.hf_endpoint(), config.hf_token(), config.hf_offline(), config.hub_timeout(10.0))
 
     def _online(self, repo: str) -> None:
         if self.offline:
@@ -292,7 +315,13 @@ def hub_error(exc: BaseException, repo: str, path: str | None = None) -> HubErro
 
     where = f"{repo}/{path}" if path else repo
     page = f"https://huggingface.co/{repo}"
+    token_sent = _token_sent(exc)
     if isinstance(exc, errors.GatedRepoError):
+        if token_sent:
+            return HubError(
+                f"{repo} is gated and HF_TOKEN has no access to it",
+                hint=f"accept the license on {page} with the token's account, or use a token with read access",
+            )
         return HubError(f"{repo} is gated", hint=f"accept the license on {page} and set HF_TOKEN")
     if isinstance(exc, errors.RepositoryNotFoundError):
         return HubError(f"repository {repo} not found", hint="check the name; private repositories need HF_TOKEN")
@@ -303,17 +332,34 @@ def hub_error(exc: BaseException, repo: str, path: str | None = None) -> HubErro
     if isinstance(exc, errors.OfflineModeIsEnabled):
         return HubError(f"cannot reach {repo}: HF_HUB_OFFLINE is set", hint="unset HF_HUB_OFFLINE to use the Hub")
     if isinstance(exc, errors.HfHubHTTPError) and exc.response is not None:
-        return _status_error(exc.response.status_code, where)
+        return _status_error(exc.response.status_code, where, token_sent)
     return HubError(
         f"cannot reach Hugging Face for {where} ({type(exc).__name__})",
         hint="check the network connection, or HF_ENDPOINT if you use a mirror",
     )
 
 
-def _status_error(status: int, where: str) -> HubError:
+def _token_sent(exc: BaseException) -> bool:
+    """Whether the failed request carried a token (never its value): a 401/403 then means the token lacks
+    access, and "set HF_TOKEN" would be wrong advice."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return False
+    try:  # a redirect to the CDN drops the header: look at the first request too
+        return any(r.request.headers.get("authorization") for r in (*getattr(response, "history", ()), response))
+    except (AttributeError, RuntimeError):  # no request attached to the response
+        return False
+
+
+def _status_error(status: int, where: str, token_sent: bool = False) -> HubError:
     if status == 429:
         return HubError(
             f"Hugging Face rate-limited the request for {where}", hint="wait a minute; HF_TOKEN raises limits"
+        )
+    if status in (401, 403) and token_sent:
+        return HubError(
+            f"access to {where} denied ({status}): the token in HF_TOKEN has no access to it",
+            hint="accept the repository's license with the token's account, or use a token with read access",
         )
     if status in (401, 403):
         return HubError(f"access to {where} denied ({status})", hint="set HF_TOKEN to a token with read access")

@@ -169,12 +169,11 @@ def inspect_runtime(
     report: ProbeReport, ctx: str, kv_type: str, flash_attn: str, ubatch: int, parallel: int, backend: str
 ) -> Runtime:
     """The inspect options as the planner's Runtime; --backend overrides where offloaded layers run."""
-    from ollama_fit.errors import InvalidInput
-    from ollama_fit.plan import PlanRequest, parse_ctx, runtime
+    from ollama_fit.plan import PlanRequest, runtime
+    from ollama_fit.validate import at_least_one, parse_ctx
 
-    tokens = parse_ctx(ctx)
-    if tokens is None or tokens < 256 or ubatch < 1 or parallel < 1:
-        raise InvalidInput("--ctx must be at least 256 tokens; --ubatch and --parallel at least 1")
+    tokens = parse_ctx(ctx, allow_max=False, command="inspect") or 0  # never None without max
+    ubatch, parallel = at_least_one(ubatch, "--ubatch"), at_least_one(parallel, "--parallel")
     fa = None if flash_attn == "auto" else flash_attn == "on"
     request = PlanRequest(ctx=tokens, kv_type=kv_type, flash_attn=fa, ubatch=ubatch, parallel=parallel)
     rt = runtime(request, report, tokens)

@@ -181,11 +181,15 @@ class Ollama:
         except Exception as exc:
             raise self._connection_error(exc) from exc
 
-    def names(self) -> set[str]:
+    def manifest_digest(self, name: str) -> str | None:
+        """The digest of the model's manifest as /api/tags lists it (it changes whenever the model is created
+        again, by anyone); None when Ollama has no model of that name."""
         try:
-            return {m.model for m in self.client().list().models if m.model}
+            models = self.client().list().models
         except Exception as exc:
             raise self._connection_error(exc) from exc
+        wanted = canonical(name)
+        return next((str(m.digest or "") for m in models if m.model and canonical(m.model) == wanted), None)
 
     def generate(self, name: str, prompt: str, num_predict: int = 16) -> Generated:
         from ollama import ResponseError

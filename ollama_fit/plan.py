@@ -53,14 +53,10 @@ class PlanRequest:
 
 
 def parse_ctx(text: str) -> int | None:
-    """'8192', '32k' or 'max' (None: the largest context that fits)."""
-    value = text.strip().lower()
-    if value == "max":
-        return None
-    try:
-        return int(float(value[:-1]) * 1024) if value.endswith("k") else int(value)
-    except ValueError:
-        raise InvalidInput(f"invalid --ctx {text!r}", hint="give tokens (8192, 32k) or 'max'") from None
+    """'8192', '32k' or 'max' (None: the largest context that fits); one rule for every command."""
+    from ollama_fit.validate import parse_ctx as parse
+
+    return parse(text)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
-"""Loading the TOML data shipped inside the package (profiles/ in the source tree)."""
+"""Loading the TOML data shipped inside the package (the top-level profiles/ folder in a source tree)."""
 
 from __future__ import annotations
 
 import tomllib
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from ollama_fit.errors import ProfileError
@@ -19,19 +20,30 @@ def profile_names() -> tuple[str, ...]:
 
 @cache
 def load_profile(name: str) -> dict[str, Any]:
-    """Parse profiles/NAME.toml from the installed package (cached: the data never changes at run time)."""
+    """Parse profiles/NAME.toml (cached: the data never changes at run time)."""
     if name not in PROFILE_NAMES:
         raise ProfileError(f"unknown profile {name!r}", hint=f"known profiles: {', '.join(PROFILE_NAMES)}")
-    resource = resources.files("ollama_fit").joinpath("profiles", f"{name}.toml")
     try:
-        return tomllib.loads(resource.read_text(encoding="utf-8"))
+        return tomllib.loads(_profile_text(name))
     except FileNotFoundError as exc:
         raise ProfileError(
             f"profile {name}.toml is missing from the installed package",
-            hint="reinstall ollama-fit from a wheel or with `pip install .` (not a bare source copy)",
+            hint="reinstall ollama-fit with `pip install .` (or `pip install -e .` from a clone)",
         ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"profile {name}.toml is malformed: {exc}", hint="reinstall ollama-fit") from exc
+
+
+def _profile_text(name: str) -> str:
+    """The copy inside the package (a wheel), else the clone's top-level profiles/ folder: an editable
+    install (`pip install -e .`) or `python -m` from the clone imports the package from the source tree."""
+    packaged = resources.files("ollama_fit").joinpath("profiles", f"{name}.toml")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file():  # a source tree, not site-packages
+        return (root / "profiles" / f"{name}.toml").read_text(encoding="utf-8")
+    raise FileNotFoundError(packaged)
 
 
 def require(entry: dict[str, Any], key: str, kind: Any, where: str) -> Any:

@@ -13,7 +13,7 @@ from ollama_fit.hardware.model import ProbeReport
 from ollama_fit.hub import Hub, HubRef, QuantFiles, group_quants, select
 from ollama_fit.ollama_adapter import Ollama
 from ollama_fit.plan import PlanRequest
-from ollama_fit.register import Records, Registration, file_map, model_name, preflight, register
+from ollama_fit.register import Records, Registration, file_map, keep_registered, model_name, preflight, register
 
 DEFAULT_QUANT = "Q4_K_M"  # what the Hub and Ollama pick for hf.co/org/repo without a tag
 
@@ -112,10 +112,11 @@ def _pull_and_register(
     pre = preflight(ollama, name, files, target.quant.total_bytes, target.quant.split, options.force, records, download)
     parameters = {"num_ctx": options.ctx}
     origin = {"repo": target.repo, "quant": target.quant.label}
-    if pre.state == "same" and ollama.show(name) is not None:
+    kept = keep_registered(ollama, pre, name, files, parameters, records, origin)
+    if kept is not None:  # ours, from these files: unchanged, or updated to the new parameters
         # a copy left by an interrupted run goes too, unless it is to be kept
         freed = 0 if options.keep_gguf else fetcher.forget(target.repo, files_list)
-        return PullResult(target, (), Registration(name, "unchanged", files, parameters, pre.server, freed_bytes=freed))
+        return PullResult(target, (), replace(kept, freed_bytes=freed))
     fetched = fetcher.fetch_all(target.repo, files_list)
     registration = register(ollama, pre, name, fetched, parameters, records, origin, fetcher.on_progress)
     if not options.keep_gguf:

@@ -1,8 +1,10 @@
 """Register downloaded GGUF files with Ollama: names, ownership, idempotence, cleanup, disk.
 
 Ollama keeps no note of who created a model, so ollama-fit records the models it created (name -> blob
-digests) in its state folder. A name that exists and is not in that record, or whose digests differ, is
-only replaced with --force. The same name with the same digests is a no-op.
+digests, parameters, and the manifest digest Ollama lists for it) in its state folder. A name that exists and
+is not in that record, whose manifest changed since (a user's `ollama create` under the same name), or whose
+blob digests differ, is only replaced with --force. The same files with the same parameters are a no-op;
+the same files with new parameters (another --ctx) update the model in place, nothing downloaded.
 """
 
 from __future__ import annotations
@@ -92,13 +94,14 @@ class Records:
 @dataclass(frozen=True)
 class Registration:
     name: str
-    status: str  # created, replaced, unchanged
+    status: str  # created, replaced, updated (same files, new parameters), unchanged
     files: dict[str, str]
     parameters: dict[str, Any]
     server: ServerInfo
     warnings: tuple[str, ...] = ()
     freed_bytes: int = 0
     uploaded_bytes: int = 0
+    changes: tuple[str, ...] = ()  # what an update changed: "num_ctx 4096 -> 8192"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +113,7 @@ class Registration:
             "warnings": list(self.warnings),
             "freed_bytes": self.freed_bytes,
             "uploaded_bytes": self.uploaded_bytes,
+            "changes": list(self.changes),
         }
 
 
@@ -120,7 +124,7 @@ def file_map(names_and_digests: list[tuple[str, str]]) -> dict[str, str]:
 @dataclass(frozen=True)
 class Preflight:
     server: ServerInfo
-    state: str  # absent, same, ours-different, foreign
+    state: str  # absent, same, ours-different, replaced (by someone else since), foreign
 
 
 def preflight(
@@ -147,8 +151,12 @@ def preflight(
             hint="update Ollama, choose a quant published as one file (--quant), or use --target llama.cpp",
         )
     state = _state(ollama, name, files, records)
-    if state in ("foreign", "ours-different") and not force:
-        why = "not created by ollama-fit" if state == "foreign" else "created by ollama-fit from other files"
+    if state in ("foreign", "replaced", "ours-different") and not force:
+        why = {
+            "foreign": "not created by ollama-fit",
+            "replaced": "replaced since ollama-fit created it",
+            "ours-different": "created by ollama-fit from other files",
+        }[state]
         raise OllamaError(
             f"Ollama already has a model named {name} ({why})", hint="choose another --name, or --force to replace it"
         )
@@ -158,11 +166,16 @@ def preflight(
 
 
 def _state(ollama: Ollama, name: str, files: dict[str, str], records: Records) -> str:
-    if canonical(name) not in {canonical(n) for n in ollama.names()}:
+    """Ours only if our record says so AND Ollama still lists the manifest we created (records written
+    before manifests were recorded are trusted as they are)."""
+    manifest = ollama.manifest_digest(name)
+    if manifest is None:
         return "absent"
     record = records.get(name)
     if record is None:
         return "foreign"
+    if record.get("manifest") not in (None, manifest):
+        return "replaced"
     return "same" if record.get("files") == files else "ours-different"
 
 
@@ -196,8 +209,6 @@ def register(
     """Upload (skipping blobs the server has), create, read back; a failed create leaves no model behind.
     Each phase is announced through `on_progress`: "upload" events with bytes, then "uploaded", "create"."""
     files = file_map([(f.path.name, str(f.file.sha256)) for f in fetched])
-    if pre.state == "same" and ollama.show(name) is not None:
-        return Registration(name, "unchanged", files, parameters, pre.server)
     uploaded = _upload(ollama, fetched, files, name, on_progress)
     existed = pre.state != "absent"
     # recorded before the create: should Ctrl-C land after Ollama wrote the model, the next run knows it is ours
@@ -217,6 +228,7 @@ def register(
         else:  # the model Ollama still has is the one recorded before
             records.put(name, previous)
         raise
+    records.put(name, _record(ollama, name, files, parameters, origin))
     warnings = _readback_warnings(shown, parameters, pre.server)
     status = "replaced" if existed else "created"
     return Registration(name, status, files, parameters, pre.server, tuple(warnings), uploaded_bytes=uploaded)
@@ -253,6 +265,56 @@ def _upload(
     note = f"{human(uploaded)} uploaded to Ollama" if uploaded else "Ollama already had the file(s): nothing uploaded"
     on_progress(Progress("uploaded", name, total, total, note))
     return uploaded
+
+
+def _record(
+    ollama: Ollama, name: str, files: dict[str, str], parameters: dict[str, Any], origin: dict[str, str]
+) -> dict[str, Any]:
+    """What we created, with the manifest digest Ollama now lists: a later change by anyone else shows."""
+    return {"files": files, "parameters": parameters, "manifest": ollama.manifest_digest(name), **origin}
+
+
+def keep_registered(
+    ollama: Ollama,
+    pre: Preflight,
+    name: str,
+    files: dict[str, str],
+    parameters: dict[str, Any],
+    records: Records,
+    origin: dict[str, str],
+) -> Registration | None:
+    """A model we registered from these same files: 'unchanged' when its parameters are those asked for,
+    'updated' (re-created from the blobs Ollama holds, nothing downloaded) when they differ. None when it has
+    to be registered from the files: not ours, other files, gone, or a blob missing."""
+    shown = ollama.show(name) if pre.state == "same" else None
+    if shown is None:
+        return None
+    had = shown_parameters(getattr(shown, "parameters", None) or "")
+    changes = tuple(f"{k} {had.get(k, 'unset')} -> {v}" for k, v in parameters.items() if had.get(k) != str(v))
+    if not changes:
+        return Registration(name, "unchanged", files, parameters, pre.server)
+    if not all(ollama.has_blob(digest) for digest in files.values()):
+        return None
+    previous = records.get(name)
+    ollama.create(name, files, parameters)
+    shown = ollama.show(name)
+    if shown is None:
+        if previous is not None:
+            records.put(name, previous)
+        raise OllamaError(f"Ollama reported success but does not know {name}", hint="see `ollama serve` logs")
+    records.put(name, _record(ollama, name, files, parameters, origin))
+    warnings = tuple(_readback_warnings(shown, parameters, pre.server))
+    return Registration(name, "updated", files, parameters, pre.server, warnings, changes=changes)
+
+
+def shown_parameters(text: str) -> dict[str, str]:
+    """/api/show's `parameters` text ("num_ctx    4096" per line) -> {"num_ctx": "4096"}."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key:
+            out[key] = value.strip().strip('"')
+    return out
 
 
 def _readback_warnings(shown: Any, parameters: dict[str, Any], server: ServerInfo) -> list[str]:

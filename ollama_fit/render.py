@@ -419,11 +419,13 @@ def render_pull(result: Any, width: int | None = None) -> str:
     lines = []
     if reg is not None and reg.status == "unchanged":
         lines.append(f"{reg.name} is already registered from these files: nothing to do")
+    elif reg is not None and reg.status == "updated":
+        lines.append(f"{reg.name} is registered from these files: updated {', '.join(reg.changes)}")
     elif result.fetched:
         lines.append(f"{result.target.repo} {result.target.quant.label}: {_fetched_text(result)}")
         if reg is None or not reg.freed_bytes:
             lines += [f"  {path}" for path in done["local_files"]]
-    if reg is not None and reg.status != "unchanged":
+    if reg is not None and reg.status not in ("unchanged", "updated"):
         lines.append(
             f"registered with Ollama {reg.server.version} as {reg.name} ({reg.status}), "
             f"num_ctx {reg.parameters.get('num_ctx')}"

@@ -10,6 +10,8 @@ KiB = 1024
 MiB = 1024**2
 GiB = 1024**3
 TiB = 1024**4
+PiB = 1024**5
+MAX_SIZE = PiB  # no GPU or RAM comes near: a bigger size is a typo (99999999TiB), not a machine
 
 _UNITS = {
     "": GiB,  # a bare number is GiB: "--vram 24" means 24 GiB
@@ -32,15 +34,17 @@ _MULTI = re.compile(r"^\s*(?P<count>\d+)\s*[x×*]\s*(?P<rest>.+)$", re.IGNORECAS
 _HINT = "write a size such as 24GiB, 16GB, 512MiB or 2x24GiB (a bare number means GiB)"
 
 
-def parse_size(text: str, *, what: str = "size") -> int:
-    """'24GiB' -> 25769803776. Binary units for K/M/G/T and *iB, decimal for *B."""
+def parse_size(text: str, *, what: str = "size", allow_zero: bool = False) -> int:
+    """'24GiB' -> 25769803776. Binary units for K/M/G/T and *iB, decimal for *B; at most 1 PiB."""
     m = _SIZE.match(str(text))
     if not m or m["unit"].lower() not in _UNITS:
         raise InvalidInput(f"invalid {what} {text!r}", hint=_HINT)
-    value = float(m["num"]) * _UNITS[m["unit"].lower()]
-    if value <= 0:
+    value = int(float(m["num"]) * _UNITS[m["unit"].lower()])
+    if value < 0 or (value == 0 and not allow_zero):
         raise InvalidInput(f"invalid {what} {text!r}: it must be positive", hint=_HINT)
-    return int(value)
+    if value > MAX_SIZE:
+        raise InvalidInput(f"invalid {what} {text!r}: larger than 1 PiB", hint=_HINT)
+    return value
 
 
 def parse_sizes(text: str, *, what: str = "size") -> list[int]:

@@ -10,16 +10,15 @@ TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
 
 
-def pytest_configure(config: pytest.Config) -> None:
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child `python` that must import the same ollama_fit as this test run (the
+    installed wheel, or the source tree under an editable install or `python -m pytest`)."""
+    import os
+
     import ollama_fit
 
-    # The suite checks the installed wheel (profiles/ ships inside it); a source-tree import would hide that.
-    if Path(ollama_fit.__file__).resolve().is_relative_to((TESTS.parent / "ollama_fit").resolve()):
-        pytest.exit(
-            "tests must run against the installed package: `pip install '.[test]'`, then `pytest` "
-            "(not `python -m pytest`, which puts the source tree first on sys.path)",
-            returncode=4,
-        )
+    package_root = str(Path(ollama_fit.__file__).resolve().parent.parent)
+    return {**os.environ, "PYTHONPATH": package_root, **extra}
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +81,7 @@ def _hf_env(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # closed port: a forgotten fake fails fast
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "120")  # generous: the fakes answer at once, however busy the machine
     monkeypatch.setenv("OLLAMA_FIT_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("OLLAMA_FIT_CACHE_DIR", str(tmp_path / "cache"))
     # plans must not depend on how fast this machine's RAM is: no measurement in tests

@@ -6,6 +6,7 @@ to its full size without writing it, so a multi-GB model costs a few MB of disk.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import gguf
@@ -93,3 +94,43 @@ def read_local_header_unchecked(path: Path):  # the file is not yet extended to 
             return f.read(end - start)
 
         return read_header(read, None)[0]
+
+
+# ----- hand-made headers: hostile values the gguf package would not write -----
+
+U32, I32, STR, ARR, U64 = 4, 5, 8, 9, 10
+_FMT = {U32: "<I", I32: "<i", U64: "<Q"}
+
+
+def _gguf_string(text: str) -> bytes:
+    raw = text.encode()
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def encode_gguf(kvs: list[tuple[str, int, object]], tensors: list[tuple[str, tuple[int, ...], int, int]] = ()) -> bytes:
+    """A GGUF v3 header: (key, type, value) entries (STR, U32, I32, U64, or ARR of (type, values)) and
+    (name, ggml shape, ggml type id, offset) tensors, padded to 32 bytes. No tensor data."""
+    out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs))
+    for key, vtype, value in kvs:
+        out += _gguf_string(key) + struct.pack("<I", vtype)
+        if vtype == STR:
+            out += _gguf_string(str(value))
+        elif vtype == ARR:
+            etype, items = value  # type: ignore[misc]
+            out += struct.pack("<IQ", etype, len(items))
+            out += b"".join(_gguf_string(v) if etype == STR else struct.pack(_FMT[etype], v) for v in items)
+        else:
+            out += struct.pack(_FMT[vtype], value)
+    for name, shape, type_id, offset in tensors:
+        out += _gguf_string(name) + struct.pack(f"<I{len(shape)}QIQ", len(shape), *shape, type_id, offset)
+    return out + b"\0" * (-len(out) % 32)
+
+
+def patch_u32(path: Path, key: str, value: int) -> None:
+    """Overwrite a u32 metadata value in place (the header keeps its size)."""
+    with path.open("rb") as f:
+        data = f.read(read_local_header_unchecked(path).data_offset)
+    at = data.index(_gguf_string(key) + struct.pack("<I", U32)) + 8 + len(key) + 4
+    with path.open("r+b") as f:
+        f.seek(at)
+        f.write(struct.pack("<I", value))

@@ -19,6 +19,7 @@ from ollama_fit.plan import PlanRequest
 
 GiB = 1024**3
 HERE = Hardware(gpus=(), ram_total_bytes=4 * GiB, ram_available_bytes=4 * GiB, cpu=Cpu("Test CPU", 8, 16))
+SLOW = 120  # seconds: the fake Hub answers at once; a busy machine must not turn that into a fallback
 ARGS = ["--family", "qwen3", "--vram", "2GiB", "--ram", "5GiB", "--min-speed", "0"]
 
 
@@ -45,7 +46,7 @@ def qwen_repos(fake_hub, tmp_path_factory):
 
 
 def test_plan_uses_the_exact_header_and_resolves_the_files(fake_hub, qwen_repos):
-    result = exact_plan(report(), request(), catalog(), Hub(fake_hub.endpoint))
+    result = exact_plan(report(), request(), catalog(), Hub(fake_hub.endpoint, timeout=SLOW))
     choice = result.choice.to_dict()
     assert choice["exact"] is True
     assert choice["source"]["resolved"] is True
@@ -62,7 +63,7 @@ def test_a_bigger_real_file_moves_the_pick(fake_hub, qwen_repos, tmp_path):
     fake_hub.repo("acme/Bloated-GGUF").add(name, write_gguf(tmp_path / name, bloated, qwen_repos.quant))
     # the other models point at repositories that do not exist: their figures stay the catalog's
     models = [replace(m, repo="acme/Bloated-GGUF" if m.id == model.id else "acme/Absent-GGUF") for m in catalog()]
-    result = exact_plan(report(), request(), models, Hub(fake_hub.endpoint))
+    result = exact_plan(report(), request(), models, Hub(fake_hub.endpoint, timeout=SLOW))
     assert (result.choice.model.id, result.choice.quant) != ("qwen3:1.7b", qwen_repos.quant)
 
 
@@ -93,7 +94,7 @@ def test_a_quant_the_repository_does_not_publish_is_replaced(fake_hub, tmp_path)
     rep = ProbeReport(hw, budget(hw))
     catalog_pick = exact_plan(rep, PlanRequest(model="qwen3:0.6b"), models, None).choice
     assert catalog_pick.quant == "F16"
-    exact = exact_plan(rep, PlanRequest(model="qwen3:0.6b"), models, Hub(fake_hub.endpoint)).choice
+    exact = exact_plan(rep, PlanRequest(model="qwen3:0.6b"), models, Hub(fake_hub.endpoint, timeout=SLOW)).choice
     assert exact.quant == "BF16"
     assert exact.to_dict()["exact"] is True
     assert exact.to_dict()["source"]["files"] == ["Qwen3-0.6B-BF16.gguf"]

@@ -1,14 +1,11 @@
 from __future__ import annotations
 
-import contextlib
 import itertools
 import struct
 
 import pytest
 from conftest import tiny_shape
 from ggufs import write_gguf
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from ollama_fit.catalog import find_model
 from ollama_fit.errors import BadModelFile
@@ -64,12 +61,17 @@ def test_sliding_window_moe_and_per_layer_metadata(tmp_path):
     w.add_tensor_info(
         "token_embd.weight", (300, 256), np.dtype(np.float32), 300 * 256 * 2, gguf.GGMLQuantizationType.F16
     )
+    f16 = gguf.GGMLQuantizationType.F16
+    for i in range(6):  # every layer has weights; the last one (no KV) has no K projection
+        w.add_tensor_info(f"blk.{i}.attn_norm.weight", (256,), np.dtype(np.float32), 256 * 2, f16)
+        if i < 5:
+            w.add_tensor_info(f"blk.{i}.attn_k.weight", (2 * 64, 256), np.dtype(np.float32), 128 * 256 * 2, f16)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
     w.close()
     with path.open("r+b") as f:
-        f.truncate(path.stat().st_size + 300 * 256 * 2 + 64)
+        f.truncate(path.stat().st_size + 2 * (300 * 256 + 6 * 256 + 5 * 128 * 256) + 32 * 12)
     spec = spec_from_header(read_local_header(path))
     assert spec.shape.swa_layers == (True, True, True, True, True, False)  # gemma3: 5 local, 1 global
     assert spec.shape.n_head_kv == (2, 2, 2, 2, 2, 0)
@@ -147,32 +149,3 @@ def test_growing_reads_stop_at_the_header(tmp_path):
     assert used < 4 * header.data_offset  # doubling never overshoots by much
     assert reads[0] == (0, 4096)
     assert all(b[0] == a[1] for a, b in itertools.pairwise(reads))  # contiguous, no re-reads
-
-
-@pytest.fixture(scope="module")
-def small_header_bytes(tmp_path_factory):
-    path = write_gguf(tmp_path_factory.mktemp("fuzz") / "f.gguf", tiny_shape(n_layer=2, n_vocab=64), "Q4_K_M")
-    data = path.read_bytes()
-    return data[: parse_header(data).data_offset]
-
-
-@settings(max_examples=2500, deadline=500, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.data())
-def test_fuzz_mutated_headers_fail_only_with_our_error(small_header_bytes, data):
-    buf = bytearray(small_header_bytes)
-    for _ in range(data.draw(st.integers(1, 8))):
-        op = data.draw(st.sampled_from(["flip", "set", "cut", "insert"]))
-        pos = data.draw(st.integers(0, max(0, len(buf) - 1)))
-        if op in ("flip", "set") and not buf:
-            continue
-        if op == "flip":
-            buf[pos] ^= 1 << data.draw(st.integers(0, 7))
-        elif op == "set":
-            buf[pos] = data.draw(st.sampled_from([0x00, 0xFF, 0x7F, 0x80]))
-        elif op == "cut":
-            del buf[pos:]
-        else:
-            buf[pos:pos] = data.draw(st.binary(min_size=1, max_size=16))
-    blob = bytes(buf)
-    with contextlib.suppress(BadModelFile):
-        read_header(lambda s, e: blob[s:e], len(blob) + 10_000_000)

@@ -204,3 +204,24 @@ def test_an_unanswered_hub_is_not_waited_for():
     with pytest.raises(HubError, match="cannot reach Hugging Face"):
         Hub("http://127.0.0.1:9", sleep=slept.append).list_files("acme/Tiny-GGUF")
     assert slept == []  # refused: the plan falls back to the catalog at once
+
+
+def test_a_gated_repo_refusing_the_token_does_not_ask_to_set_it(fake_hub, tiny_repo):
+    with pytest.raises(HubError, match="HF_TOKEN has no access") as info:
+        Hub(fake_hub.endpoint, token="hf_other_account").read_range("acme/Gated-GGUF", "Gated-Q8_0.gguf", 0, 4)
+    assert "set HF_TOKEN" not in info.value.hint
+    assert "accept the license" in info.value.hint
+    assert "hf_other_account" not in str(info.value) + info.value.hint
+
+
+def test_a_403_with_a_token_says_the_token_lacks_access(fake_hub, tiny_repo):
+    from fakes.hub import Fault
+
+    fake_hub.fail("acme/Tiny-GGUF", "Tiny-Q8_0.gguf", Fault(status=403), Fault(status=403))
+    with pytest.raises(HubError, match="denied") as info:
+        Hub(fake_hub.endpoint, token="hf_no_access").read_range("acme/Tiny-GGUF", "Tiny-Q8_0.gguf", 0, 4)
+    assert "token in HF_TOKEN has no access" in info.value.message
+    assert "set HF_TOKEN" not in info.value.hint
+    with pytest.raises(HubError, match="denied") as anonymous:
+        Hub(fake_hub.endpoint).read_range("acme/Tiny-GGUF", "Tiny-Q8_0.gguf", 0, 4)
+    assert "set HF_TOKEN" in anonymous.value.hint

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -9,7 +12,11 @@ import ollama_fit
 from ollama_fit.hardware.known import apple_chips, find_gpu, known_gpus
 from ollama_fit.profiles import load_profile, profile_names
 
+SOURCE = Path(__file__).resolve().parent.parent
+FROM_SOURCE = Path(ollama_fit.__file__).resolve().is_relative_to(SOURCE / "ollama_fit")
 
+
+@pytest.mark.skipif(FROM_SOURCE, reason="ollama_fit is imported from the source tree (editable or python -m pytest)")
 @pytest.mark.parametrize("name", profile_names())
 def test_every_profile_loads_from_the_installed_package(name):
     resource = resources.files("ollama_fit").joinpath("profiles", f"{name}.toml")
@@ -19,8 +26,27 @@ def test_every_profile_loads_from_the_installed_package(name):
     assert load_profile(name)
 
 
-def test_package_is_the_installed_one():
-    assert "site-packages" in Path(ollama_fit.__file__).parts or "dist-packages" in Path(ollama_fit.__file__).parts
+@pytest.mark.parametrize("name", profile_names())
+def test_every_profile_loads_wherever_the_package_comes_from(name):
+    assert load_profile(name)
+
+
+def test_a_source_tree_finds_the_top_level_profiles():
+    """An editable install or `python -m ...` in the clone imports the package from the source tree, where
+    profiles/ sits at the top level, not inside the package."""
+    code = (
+        "import ollama_fit, sys\n"
+        "from ollama_fit.profiles import load_profile, profile_names\n"
+        "assert all(load_profile(n) for n in profile_names())\n"
+        "print(ollama_fit.__file__)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SOURCE)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=SOURCE, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()).resolve().is_relative_to(SOURCE / "ollama_fit")
+    probe = [sys.executable, "-m", "ollama_fit", "probe", "--vram", "24GiB", "--ram", "32GiB", "--json"]
+    done = subprocess.run(probe, cwd=SOURCE, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_known_gpu_table_is_sane():

@@ -274,3 +274,40 @@ def test_disk_check_adds_the_download_when_it_shares_ollamas_disk(tmp_path, monk
         _check_disk(100 * MiB, server, (100 * MiB, same))
     with pytest.raises(DiskSpaceError, match=r"200\.0 MiB needed"):  # 0.30+ validates with one more copy
         _check_disk(100 * MiB, ServerInfo("http://127.0.0.1:11434", "0.30.0"), (0, same))
+
+
+def test_a_new_ctx_updates_our_model_without_downloading(fake_hub, reg_repo, ollama, env):
+    assert pull(f"hf.co/{REPO}:Q4_K_M", "--ctx", "4096").exit_code == 0
+    served, posts = fake_hub.served(REPO, Q4), blob_posts(ollama)
+    first = ollama.models["reg:q4_k_m"].digest
+    again = pull(f"hf.co/{REPO}:Q4_K_M", "--ctx", "8192", "--json")
+    assert again.exit_code == 0, again.output
+    reg = json.loads(again.stdout)["registration"]
+    assert reg["status"] == "updated"
+    assert reg["changes"] == ["num_ctx 4096 -> 8192"]
+    assert ollama.models["reg:q4_k_m"].parameters == {"num_ctx": 8192}
+    assert ollama.models["reg:q4_k_m"].digest != first
+    assert fake_hub.served(REPO, Q4) == served  # nothing downloaded
+    assert blob_posts(ollama) == posts  # nothing uploaded: Ollama has the blob
+    text = pull(f"hf.co/{REPO}:Q4_K_M", "--ctx", "16384")
+    assert "reg:q4_k_m is registered from these files: updated num_ctx 8192 -> 16384" in text.stdout
+    # the update is ours too: the same request again is a no-op, not a foreign model
+    same = pull(f"hf.co/{REPO}:Q4_K_M", "--ctx", "16384")
+    assert same.exit_code == 0, same.output
+    assert "nothing to do" in same.stdout
+
+
+def test_a_model_replaced_by_the_user_under_our_name_needs_force(fake_hub, reg_repo, ollama, env):
+    assert pull(f"hf.co/{REPO}:Q4_K_M", "--ctx", "4096").exit_code == 0
+    ours = ollama.models["reg:q4_k_m"]
+    # `ollama create reg:q4_k_m` by the user: same weights, their own template and parameters
+    ollama.models["reg:q4_k_m"] = Model("reg:q4_k_m", dict(ours.files), {"temperature": 0.2}, "mine", "e" * 64)
+    refused = pull(f"hf.co/{REPO}:Q4_K_M", "--ctx", "4096")
+    assert refused.exit_code == 11
+    assert "already has a model named reg:q4_k_m (replaced since ollama-fit created it)" in refused.stderr
+    assert "--force" in refused.stderr
+    assert ollama.models["reg:q4_k_m"].template == "mine"  # untouched
+    forced = pull(f"hf.co/{REPO}:Q4_K_M", "--ctx", "4096", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "(replaced)" in forced.stdout
+    assert ollama.models["reg:q4_k_m"].parameters == {"num_ctx": 4096}

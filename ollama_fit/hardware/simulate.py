@@ -48,7 +48,7 @@ def _count(text: str) -> tuple[int, str]:
         return 1, text.strip()
     count = int(m.group(1))
     if not 1 <= count <= 64:
-        raise InvalidInput(f"invalid --gpu {text!r}: count must be 1 to 64")
+        raise InvalidInput(f"invalid --gpu {text!r}: count must be 1 to 64", hint='e.g. --gpu "2x RTX 4090"')
     return count, m.group(2).strip()
 
 
@@ -221,13 +221,21 @@ def _simulated_devices(names: Sequence[str], vram: Sequence[str], ram: int | Non
     )
 
 
-def _size_or_zero(text: str, what: str) -> int:
-    return 0 if text.strip() in ("0", "0GiB", "0B") else parse_size(text, what=what)
-
-
 def hardware_report(sim: Simulation, probe_here: Callable[[], Hardware]) -> ProbeReport:
     """The hardware to plan for (simulated or probed) with its per-device budget."""
-    headroom = _size_or_zero(sim.headroom, "--headroom")
+    headroom = parse_size(sim.headroom, what="--headroom", allow_zero=True)
     hw = simulate(sim, probe_here)
-    keep = None if sim.ram_headroom is None else _size_or_zero(sim.ram_headroom, "--ram-headroom")
+    _check_headroom(headroom, sim.headroom, hw)
+    keep = None if sim.ram_headroom is None else parse_size(sim.ram_headroom, what="--ram-headroom", allow_zero=True)
     return ProbeReport(hw, budget(hw, gpu_headroom=headroom, host_headroom=keep))
+
+
+def _check_headroom(headroom: int, text: str, hw: Hardware) -> None:
+    """A headroom larger than a GPU is a typo, not a plan: say so rather than plan on the CPU alone."""
+    for gpu in hw.gpus:
+        if headroom > gpu.memory_total_bytes:
+            raise InvalidInput(
+                f"--headroom {text} is larger than GPU {gpu.index} "
+                f"({gpu.name}, {gpu.memory_total_bytes / GiB:.1f} GiB)",
+                hint="the headroom is what stays free on each GPU: a few hundred MiB to a few GiB (default 1GiB)",
+            )

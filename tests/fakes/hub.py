@@ -51,12 +51,16 @@ class FakeFile:
         return self.source.stat().st_size
 
     def sha256(self) -> str:
-        if not hasattr(self, "_sha"):
+        """Hashed when the file is added (a multi-GB sparse file takes seconds: never while a client waits),
+        again only if a test rewrote the file since."""
+        st = self.source.stat()
+        stamp = (st.st_size, st.st_mtime_ns)
+        if getattr(self, "_stamp", None) != stamp:
             h = hashlib.sha256()
             with self.source.open("rb") as f:
                 while block := f.read(8 << 20):
                     h.update(block)
-            self._sha = h.hexdigest()
+            self._sha, self._stamp = h.hexdigest(), stamp
         return self._sha
 
     def git_sha1(self) -> str:
@@ -76,6 +80,8 @@ class FakeRepo:
 
     def add(self, path: str, source: Path, lfs: bool = True) -> FakeFile:
         f = FakeFile(path, source, lfs)
+        if lfs:
+            f.sha256()  # now, so the file listing answers at once
         self.files[path] = f
         return f
 

@@ -225,7 +225,9 @@ def _handler(o: FakeOllama) -> type[BaseHTTPRequestHandler]:
             lines += [{"status": "creating new layer sha256:" + "a" * 64}, {"status": "writing manifest"}]
             if o.fail_create_after is not None:
                 return self.stream_error(lines[: o.fail_create_after], 500, "injected failure while creating", req)
-            digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+            # the manifest lists the model, template and parameters layers: any change gives a new digest
+            manifest = {"files": files, "parameters": req.get("parameters") or {}, "template": template}
+            digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
             with o.lock:
                 o.models[normalize(name)] = Model(
                     normalize(name), dict(files), dict(req.get("parameters") or {}), template, digest
