@@ -59,20 +59,22 @@ def _fits(est: MemoryEstimate, gpus: Sequence[DeviceBudget], host: DeviceBudget)
 
 
 def _greedy_split(spec: ModelSpec, rt: Runtime, gpus: Sequence[DeviceBudget], *, holders: int, full: bool) -> list[int]:
-    """Layers per GPU, filling each in order; with `full`, the output layer rides with the last layer."""
+    """Layers per GPU, filling each in order; the output layer rides with the last layer. As llama.cpp's -ngl
+    offloads the LAST layers, a partial split (not `full`) fills from the last layer and the last GPU back."""
     fixed = GPU_OVERHEAD[rt.backend] + rt.extra_overhead + compute_bytes(spec, rt, gpus_holding_layers=holders)
     counts = [0] * len(gpus)
-    d, used = 0, 0
     n = spec.shape.n_layer
-    for i in range(n):
+    devices = list(range(len(gpus))) if full else list(range(len(gpus) - 1, -1, -1))
+    k, used = 0, 0
+    for i in range(n) if full else range(n - 1, -1, -1):
         cost = spec.layer_bytes[i] + layer_kv_bytes(spec, i, rt)
-        if full and i == n - 1:
+        if i == n - 1:
             cost += spec.output_bytes
-        while d < len(gpus) and used + cost + fixed > gpus[d].usable_bytes:
-            d, used = d + 1, 0
-        if d == len(gpus):
+        while k < len(devices) and used + cost + fixed > gpus[devices[k]].usable_bytes:
+            k, used = k + 1, 0
+        if k == len(devices):
             break
-        counts[d] += 1
+        counts[devices[k]] += 1
         used += cost
     return counts
 

@@ -225,7 +225,7 @@ def render_inspection(insp: Any) -> str:
         f"{'yes' if m['tied_embeddings'] else 'no'}   header read: {human(insp.header_bytes_read)} ({insp.source})",
         "",
         f"Memory at ctx {rt.ctx}, KV {rt.kv_type}, flash attention {'on' if rt.flash_attn else 'off'}, "
-        f"{rt.parallel} slot(s):",
+        f"{rt.parallel} slot(s)" + (f", -ngl {insp.gpu_layers}" if insp.gpu_layers is not None else "") + ":",
     ]
     rows = []
     for q in insp.quants:
