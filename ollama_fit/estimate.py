@@ -169,22 +169,49 @@ def recurrent_bytes(spec: ModelSpec, rt: Runtime) -> int:
 
 
 def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1) -> int:
-    """The graph buffer on a device that runs layers (worst case of prompt and generation graphs)."""
+    """The graph buffer on a device that runs layers. ggml-alloc reuses memory between the graph's phases,
+    so the buffer is the largest of them (measured against llama.cpp b11434, docs/estimator.md):
+    - output: the logits, one row per reserved output. llama-server reserves one output per slot; Ollama and
+      llama-completion one per token of the micro-batch (then this phase dominates). GPUs keep the
+      per-token figure for every runner (llama-server on a GPU is not measured: it errs large);
+    - attention: the attention masks, with flash attention off the f32 KQ matrix of one layer
+      (b x context x heads), and the layer's activations;
+    - feed-forward: the masks and the FFN's activations, 4 x b x (3 n_ff + 5 n_embd)."""
     s = spec.shape
-    b = min(rt.ubatch, rt.cells)
-    logits = 4 * b * (s.n_embd + s.n_vocab)
-    size = logits
-    if not rt.flash_attn:  # the f32 KQ matrix of one layer: b x context x heads
-        size = max(logits, 4 * b * (1 + 4 * s.n_embd + rt.cells * (1 + s.n_head)))
-    if rt.backend == "cpu":
-        size += 4 * b * s.n_embd  # the CPU graph keeps one more activation of the input
-    elif rt.kv_type not in ("f16", "bf16", "f32"):
+    cpu = rt.backend == "cpu"
+    slots = max(1, rt.parallel)
+    b = min(rt.ubatch, rt.cells * slots)
+    outputs = min(b, slots) if cpu and rt.runner == "llama-server" else b
+    out = 4 * outputs * (s.n_embd + s.n_vocab) + (4 * b * s.n_embd if cpu else 0)
+    q_width = s.n_head * s.key_length
+    kv_width = max(s.kv_heads(i) for i in range(s.n_layer)) * (s.key_length + s.value_length)
+    mask = _mask_bytes(spec, rt, b)
+    kq = 0 if rt.flash_attn else 4 * b * rt.cells * s.n_head
+    if cpu:  # llama-server keeps one more q-sized activation than llama-completion
+        acts = 5 * q_width if rt.runner == "llama-server" else 4 * q_width
+        attention = mask + kq + 4 * b * (acts + s.n_embd + kv_width)
+    else:  # calibrated on CUDA: 4 x b x (1 + 4 n_embd + context x (1 + heads)) with the f32 mask
+        attention = mask + kq + 4 * b * (1 + 4 * s.n_embd) if not rt.flash_attn else 0
+    n_ff = max(s.n_ff, s.n_expert_used * s.expert_ff)
+    ffn = mask + 4 * b * (3 * n_ff + 5 * s.n_embd)
+    size = max(out, attention, ffn)
+    if cpu and rt.kv_type not in ("f16", "bf16", "f32") and rt.flash_attn:
+        size += int(b * q_width * KV_TYPES[rt.kv_type])  # Q converted to the cache's type
+    elif not cpu and rt.kv_type not in ("f16", "bf16", "f32"):
         # GPU flash attention dequantizes K and V of one layer to f16 over the whole context
-        width = max(s.kv_heads(i) for i in range(s.n_layer)) * (s.key_length + s.value_length)
-        size += rt.cells * width * 2
+        size += rt.cells * kv_width * 2
     if gpus_holding_layers > 1:
         size *= PIPELINE_COPIES
     return size
+
+
+def _mask_bytes(spec: ModelSpec, rt: Runtime, b: int) -> int:
+    """The attention masks a graph keeps: one over each slot's context, and one over the sliding window
+    where some layers use it; f16 with flash attention, else f32."""
+    s = spec.shape
+    swa = [s.is_swa(i) for i in range(s.n_layer)]
+    cells = (rt.cells if not all(swa) else 0) + (min(rt.cells, pad256(s.sliding_window + rt.ubatch)) if any(swa) else 0)
+    return cells * b * (2 if rt.flash_attn else 4)
 
 
 def host_compute_bytes(spec: ModelSpec, rt: Runtime) -> int:

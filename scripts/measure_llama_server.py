@@ -108,6 +108,11 @@ class LlamaServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=20)
 
+    def get(self, path: str, timeout: float = 30.0) -> dict[str, Any]:
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
+            result: dict[str, Any] = json.loads(r.read())
+            return result
+
     def post(self, path: str, body: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
         request = urllib.request.Request(
             self.url + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
@@ -120,7 +125,7 @@ class LlamaServer:
 def measure(binary: Path, model: Path, ctx: int, slots: int, ubatch: int, fa: str, kv: str) -> dict[str, Any]:
     port = free_port()
     args = ["-m", str(model), "-c", str(ctx), "-np", str(slots), "-ub", str(ubatch), "-fa", fa]
-    args += ["--cache-type-k", kv, "--cache-type-v", kv, "-ngl", "0", "--no-warmup"]
+    args += ["--cache-type-k", kv, "--cache-type-v", kv, "-ngl", "0", "--no-warmup", "-lv", "4"]  # 4: buffer lines
     args += ["--host", "127.0.0.1", "--port", str(port)]
     started = time.monotonic()
     with LlamaServer(binary, args, port) as server:
