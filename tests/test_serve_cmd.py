@@ -179,3 +179,18 @@ def test_offline_pull_refuses_a_corrupt_cached_file(pulled, monkeypatch):
     again = run("pull", f"hf.co/{REPO}:Q8_0", "--target", "llama.cpp", "--ram", "8GiB")
     assert again.exit_code == 7  # the blob fails its sha256 and cannot be downloaded again offline
     assert "HF_HUB_OFFLINE" in again.stderr
+
+
+def test_offline_listing_without_a_ref_uses_the_newest_snapshot(pulled, tmp_path, monkeypatch):
+    from ollama_fit.pull import cached_files
+
+    cache = tmp_path / "hf" / "hub"
+    ref = cache / f"models--{REPO.replace('/', '--')}" / "refs" / "main"
+    ref.unlink()
+    files = cached_files(cache, REPO)
+    assert [(f.path, f.size) for f in files] == [("Tiny-Q8_0.gguf", pulled["bytes"])]
+    assert files[0].sha256 is not None
+    assert len(files[0].sha256) == 64
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    serve = argv_of(run("serve-cmd", f"hf.co/{REPO}:Q8_0", "--ram", "8GiB", "--json"))
+    assert serve[2] == pulled["local_files"][0]
