@@ -193,7 +193,8 @@ def execute(
         result = pull(target, fetcher)
         c = plan.choice
         rt = runtime(request, plan.report, c.ctx)
-        serve = serve_command(target.repo, target.quant.label, result.fetched[0].path, rt, c.placement)
+        gpus = len(plan.report.hardware.gpus)
+        serve = serve_command(target.repo, target.quant.label, result.fetched[0].path, rt, c.placement, gpu_count=gpus)
         return AutoResult("done", plan, result, serve=serve)
     result = pull(target, fetcher, ollama, options, records)
     reg = result.registration

@@ -419,6 +419,13 @@ def plan(hardware: Any, request: Any, offline: bool, quant: str | None, as_json:
     type=click.Choice(["auto", "cuda", "rocm", "metal", "cpu"]),
     help="Where offloaded layers run.",
 )
+@click.option(
+    "--gpu-layers",
+    type=int,
+    metavar="N",
+    help="Show the footprint of llama.cpp's -ngl N (the last N-1 layers and the output layer on the GPU) "
+    "instead of the planned placement.",
+)
 @json_option
 def inspect_cmd(
     ref: str,
@@ -429,6 +436,7 @@ def inspect_cmd(
     ubatch: int,
     parallel: int,
     backend: str,
+    gpu_layers: int | None,
     as_json: bool,
 ) -> None:
     """Read a GGUF header (local file or Hugging Face) and show what each quant needs here.
@@ -441,13 +449,14 @@ def inspect_cmd(
       ollama-fit inspect ./Qwen3-8B-Q4_K_M.gguf
       ollama-fit inspect hf.co/unsloth/Qwen3-8B-GGUF --gpu "RTX 4060 Laptop"
       ollama-fit inspect hf.co/bartowski/google_gemma-3-12b-it-GGUF:Q4_K_M --ctx 32768 --json
+      ollama-fit inspect ./Llama-3.1-8B-Q4_K_M.gguf --gpu "RTX 4060" --gpu-layers 24
     """
     from ollama_fit import render
     from ollama_fit.inspect_model import inspect_ref, inspect_runtime
 
     report = report_for(hardware)
     rt = inspect_runtime(report, ctx, kv_type, flash_attn, ubatch, parallel, backend)
-    result = inspect_ref(ref, rt, report)
+    result = inspect_ref(ref, rt, report, gpu_layers)
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -609,7 +618,7 @@ def pull(
     from ollama_fit.fetch import Fetcher
     from ollama_fit.hub import Hub
     from ollama_fit.ollama_adapter import Ollama
-    from ollama_fit.pull import RegisterOptions, picker, resolve
+    from ollama_fit.pull import RegisterOptions, lister, picker, resolve
     from ollama_fit.pull import pull as run_pull
 
     needs_ctx(request, ref, quant, "pull")
@@ -622,7 +631,8 @@ def pull(
     pick = picker(
         lambda: report_for(hardware), request, hub_for_plans(offline), lambda req, rep: learned(req, rep, hardware)
     )
-    target = resolve(ref or request.model, quant, hub, pick)
+    files = lister(hub, config.hf_cache_dir()) if runner == "llama.cpp" else None  # offline: the cache
+    target = resolve(ref or request.model, quant, hub, pick, files)
     view = ProgressView(as_json)
     fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=view, connections=connections)
     options = RegisterOptions(name, force, keep_gguf, target.ctx or request.ctx or 8192)
@@ -654,21 +664,11 @@ def needs_ctx(request: Any, ref: str | None, quant: str | None, command: str) ->
 
 
 def _serve_from_files(result: Any, request: Any, report: Any) -> Any:
-    from ollama_fit.errors import NothingFits
     from ollama_fit.inspect_model import local_spec
-    from ollama_fit.llamacpp import serve_command
-    from ollama_fit.placement import Placement, place
-    from ollama_fit.plan import runtime
 
     paths = [f.path for f in result.fetched]
-    rt = runtime(request, report, result.target.ctx or request.ctx or 8192)
-    placement = place(local_spec(paths), rt, report.budget, report.hardware)
-    if not isinstance(placement, Placement):
-        raise NothingFits(
-            f"{result.target.repo} {result.target.quant.label} does not fit here",
-            hint="choose a smaller --quant or a shorter --ctx",
-        )
-    return serve_command(result.target.repo, result.target.quant.label, paths[0], rt, placement)
+    target = result.target
+    return _serve_plan(target.repo, target.quant.label, local_spec(paths), paths[0], target.ctx, request, report)
 
 
 @cli.command("serve-cmd", short_help="The llama-server command for the plan.")
@@ -676,7 +676,7 @@ def _serve_from_files(result: Any, request: Any, report: Any) -> Any:
 @hardware_options
 @plan_options
 @click.option("--host", "bind", default="127.0.0.1", show_default=True, help="llama-server --host.")
-@click.option("--port", default=8080, show_default=True, type=int, help="llama-server --port.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="llama-server --port.")
 @click.option("--offline", is_flag=True, help="Plan from the catalog only.")
 @json_option
 def serve_cmd(
@@ -684,49 +684,95 @@ def serve_cmd(
 ) -> None:
     """Print the llama-server command that runs the plan (or REF) exactly as planned.
 
+    REF is a catalog id, hf.co/ORG/REPO[:QUANT] or a local .gguf file (the first shard of a split file).
+    With HF_HUB_OFFLINE=1 a Hub model is taken from the Hugging Face cache.
+
     \b
     Examples:
       ollama-fit serve-cmd
       ollama-fit serve-cmd qwen3:8b --ctx 32k --kv-type q8_0
       ollama-fit serve-cmd hf.co/unsloth/Qwen3-8B-GGUF:Q4_K_M --json
+      ollama-fit serve-cmd ./Qwen3-8B-Q4_K_M.gguf
     """
-    from ollama_fit import config
-    from ollama_fit.errors import NothingFits
-    from ollama_fit.fetch import Fetcher
-    from ollama_fit.hub import Hub
-    from ollama_fit.inspect_model import hub_spec, local_spec
-    from ollama_fit.llamacpp import serve_command
-    from ollama_fit.placement import Placement, place
-    from ollama_fit.plan import runtime
-    from ollama_fit.pull import picker, resolve
+    from ollama_fit.inspect_model import is_local_ref, local_shards, local_spec
 
     needs_ctx(request, ref, quant, "serve-cmd")
     report = report_for(hardware)
-    hub = Hub.from_env()
-    target = resolve(ref or request.model, quant, hub, picker(lambda: report, request, hub_for_plans(offline)))
-    cache = Fetcher(hub, config.hf_cache_dir())
-    local = [cache.cached_path(target.repo, f.path) for f in target.quant.files]
-    paths = [p for p in local if p is not None]
-    spec = local_spec(paths) if len(paths) == len(local) else hub_spec(hub, target.repo, target.quant)[0]
-    rt = runtime(request, report, target.ctx or request.ctx or 8192)
-    placement = place(spec, rt, report.budget, report.hardware)
-    if not isinstance(placement, Placement):
-        raise NothingFits(
-            f"{target.repo} {target.quant.label} does not fit here", hint="choose a smaller --quant or a shorter --ctx"
-        )
-    command = serve_command(target.repo, target.quant.label, paths[0] if paths else None, rt, placement, bind, port)
+    if ref is not None and is_local_ref(ref):
+        paths = local_shards(Path(ref))
+        spec = local_spec(paths)
+        command = _serve_plan(None, spec.quant, spec, paths[0], None, request, report, bind, port)
+    else:
+        command = _serve_hub(ref, quant, request, report, offline, bind, port)
     if as_json:
         emit_json(command.to_dict())
         return
     if command.argv:
         click.echo(command.shell(command.argv))
-    else:
-        ref_text = f"hf.co/{target.repo}:{target.quant.label}"
+    elif command.hf_argv:
         click.echo(
-            f"# not downloaded yet: `ollama-fit pull {ref_text} --target llama.cpp`, or let llama-server fetch it:",
-            err=True,
+            "# not downloaded yet: `ollama-fit pull REF --target llama.cpp`, or let llama-server fetch it:", err=True
         )
-    click.echo(command.shell(command.hf_argv))
+    if command.hf_argv:
+        click.echo(command.shell(command.hf_argv))
+
+
+def _serve_hub(
+    ref: str | None, quant: str | None, request: Any, report: Any, offline: bool, bind: str, port: int
+) -> Any:
+    """serve-cmd for a catalog or Hub model: the cached files when there are (offline too), else the headers."""
+    from ollama_fit import config
+    from ollama_fit.fetch import Fetcher
+    from ollama_fit.hub import Hub
+    from ollama_fit.inspect_model import hub_spec, local_spec
+    from ollama_fit.pull import lister, picker, resolve
+
+    hub = Hub.from_env()
+    pick = picker(lambda: report, request, hub_for_plans(offline))
+    target = resolve(ref or request.model, quant, hub, pick, lister(hub, config.hf_cache_dir()))
+    cache = Fetcher(hub, config.hf_cache_dir())
+    local = [cache.cached_path(target.repo, f.path) for f in target.quant.files]
+    paths = [p for p in local if p is not None]
+    spec = local_spec(paths) if len(paths) == len(local) else hub_spec(hub, target.repo, target.quant)[0]
+    first = paths[0] if len(paths) == len(local) else None
+    return _serve_plan(target.repo, target.quant.label, spec, first, target.ctx, request, report, bind, port)
+
+
+def _serve_plan(
+    repo: str | None,
+    label: str,
+    spec: Any,
+    first: Path | None,
+    ctx: int | None,
+    request: Any,
+    report: Any,
+    bind: str = "127.0.0.1",
+    port: int = 8080,
+) -> Any:
+    """Place the model for llama-server (its buffers: one output row per slot) and print that placement's flags.
+    No context asked for (--ctx max): the largest that fits, up to the model's own."""
+    from dataclasses import replace
+
+    from ollama_fit.errors import NothingFits
+    from ollama_fit.llamacpp import serve_command
+    from ollama_fit.placement import Placement, max_context, place
+    from ollama_fit.plan import runtime
+
+    wanted = ctx or request.ctx
+    rt = replace(runtime(request, report, wanted or 8192), runner="llama-server")
+    placement: Placement | Any
+    if wanted:
+        placement = place(spec, rt, report.budget, report.hardware)
+    else:
+        placement = max_context(spec, rt, report.budget, report.hardware, "cpu", spec.shape.context_length)
+        if placement is not None:
+            rt = replace(rt, ctx=placement.memory.kv_cells)
+    if not isinstance(placement, Placement):
+        raise NothingFits(
+            f"{repo or first} {label} does not fit here", hint="choose a smaller --quant or a shorter --ctx"
+        )
+    gpus = len(report.hardware.gpus)
+    return serve_command(repo, label, first, rt, placement, bind, port, gpu_count=gpus)
 
 
 @cli.command(short_help="Plan, download, register and test the best model that fits.")

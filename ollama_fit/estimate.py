@@ -6,8 +6,9 @@ constants below are checked against the real runs in ../shared/calibration by sc
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ollama_fit.quants import KV_TYPES
@@ -39,6 +40,9 @@ class Runtime:
     parallel: int = 1  # sequences (OLLAMA_NUM_PARALLEL): each gets ctx cells
     backend: str = "cuda"  # where offloaded layers run: cuda, rocm, metal; cpu = no GPU
     extra_overhead: int = 0  # per GPU, learned from real loads on this machine (calibrate.py)
+    # the program that runs the model, for the rows of logits its worst-case graph reserves: "llama-server"
+    # one per slot; "ollama" and "llama-completion" one per token of the micro-batch
+    runner: str = "ollama"
 
     @property
     def cells(self) -> int:
@@ -208,22 +212,49 @@ def state_bytes(spec: ModelSpec, rt: Runtime, layers: Sequence[int] | None = Non
 
 
 def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1) -> int:
-    """The graph buffer on a device that runs layers (worst case of prompt and generation graphs)."""
+    """The graph buffer on a device that runs layers. ggml-alloc reuses memory between the graph's phases,
+    so the buffer is the largest of them (measured against llama.cpp b11434, docs/estimator.md):
+    - output: the logits, one row per reserved output. llama-server reserves one output per slot; Ollama and
+      llama-completion one per token of the micro-batch (then this phase dominates). GPUs keep the
+      per-token figure for every runner (llama-server on a GPU is not measured: it errs large);
+    - attention: the attention masks, with flash attention off the f32 KQ matrix of one layer
+      (b x context x heads), and the layer's activations;
+    - feed-forward: the masks and the FFN's activations, 4 x b x (3 n_ff + 5 n_embd)."""
     s = spec.shape
-    b = min(rt.ubatch, rt.cells)
-    logits = 4 * b * (s.n_embd + s.n_vocab)
-    size = logits
-    if not rt.flash_attn:  # the f32 KQ matrix of one layer: b x context x heads
-        size = max(logits, 4 * b * (1 + 4 * s.n_embd + rt.cells * (1 + s.n_head)))
-    if rt.backend == "cpu":
-        size += 4 * b * s.n_embd  # the CPU graph keeps one more activation of the input
-    elif rt.kv_type not in ("f16", "bf16", "f32"):
+    cpu = rt.backend == "cpu"
+    slots = max(1, rt.parallel)
+    b = min(rt.ubatch, rt.cells * slots)
+    outputs = min(b, slots) if cpu and rt.runner == "llama-server" else b
+    out = 4 * outputs * (s.n_embd + s.n_vocab) + (4 * b * s.n_embd if cpu else 0)
+    q_width = s.n_head * s.key_length
+    kv_width = max(s.kv_heads(i) for i in range(s.n_layer)) * (s.key_length + s.value_length)
+    mask = _mask_bytes(spec, rt, b)
+    kq = 0 if rt.flash_attn else 4 * b * rt.cells * s.n_head
+    if cpu:  # llama-server keeps one more q-sized activation than llama-completion
+        acts = 5 * q_width if rt.runner == "llama-server" else 4 * q_width
+        attention = mask + kq + 4 * b * (acts + s.n_embd + kv_width)
+    else:  # calibrated on CUDA: 4 x b x (1 + 4 n_embd + context x (1 + heads)) with the f32 mask
+        attention = mask + kq + 4 * b * (1 + 4 * s.n_embd) if not rt.flash_attn else 0
+    n_ff = max(s.n_ff, s.n_expert_used * s.expert_ff)
+    ffn = mask + 4 * b * (3 * n_ff + 5 * s.n_embd)
+    size = max(out, attention, ffn)
+    if cpu and rt.kv_type not in ("f16", "bf16", "f32") and rt.flash_attn:
+        size += int(b * q_width * KV_TYPES[rt.kv_type])  # Q converted to the cache's type
+    elif not cpu and rt.kv_type not in ("f16", "bf16", "f32"):
         # GPU flash attention dequantizes K and V of one layer to f16 over the whole context
-        width = max(s.kv_heads(i) for i in range(s.n_layer)) * (s.key_length + s.value_length)
-        size += rt.cells * width * 2
+        size += rt.cells * kv_width * 2
     if gpus_holding_layers > 1:
         size *= PIPELINE_COPIES
     return size
+
+
+def _mask_bytes(spec: ModelSpec, rt: Runtime, b: int) -> int:
+    """The attention masks a graph keeps: one over each slot's context, and one over the sliding window
+    where some layers use it; f16 with flash attention, else f32."""
+    s = spec.shape
+    swa = [s.is_swa(i) for i in range(s.n_layer)]
+    cells = (rt.cells if not all(swa) else 0) + (min(rt.cells, pad256(s.sliding_window + rt.ubatch)) if any(swa) else 0)
+    return cells * b * (2 if rt.flash_attn else 4)
 
 
 def host_compute_bytes(spec: ModelSpec, rt: Runtime) -> int:
@@ -250,9 +281,38 @@ def _repack_bytes(spec: ModelSpec, layers: Sequence[int], with_output: bool) -> 
     return total
 
 
-def estimate(spec: ModelSpec, rt: Runtime, split: Sequence[int] | None = None) -> MemoryEstimate:
-    """Memory per device. `split` is how many repeating layers each GPU holds, in order; None puts every
-    layer on one GPU (or, with backend cpu, everything in RAM). Layers not on a GPU run on the CPU."""
+def split_for_ngl(n_layer: int, ngl: int, weights: Sequence[float] = (1,)) -> tuple[tuple[int, ...], int | None]:
+    """llama.cpp's -ngl N (with --tensor-split `weights`, one per GPU) as (repeating layers per GPU, the GPU
+    that holds the output layer or None). As load_tensors does: the last N of the n_layer + 1 layers are
+    offloaded (the output layer counts as layer n_layer), and offloaded layer k of N goes to the first GPU
+    whose cumulative share of `weights` exceeds k / N."""
+    offloaded = max(0, min(ngl, n_layer + 1))
+    total = sum(weights)
+    if not offloaded or total <= 0:
+        return tuple(0 for _ in weights), None
+    bounds = [sum(weights[: d + 1]) / total for d in range(len(weights))]
+
+    def device(k: int) -> int:
+        return min(bisect_right(bounds, k / offloaded), len(weights) - 1)
+
+    counts = [0] * len(weights)
+    for k in range(offloaded - 1):  # the last offloaded layer is the output layer
+        counts[device(k)] += 1
+    return tuple(counts), device(offloaded - 1)
+
+
+def estimate(
+    spec: ModelSpec, rt: Runtime, split: Sequence[int] | None = None, *, output_gpu: int | None = None
+) -> MemoryEstimate:
+    """Memory per device, placed as llama.cpp places it (src/llama-model.cpp, load_tensors).
+
+    `split` is how many repeating layers each GPU holds, in GPU order; None puts every layer on one GPU (or,
+    with backend cpu, everything in RAM). As with llama.cpp's -ngl, the offloaded layers are the LAST
+    sum(split) layers (GPU 0 takes the first of them), the rest run on the CPU; the output layer sits on
+    the last GPU that holds layers whenever any layer is offloaded (`output_gpu`, an index into `split`,
+    names another: with -ngl 1 only the output layer is offloaded; see split_for_ngl). The input embedding
+    stays on the host. Each layer's KV cache lives on its layer's device; every GPU that runs layers keeps
+    a compute buffer; the CPU backend's buffer (inputs, mask) and the output buffer are on the host."""
     s = spec.shape
     if rt.backend == "cpu":
         split = ()
@@ -260,20 +320,19 @@ def estimate(spec: ModelSpec, rt: Runtime, split: Sequence[int] | None = None) -
         split = (s.n_layer,)
     if rt.kv_type not in KV_TYPES:
         raise ValueError(f"unknown KV cache type {rt.kv_type}")
-    gpu_layers = sum(split)
-    full = gpu_layers >= s.n_layer and bool(split)
-    holders = sum(1 for n in split if n)
+    offloaded = min(sum(split), s.n_layer)
+    out_dev = max((i for i, n in enumerate(split) if n), default=-1) if output_gpu is None else output_gpu
+    out_gpu = 0 <= out_dev < len(split)
+    holders = sum(1 for d, n in enumerate(split) if n or d == out_dev)
+    first_gpu_layer = s.n_layer - offloaded
     gpus: list[DeviceMemory] = []
-    start = 0
-    last_holder = max((i for i, n in enumerate(split) if n), default=-1)
+    start = first_gpu_layer
     for d, n in enumerate(split):
         layers = range(start, min(start + n, s.n_layer))
         start += n
-        if not n:
+        if not n and d != out_dev:
             continue
-        weights = sum(spec.layer_bytes[i] for i in layers)
-        if full and d == last_holder:
-            weights += spec.output_bytes
+        weights = sum(spec.layer_bytes[i] for i in layers) + (spec.output_bytes if d == out_dev else 0)
         gpus.append(
             DeviceMemory(
                 name=f"GPU {d}",
@@ -285,20 +344,21 @@ def estimate(spec: ModelSpec, rt: Runtime, split: Sequence[int] | None = None) -
                 layers=len(layers),
             )
         )
-    cpu_layers = range(min(gpu_layers, s.n_layer), s.n_layer)
+    cpu_layers = range(first_gpu_layer)
     host_weights = spec.input_bytes + sum(spec.layer_bytes[i] for i in cpu_layers)
-    repacked = 0
-    if not full:
+    if not out_gpu:
         host_weights += spec.output_bytes - (spec.token_embd_bytes if _tied(spec) else 0)
-        repacked = _repack_bytes(spec, cpu_layers, with_output=True)
-        host_weights += repacked
+    # Only a CPU-only run repacks: beside a GPU, CPU layers stay in the mapped file (measured, -ngl 24)
+    repacked = 0 if gpus else _repack_bytes(spec, cpu_layers, with_output=not out_gpu)
     host_kv = kv_bytes(spec, rt, cpu_layers)
-    cpu_rt = rt if not gpus else Runtime(rt.ctx, rt.kv_type, rt.flash_attn, rt.ubatch, rt.parallel, "cpu")
     host_compute = output_buffer_bytes(spec, rt)
-    host_compute += compute_bytes(spec, cpu_rt) if not gpus else host_compute_bytes(spec, rt)
+    if gpus:
+        host_compute += host_compute_bytes(spec, rt)
+    else:
+        host_compute += compute_bytes(spec, replace(rt, backend="cpu"))
     host = DeviceMemory(
         "RAM",
-        host_weights,
+        host_weights + repacked,
         host_kv,
         host_compute,
         0,
@@ -306,7 +366,7 @@ def estimate(spec: ModelSpec, rt: Runtime, split: Sequence[int] | None = None) -
         state_bytes=state_bytes(spec, rt, cpu_layers),
         evictable_bytes=repacked,
     )
-    return MemoryEstimate(tuple(gpus), host, s.n_layer, min(gpu_layers, s.n_layer), rt.cells, rt.backend)
+    return MemoryEstimate(tuple(gpus), host, s.n_layer, offloaded, rt.cells, rt.backend)
 
 
 def _tied(spec: ModelSpec) -> bool:

@@ -7,9 +7,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ollama_fit.estimate import Runtime, state_bytes
+from ollama_fit.estimate import MemoryEstimate, Runtime, estimate, split_for_ngl, state_bytes
 from ollama_fit.gguf_header import GGUFHeader, TensorInfo, read_header, read_local_header, spec_from_header
-from ollama_fit.hardware.model import ProbeReport
+from ollama_fit.hardware.model import Budget, ProbeReport
 from ollama_fit.header_cache import HeaderCache
 from ollama_fit.hub import Hub, HubRef, QuantFiles, group_quants, select
 from ollama_fit.placement import Placement, Shortfall, place
@@ -55,10 +55,12 @@ class Inspection:
     header_bytes_read: int
     runtime: Runtime
     report: ProbeReport
+    gpu_layers: int | None = None  # llama.cpp's -ngl, when given (--gpu-layers); None: the planner's placement
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ref": self.ref,
+            "gpu_layers": self.gpu_layers,
             "source": self.source,
             "model": summarize(self.spec),
             "runtime": {
@@ -104,20 +106,59 @@ def summarize(spec: ModelSpec) -> dict[str, Any]:
 
 
 def _estimate(
-    quant: str, files: tuple[str, ...], size: int, spec: ModelSpec, rt: Runtime, report: ProbeReport
+    quant: str,
+    files: tuple[str, ...],
+    size: int,
+    spec: ModelSpec,
+    rt: Runtime,
+    report: ProbeReport,
+    gpu_layers: int | None = None,
 ) -> QuantReport:
     budget = report.budget
     if rt.backend == "cpu":  # --backend cpu: plan on RAM alone, whatever GPUs there are
         budget = replace(budget, gpus=())
+    if gpu_layers is not None:
+        return QuantReport(quant, files, size, spec, place_ngl(spec, rt, budget, gpu_layers))
     return QuantReport(quant, files, size, spec, place(spec, rt, budget, report.hardware))
 
 
-def inspect_file(path: Path, rt: Runtime, report: ProbeReport) -> Inspection:
+def place_ngl(spec: ModelSpec, rt: Runtime, budget: Budget, ngl: int) -> Placement | Shortfall:
+    """The placement llama.cpp makes with -ngl `ngl` (no speed figure): over several GPUs it splits the
+    offloaded layers by free memory, as llama.cpp does without --tensor-split."""
+    from ollama_fit.errors import InvalidInput
+
+    gpus = sorted(budget.gpus, key=lambda g: g.index or 0)
+    if ngl > 0 and not gpus:
+        raise InvalidInput("--gpu-layers needs a GPU", hint="simulate one with --gpu or --vram, or drop --backend cpu")
+    split, output_gpu = split_for_ngl(spec.shape.n_layer, ngl, [g.free_bytes for g in gpus])
+    if not any(split) and output_gpu is None:
+        est = estimate(spec, replace(rt, backend="cpu"))
+    else:
+        est = estimate(spec, rt, split, output_gpu=output_gpu)
+    holders = [g for d, g in enumerate(gpus) if split[d] or d == output_gpu]
+    for mem, g in zip(est.gpus, holders, strict=True):
+        if mem.total_bytes > g.usable_bytes:
+            return Shortfall(f"GPU {g.index}", mem.total_bytes, g.usable_bytes)
+    if est.host_required_bytes > budget.host.usable_bytes:
+        return Shortfall("RAM", est.host_required_bytes, budget.host.usable_bytes)
+    indices = tuple(g.index or 0 for g in holders)
+    return Placement(_kind(est), est, indices, None)
+
+
+def _kind(est: MemoryEstimate) -> str:
+    if not est.gpus:
+        return "cpu"
+    if not est.full_offload:
+        return "partial"
+    return "gpu" if len(est.gpus) == 1 else "multi-gpu"
+
+
+def inspect_file(path: Path, rt: Runtime, report: ProbeReport, gpu_layers: int | None = None) -> Inspection:
     header = read_local_header(path)
     size = path.stat().st_size
     spec = spec_from_header(header, size)
-    quant = _estimate(spec.quant, (path.name,), size, spec, rt, report)
-    return Inspection(str(path), "local", spec, (quant,), header.data_offset, rt, report)
+    quant = _estimate(spec.quant, (path.name,), size, spec, rt, report, gpu_layers)
+    return Inspection(str(path), "local", spec, (quant,), header.data_offset, rt, report, gpu_layers)
 
 
 def hub_spec(hub: Hub, repo: str, group: QuantFiles, cache: HeaderCache | None = None) -> tuple[ModelSpec, int]:
@@ -147,7 +188,7 @@ def _range(hub: Hub, repo: str, path: str, start: int, end: int) -> bytes:
     return hub.read_range(repo, path, start, end)
 
 
-def inspect_hub(ref: HubRef, hub: Hub, rt: Runtime, report: ProbeReport) -> Inspection:
+def inspect_hub(ref: HubRef, hub: Hub, rt: Runtime, report: ProbeReport, gpu_layers: int | None = None) -> Inspection:
     groups = group_quants(hub.list_files(ref.repo))
     if ref.quant:
         groups = [select(groups, ref.quant)]
@@ -161,8 +202,8 @@ def inspect_hub(ref: HubRef, hub: Hub, rt: Runtime, report: ProbeReport) -> Insp
         spec, used = hub_spec(hub, ref.repo, group)
         read_total += used
         paths = tuple(f.path for f in group.files)
-        reports.append(_estimate(group.label, paths, group.total_bytes, spec, rt, report))
-    return Inspection(str(ref), "hub", reports[0].spec, tuple(reports), read_total, rt, report)
+        reports.append(_estimate(group.label, paths, group.total_bytes, spec, rt, report, gpu_layers))
+    return Inspection(str(ref), "hub", reports[0].spec, tuple(reports), read_total, rt, report, gpu_layers)
 
 
 def inspect_runtime(
@@ -180,12 +221,41 @@ def inspect_runtime(
     return rt if backend == "auto" else replace(rt, backend=backend, extra_overhead=0)
 
 
-def inspect_ref(ref: str, rt: Runtime, report: ProbeReport) -> Inspection:
-    """A path to a .gguf file, or a Hub reference."""
+def inspect_ref(ref: str, rt: Runtime, report: ProbeReport, gpu_layers: int | None = None) -> Inspection:
+    """A path to a .gguf file, or a Hub reference; `gpu_layers` is llama.cpp's -ngl (None: plan it)."""
+    if gpu_layers is not None and gpu_layers < 0:
+        from ollama_fit.errors import InvalidInput
+
+        raise InvalidInput("--gpu-layers must be 0 or more", hint="llama.cpp's -ngl: 0 keeps every layer on the CPU")
+    if is_local_ref(ref):
+        return inspect_file(Path(ref), rt, report, gpu_layers)
+    return inspect_hub(HubRef.parse(ref), Hub.from_env(), rt, report, gpu_layers)
+
+
+def local_shards(path: Path) -> list[Path]:
+    """A local model: the file, or every shard of a split file when `path` is one of them (NAME-00001-of-
+    00003.gguf), in order; a missing shard is an error."""
+    from ollama_fit.errors import BadModelFile
+    from ollama_fit.hub import SHARD
+
+    m = SHARD.match(path.name)
+    if not m:
+        return [path]
+    count = int(m["count"])
+    shards = [path.with_name(f"{m['prefix']}-{i:05d}-of-{m['count']}.gguf") for i in range(1, count + 1)]
+    missing = [p.name for p in shards if not p.is_file()]
+    if missing:
+        raise BadModelFile(
+            f"{path.name} is one of {count} shards and {', '.join(missing)} is missing",
+            hint=f"put every shard in {path.parent}",
+        )
+    return shards
+
+
+def is_local_ref(ref: str) -> bool:
+    """A path to a .gguf file (existing or not), or any existing path, rather than a Hub reference."""
     path = Path(ref)
-    if path.suffix.lower() == ".gguf" or path.exists():
-        return inspect_file(path, rt, report)
-    return inspect_hub(HubRef.parse(ref), Hub.from_env(), rt, report)
+    return path.suffix.lower() == ".gguf" or path.exists()
 
 
 def local_spec(paths: list[Path]) -> ModelSpec:

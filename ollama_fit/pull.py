@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from ollama_fit.catalog import CatalogModel, find_model
 from ollama_fit.errors import HubError
 from ollama_fit.fetch import Fetched, Fetcher
 from ollama_fit.hardware.model import ProbeReport
-from ollama_fit.hub import Hub, HubRef, QuantFiles, group_quants, select
+from ollama_fit.hub import Hub, HubFile, HubRef, QuantFiles, group_quants, select
 from ollama_fit.ollama_adapter import Ollama
 from ollama_fit.plan import PlanRequest
 from ollama_fit.register import Records, Registration, file_map, keep_registered, model_name, preflight, register
@@ -63,18 +65,53 @@ class RegisterOptions:
 
 
 Pick = Callable[[str | None], tuple[str, str, int]]
+Lister = Callable[[str], list[HubFile]]
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def resolve(ref: str | None, quant: str | None, hub: Hub, pick: Pick) -> Target:
+def cached_files(cache_dir: Path, repo: str, revision: str = "main") -> list[HubFile]:
+    """The files of `repo` the Hugging Face cache holds (the snapshot refs/<revision> names, else the newest),
+    each with its size and, for LFS files, the sha256 its blob is named after: the listing to work from when
+    HF_HUB_OFFLINE is set. The bytes are checked against that sha256 before use (Fetcher.fetch)."""
+    repo_dir = cache_dir / ("models--" + repo.replace("/", "--"))
+    snapshots = repo_dir / "snapshots"
+    ref = repo_dir / "refs" / revision
+    snapshot = snapshots / ref.read_text().strip() if ref.is_file() else None
+    if snapshot is None or not snapshot.is_dir():
+        found = [s for s in snapshots.iterdir() if s.is_dir()] if snapshots.is_dir() else []
+        snapshot = max(found, key=lambda s: s.stat().st_mtime) if found else None
+    if snapshot is None:
+        raise HubError(
+            f"{repo} is not in the Hugging Face cache and HF_HUB_OFFLINE is set", hint="unset HF_HUB_OFFLINE"
+        )
+    out = []
+    for path in sorted(snapshot.rglob("*")):
+        if not path.is_file():  # also skips links whose blob is gone
+            continue
+        blob = path.resolve().name
+        out.append(
+            HubFile(path.relative_to(snapshot).as_posix(), path.stat().st_size, blob if SHA256.match(blob) else None)
+        )
+    return out
+
+
+def lister(hub: Hub, cache_dir: Path) -> Lister:
+    """How to list a repository: the Hub, or with HF_HUB_OFFLINE the cache."""
+    return (lambda repo: cached_files(cache_dir, repo)) if hub.offline else hub.list_files
+
+
+def resolve(ref: str | None, quant: str | None, hub: Hub, pick: Pick, files: Lister | None = None) -> Target:
     """REF -> the files to fetch. No REF: the plan's pick. A catalog id (qwen3:8b): that model, at --quant or
     the best quant that fits. hf.co/org/repo[:QUANT]: that repository, Q4_K_M when no quant is named.
-    `pick(model_id or None)` runs the planner and returns its (model id, quant, context)."""
+    `pick(model_id or None)` runs the planner and returns its (model id, quant, context); `files` lists a
+    repository (default: the Hub; see `lister`)."""
+    list_files = files or hub.list_files
     if ref is None or "/" not in ref:
         model_id, chosen, ctx = (ref, quant, None) if ref is not None and quant else pick(ref)
         model = find_model(model_id)
-        return Target(model.repo, select(group_quants(hub.list_files(model.repo)), quant or chosen), model, ctx)
+        return Target(model.repo, select(group_quants(list_files(model.repo)), quant or chosen), model, ctx)
     hub_ref = HubRef.parse(ref)
-    groups = group_quants(hub.list_files(hub_ref.repo))
+    groups = group_quants(list_files(hub_ref.repo))
     wanted = quant or hub_ref.quant
     if wanted is None:
         if not any(g.label == DEFAULT_QUANT for g in groups):

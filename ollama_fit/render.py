@@ -372,7 +372,7 @@ def render_inspection(insp: Any, width: int | None = None, paint: Paint = plain)
         *[f"  {note}" for note in m["notes"]],
         "",
         f"Memory at ctx {rt.ctx}, KV {rt.kv_type}, flash attention {'on' if rt.flash_attn else 'off'}, "
-        f"{rt.parallel} slot(s):",
+        f"{rt.parallel} slot(s)" + (f", -ngl {insp.gpu_layers}" if insp.gpu_layers is not None else "") + ":",
     ]
     bound = "" if m["memory_model"] == "modelled" else " (bound)"
     rows = []
