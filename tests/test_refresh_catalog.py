@@ -210,3 +210,61 @@ def test_lfm2_config_gives_the_converters_ffn_and_layer_schedule():
     assert refresh.differences(entries["lfm2:1.2b"], fresh) == {}
     # LFM2-350M: block_ff_dim 6656 -> 4608, the width llama.cpp's loader names 350M
     assert refresh.lfm2_ffn(LFM2_1_2B | {"block_ff_dim": 6656}) == 4608
+
+
+# ibm-granite/granite-4.0-h-micro and -h-tiny config.json, trimmed to the fields the catalog uses (values as quoted
+# in public fixtures; see the sources comment above the Granite 4.0 entries in profiles/catalog.toml)
+GRANITE_LAYER_TYPES = ["mamba"] * 5 + ["attention"] + (["mamba"] * 9 + ["attention"]) * 3 + ["mamba"] * 4
+GRANITE_H_MICRO = {
+    "hidden_size": 2048,
+    "num_hidden_layers": 40,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "intermediate_size": 8192,
+    "shared_intermediate_size": 8192,
+    "num_local_experts": 0,
+    "vocab_size": 100352,
+    "tie_word_embeddings": True,
+    "mamba_n_heads": 64,
+    "mamba_d_head": 64,
+    "mamba_d_state": 128,
+    "mamba_n_groups": 1,
+    "mamba_d_conv": 4,
+    "mamba_expand": 2,
+    "layer_types": GRANITE_LAYER_TYPES,
+}
+GRANITE_H_TINY = {
+    "hidden_size": 1536,
+    "num_hidden_layers": 40,
+    "num_attention_heads": 12,
+    "num_key_value_heads": 4,
+    "intermediate_size": 512,
+    "shared_intermediate_size": 1024,
+    "num_local_experts": 64,
+    "num_experts_per_tok": 6,
+    "vocab_size": 100352,
+    "tie_word_embeddings": True,
+    "mamba_n_heads": 48,
+    "mamba_d_head": 64,
+    "mamba_d_state": 128,
+    "mamba_n_groups": 1,
+    "mamba_d_conv": 4,
+    "mamba_expand": 2,
+    "layer_types": GRANITE_LAYER_TYPES,
+}
+
+
+def test_granite_4_hybrid_configs_give_the_catalog_entries():
+    import tomllib
+
+    refresh = load()
+    entries = {e["id"]: e for e in tomllib.loads((ROOT / "profiles" / "catalog.toml").read_text())["model"]}
+    micro = refresh.shape_from_config(GRANITE_H_MICRO)
+    assert "experts" not in micro  # num_local_experts 0: a dense FFN of intermediate_size
+    assert micro["attention_layers"] == [5, 15, 25, 35]
+    assert refresh.differences(entries["granite4:micro-h"], micro) == {}
+    tiny = refresh.shape_from_config(GRANITE_H_TINY)
+    assert (tiny["experts"], tiny["expert_ffn"], tiny["shared_ffn"], tiny["ssm_inner"]) == (64, 512, 1024, 3072)
+    assert refresh.differences(entries["granite4:tiny-h"], tiny) == {}
+    drifted = refresh.shape_from_config(GRANITE_H_TINY | {"mamba_n_heads": 64})
+    assert refresh.differences(entries["granite4:tiny-h"], drifted) == {"ssm_heads": (48, 64)}
