@@ -214,7 +214,16 @@ def test_lfm2_config_gives_the_converters_ffn_and_layer_schedule():
 
 # ibm-granite/granite-4.0-h-micro and -h-tiny config.json, trimmed to the fields the catalog uses (values as quoted
 # in public fixtures; see the sources comment above the Granite 4.0 entries in profiles/catalog.toml)
-GRANITE_LAYER_TYPES = ["mamba"] * 5 + ["attention"] + (["mamba"] * 9 + ["attention"]) * 3 + ["mamba"] * 4
+GRANITE_COMMON = {
+    "vocab_size": 100352,
+    "tie_word_embeddings": True,
+    "mamba_d_head": 64,
+    "mamba_d_state": 128,
+    "mamba_n_groups": 1,
+    "mamba_d_conv": 4,
+    "mamba_expand": 2,
+    "layer_types": ["mamba"] * 5 + ["attention"] + (["mamba"] * 9 + ["attention"]) * 3 + ["mamba"] * 4,
+}
 GRANITE_H_MICRO = {
     "hidden_size": 2048,
     "num_hidden_layers": 40,
@@ -223,16 +232,8 @@ GRANITE_H_MICRO = {
     "intermediate_size": 8192,
     "shared_intermediate_size": 8192,
     "num_local_experts": 0,
-    "vocab_size": 100352,
-    "tie_word_embeddings": True,
     "mamba_n_heads": 64,
-    "mamba_d_head": 64,
-    "mamba_d_state": 128,
-    "mamba_n_groups": 1,
-    "mamba_d_conv": 4,
-    "mamba_expand": 2,
-    "layer_types": GRANITE_LAYER_TYPES,
-}
+} | GRANITE_COMMON
 GRANITE_H_TINY = {
     "hidden_size": 1536,
     "num_hidden_layers": 40,
@@ -242,16 +243,8 @@ GRANITE_H_TINY = {
     "shared_intermediate_size": 1024,
     "num_local_experts": 64,
     "num_experts_per_tok": 6,
-    "vocab_size": 100352,
-    "tie_word_embeddings": True,
     "mamba_n_heads": 48,
-    "mamba_d_head": 64,
-    "mamba_d_state": 128,
-    "mamba_n_groups": 1,
-    "mamba_d_conv": 4,
-    "mamba_expand": 2,
-    "layer_types": GRANITE_LAYER_TYPES,
-}
+} | GRANITE_COMMON
 
 
 def test_granite_4_hybrid_configs_give_the_catalog_entries():
