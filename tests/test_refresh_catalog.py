@@ -261,3 +261,31 @@ def test_granite_4_hybrid_configs_give_the_catalog_entries():
     assert refresh.differences(entries["granite4:tiny-h"], tiny) == {}
     drifted = refresh.shape_from_config(GRANITE_H_TINY | {"mamba_n_heads": 64})
     assert refresh.differences(entries["granite4:tiny-h"], drifted) == {"ssm_heads": (48, 64)}
+
+
+# Qwen/Qwen3-Coder-30B-A3B-Instruct config.json, trimmed to the fields the catalog uses
+QWEN3_CODER_30B = {
+    "head_dim": 128,
+    "hidden_size": 2048,
+    "intermediate_size": 5472,
+    "moe_intermediate_size": 768,
+    "num_attention_heads": 32,
+    "num_experts": 128,
+    "num_experts_per_tok": 8,
+    "num_hidden_layers": 48,
+    "num_key_value_heads": 4,
+    "shared_expert_intermediate_size": 0,
+    "tie_word_embeddings": False,
+    "vocab_size": 151936,
+}
+
+
+def test_qwen3_coder_config_gives_its_entry_without_a_shared_expert():
+    import tomllib
+
+    refresh = load()
+    entries = {e["id"]: e for e in tomllib.loads((ROOT / "profiles" / "catalog.toml").read_text())["model"]}
+    fresh = refresh.shape_from_config(QWEN3_CODER_30B)
+    assert "shared_ffn" not in fresh
+    assert "ffn" not in fresh  # intermediate_size 5472 is unused by a MoE layer
+    assert refresh.differences(entries["qwen3-coder:30b"], fresh) == {}
