@@ -247,11 +247,15 @@ GRANITE_H_TINY = {
 } | GRANITE_COMMON
 
 
-def test_granite_4_hybrid_configs_give_the_catalog_entries():
+def catalog_entries():
     import tomllib
 
+    return {e["id"]: e for e in tomllib.loads((ROOT / "profiles" / "catalog.toml").read_text())["model"]}
+
+
+def test_granite_4_hybrid_configs_give_the_catalog_entries():
     refresh = load()
-    entries = {e["id"]: e for e in tomllib.loads((ROOT / "profiles" / "catalog.toml").read_text())["model"]}
+    entries = catalog_entries()
     micro = refresh.shape_from_config(GRANITE_H_MICRO)
     assert "experts" not in micro  # num_local_experts 0: a dense FFN of intermediate_size
     assert micro["attention_layers"] == [5, 15, 25, 35]
@@ -281,11 +285,30 @@ QWEN3_CODER_30B = {
 
 
 def test_qwen3_coder_config_gives_its_entry_without_a_shared_expert():
-    import tomllib
-
     refresh = load()
-    entries = {e["id"]: e for e in tomllib.loads((ROOT / "profiles" / "catalog.toml").read_text())["model"]}
+    entries = catalog_entries()
     fresh = refresh.shape_from_config(QWEN3_CODER_30B)
     assert "shared_ffn" not in fresh
     assert "ffn" not in fresh  # intermediate_size 5472 is unused by a MoE layer
     assert refresh.differences(entries["qwen3-coder:30b"], fresh) == {}
+
+
+# microsoft/Phi-4-mini-instruct config.json, trimmed to the fields the catalog uses
+PHI4_MINI = {
+    "hidden_size": 3072,
+    "intermediate_size": 8192,
+    "num_attention_heads": 24,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 8,
+    "sliding_window": None,
+    "tie_word_embeddings": True,
+    "vocab_size": 200064,
+}
+
+
+def test_phi4_mini_config_gives_its_entry():
+    refresh = load()
+    entries = catalog_entries()
+    fresh = refresh.shape_from_config(PHI4_MINI)
+    assert fresh["head_dim"] == 128  # no head_dim in the config: hidden / heads
+    assert refresh.differences(entries["phi4-mini:3.8b"], fresh) == {}
