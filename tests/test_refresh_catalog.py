@@ -212,8 +212,9 @@ def test_lfm2_config_gives_the_converters_ffn_and_layer_schedule():
     assert refresh.lfm2_ffn(LFM2_1_2B | {"block_ff_dim": 6656}) == 4608
 
 
-# ibm-granite/granite-4.0-h-micro and -h-tiny config.json, trimmed to the fields the catalog uses (values as quoted
-# in public fixtures; see the sources comment above the Granite 4.0 entries in profiles/catalog.toml)
+# ibm-granite/granite-4.0-h-micro and -h-tiny config.json (H-1B: in the test, as H-Micro's with its own widths),
+# trimmed to the fields the catalog uses (values as quoted in public fixtures; see the sources comment above the
+# Granite 4.0 entries in profiles/catalog.toml)
 GRANITE_COMMON = {
     "vocab_size": 100352,
     "tie_word_embeddings": True,
@@ -263,6 +264,9 @@ def test_granite_4_hybrid_configs_give_the_catalog_entries():
     tiny = refresh.shape_from_config(GRANITE_H_TINY)
     assert (tiny["experts"], tiny["expert_ffn"], tiny["shared_ffn"], tiny["ssm_inner"]) == (64, 512, 1024, 3072)
     assert refresh.differences(entries["granite4:tiny-h"], tiny) == {}
+    nano = GRANITE_H_MICRO | {"hidden_size": 1536, "num_attention_heads": 12, "num_key_value_heads": 4}
+    nano |= {"intermediate_size": 4096, "shared_intermediate_size": 4096, "mamba_n_heads": 48}  # H-1B's config
+    assert refresh.differences(entries["granite4:1b-h"], refresh.shape_from_config(nano)) == {}
     drifted = refresh.shape_from_config(GRANITE_H_TINY | {"mamba_n_heads": 64})
     assert refresh.differences(entries["granite4:tiny-h"], drifted) == {"ssm_heads": (48, 64)}
 
