@@ -46,6 +46,9 @@ REQUIRED = [
     "qwen3.5:27b",
     "qwen3.5:35b-a3b",
     "qwen3.6:35b-a3b",
+    "granite4:micro-h",
+    "granite4:tiny-h",
+    "granite4:small-h",
 ]
 
 

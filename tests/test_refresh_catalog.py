@@ -210,3 +210,109 @@ def test_lfm2_config_gives_the_converters_ffn_and_layer_schedule():
     assert refresh.differences(entries["lfm2:1.2b"], fresh) == {}
     # LFM2-350M: block_ff_dim 6656 -> 4608, the width llama.cpp's loader names 350M
     assert refresh.lfm2_ffn(LFM2_1_2B | {"block_ff_dim": 6656}) == 4608
+
+
+# ibm-granite/granite-4.0-h-micro and -h-tiny config.json (H-1B: in the test, as H-Micro's with its own widths),
+# trimmed to the fields the catalog uses (values as quoted in public fixtures; see the sources comment above the
+# Granite 4.0 entries in profiles/catalog.toml)
+GRANITE_COMMON = {
+    "vocab_size": 100352,
+    "tie_word_embeddings": True,
+    "mamba_d_head": 64,
+    "mamba_d_state": 128,
+    "mamba_n_groups": 1,
+    "mamba_d_conv": 4,
+    "mamba_expand": 2,
+    "layer_types": ["mamba"] * 5 + ["attention"] + (["mamba"] * 9 + ["attention"]) * 3 + ["mamba"] * 4,
+}
+GRANITE_H_MICRO = {
+    "hidden_size": 2048,
+    "num_hidden_layers": 40,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "intermediate_size": 8192,
+    "shared_intermediate_size": 8192,
+    "num_local_experts": 0,
+    "mamba_n_heads": 64,
+} | GRANITE_COMMON
+GRANITE_H_TINY = {
+    "hidden_size": 1536,
+    "num_hidden_layers": 40,
+    "num_attention_heads": 12,
+    "num_key_value_heads": 4,
+    "intermediate_size": 512,
+    "shared_intermediate_size": 1024,
+    "num_local_experts": 64,
+    "num_experts_per_tok": 6,
+    "mamba_n_heads": 48,
+} | GRANITE_COMMON
+
+
+def catalog_entries():
+    import tomllib
+
+    return {e["id"]: e for e in tomllib.loads((ROOT / "profiles" / "catalog.toml").read_text())["model"]}
+
+
+def test_granite_4_hybrid_configs_give_the_catalog_entries():
+    refresh = load()
+    entries = catalog_entries()
+    micro = refresh.shape_from_config(GRANITE_H_MICRO)
+    assert "experts" not in micro  # num_local_experts 0: a dense FFN of intermediate_size
+    assert micro["attention_layers"] == [5, 15, 25, 35]
+    assert refresh.differences(entries["granite4:micro-h"], micro) == {}
+    tiny = refresh.shape_from_config(GRANITE_H_TINY)
+    assert (tiny["experts"], tiny["expert_ffn"], tiny["shared_ffn"], tiny["ssm_inner"]) == (64, 512, 1024, 3072)
+    assert refresh.differences(entries["granite4:tiny-h"], tiny) == {}
+    nano = GRANITE_H_MICRO | {"hidden_size": 1536, "num_attention_heads": 12, "num_key_value_heads": 4}
+    nano |= {"intermediate_size": 4096, "shared_intermediate_size": 4096, "mamba_n_heads": 48}  # H-1B's config
+    assert refresh.differences(entries["granite4:1b-h"], refresh.shape_from_config(nano)) == {}
+    drifted = refresh.shape_from_config(GRANITE_H_TINY | {"mamba_n_heads": 64})
+    assert refresh.differences(entries["granite4:tiny-h"], drifted) == {"ssm_heads": (48, 64)}
+
+
+# Qwen/Qwen3-Coder-30B-A3B-Instruct config.json, trimmed to the fields the catalog uses
+QWEN3_CODER_30B = {
+    "head_dim": 128,
+    "hidden_size": 2048,
+    "intermediate_size": 5472,
+    "moe_intermediate_size": 768,
+    "num_attention_heads": 32,
+    "num_experts": 128,
+    "num_experts_per_tok": 8,
+    "num_hidden_layers": 48,
+    "num_key_value_heads": 4,
+    "shared_expert_intermediate_size": 0,
+    "tie_word_embeddings": False,
+    "vocab_size": 151936,
+}
+
+
+def test_qwen3_coder_config_gives_its_entry_without_a_shared_expert():
+    refresh = load()
+    entries = catalog_entries()
+    fresh = refresh.shape_from_config(QWEN3_CODER_30B)
+    assert "shared_ffn" not in fresh
+    assert "ffn" not in fresh  # intermediate_size 5472 is unused by a MoE layer
+    assert refresh.differences(entries["qwen3-coder:30b"], fresh) == {}
+
+
+# microsoft/Phi-4-mini-instruct config.json, trimmed to the fields the catalog uses
+PHI4_MINI = {
+    "hidden_size": 3072,
+    "intermediate_size": 8192,
+    "num_attention_heads": 24,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 8,
+    "sliding_window": None,
+    "tie_word_embeddings": True,
+    "vocab_size": 200064,
+}
+
+
+def test_phi4_mini_config_gives_its_entry():
+    refresh = load()
+    entries = catalog_entries()
+    fresh = refresh.shape_from_config(PHI4_MINI)
+    assert fresh["head_dim"] == 128  # no head_dim in the config: hidden / heads
+    assert refresh.differences(entries["phi4-mini:3.8b"], fresh) == {}
