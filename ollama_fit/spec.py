@@ -237,24 +237,17 @@ def _dense_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]
     if s.post_norms:
         yield p + "post_attention_norm.weight", (e,)
     yield p + "ffn_norm.weight", (e,)
-    if s.n_expert:
-        x, f = s.n_expert, s.expert_ff
-        yield p + "ffn_gate_inp.weight", (e, x)
-        yield p + "ffn_gate_exps.weight", (e, f, x)
-        yield p + "ffn_up_exps.weight", (e, f, x)
-        yield p + "ffn_down_exps.weight", (f, e, x)
-        if s.attn_extras:
-            yield p + "ffn_gate_inp.bias", (x,)
-            yield p + "ffn_gate_exps.bias", (f, x)
-            yield p + "ffn_up_exps.bias", (f, x)
-            yield p + "ffn_down_exps.bias", (e, x)
-    elif s.fused_qkv:
+    if s.fused_qkv and not s.n_expert:  # phi3: one ffn_up holding gate and up
         yield p + "ffn_up.weight", (e, 2 * s.n_ff)
         yield p + "ffn_down.weight", (s.n_ff, e)
     else:
-        yield p + "ffn_gate.weight", (e, s.n_ff)
-        yield p + "ffn_up.weight", (e, s.n_ff)
-        yield p + "ffn_down.weight", (s.n_ff, e)
+        yield from _ffn(s, p)
+    if s.n_expert and s.attn_extras:  # gpt-oss: router and expert biases
+        x, f = s.n_expert, s.expert_ff
+        yield p + "ffn_gate_inp.bias", (x,)
+        yield p + "ffn_gate_exps.bias", (f, x)
+        yield p + "ffn_up_exps.bias", (f, x)
+        yield p + "ffn_down_exps.bias", (e, x)
     if s.post_norms:
         yield p + "post_ffw_norm.weight", (e,)
 
