@@ -128,15 +128,23 @@ def _partial(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware) -> Plac
         holders = [g for g, c in zip(budget.gpus, counts, strict=True) if c]
         return counts if all(m.total_bytes <= g.usable_bytes for m, g in zip(est.gpus, holders, strict=True)) else None
 
-    lo, hi = 0, spec.shape.n_layer  # all layers is not a partial offload
-    best: list[int] | None = None
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        found = gpu_split(mid)
-        if found:
-            lo, best = mid, found
-        else:
-            hi = mid
+    def largest(fits: Callable[[int], list[int] | None], hi: int) -> tuple[int, list[int] | None]:
+        """The largest k below `hi` that `fits` (binary search: fitting is monotonic in k)."""
+        lo, best = 0, None
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            found = fits(mid)
+            if found:
+                lo, best = mid, found
+            else:
+                hi = mid
+        return lo, best
+
+    # the layer costs alone bound the answer cheaply; the full estimate then confirms it (usually at once)
+    bound, _ = largest(lambda k: _distribute(spec, rt, budget.gpus, k), spec.shape.n_layer)
+    best = gpu_split(bound) if bound else None
+    if bound and best is None:
+        _, best = largest(gpu_split, bound)
     return _placement(spec, rt, budget, hw, best, "partial") if best else None
 
 

@@ -228,22 +228,31 @@ def _stays(p: Placement, base: Placement) -> bool:
 def _upgrade(
     model: CatalogModel, ladder: list[str], base: Placement, rt: Runtime, report: ProbeReport, req: PlanRequest
 ) -> tuple[str, Placement, list[str]]:
-    """Raise the quant as far as every layer stays where it was and the speed target still holds."""
-    notes: list[str] = []
+    """Raise the quant, one step up the ladder at a time, while every layer stays where it was and the speed
+    target still holds (a better quant is never smaller or faster: the first step that fails ends the climb);
+    the note says why the next step up was not taken."""
     target = speed_target(req, get_task(req.task))
-    for q in ladder[:-1]:
+    quant, placement = ladder[-1], base
+    for q in reversed(ladder[:-1]):
         p = _try(model, q, rt, report, req)
-        if isinstance(p, Shortfall):
-            notes.append(f"{q} would need {human(p.need_bytes)} on {p.device} ({human(p.have_bytes)} usable)")
-        elif not _stays(p, base):
-            moved = base.memory.gpu_layers - p.memory.gpu_layers
-            where = f"move {moved} layer(s) to the CPU" if p.memory.gpu_layers else "run on the CPU"
-            notes.append(f"{q} would {where}" if moved or p.kind != base.kind else f"{q} would split differently")
-        elif not _fast_enough(p, target):
-            notes.append(f"{q} would decode at ~{_tps(p):.0f} tok/s, below the {target:g} tok/s target")
-        else:
-            return q, p, notes
-    return ladder[-1], base, notes
+        why = _why_not_raised(q, p, base, target)
+        if why or not isinstance(p, Placement):
+            return quant, placement, [why]
+        quant, placement = q, p
+    return quant, placement, []
+
+
+def _why_not_raised(q: str, p: Placement | Shortfall, base: Placement, target: float) -> str:
+    """Why quant `q` cannot replace the base quant ("" when it can)."""
+    if isinstance(p, Shortfall):
+        return f"{q} would need {human(p.need_bytes)} on {p.device} ({human(p.have_bytes)} usable)"
+    if not _stays(p, base):
+        moved = base.memory.gpu_layers - p.memory.gpu_layers
+        where = f"move {moved} layer(s) to the CPU" if p.memory.gpu_layers else "run on the CPU"
+        return f"{q} would {where}" if moved or p.kind != base.kind else f"{q} would split differently"
+    if not _fast_enough(p, target):
+        return f"{q} would decode at ~{_tps(p):.0f} tok/s, below the {target:g} tok/s target"
+    return ""
 
 
 def _tps(p: Placement) -> float:

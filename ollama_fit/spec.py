@@ -134,14 +134,29 @@ class ModelSpec:
         return self.params - expert + expert * self.shape.n_expert_used // self.shape.n_expert
 
     @cached_property
-    def layer_read_ratio(self) -> float:
-        """Share of the repeating layers' bytes a token reads: all of it, less the experts it does not route to."""
-        total = sum(self.layer_bytes) or 1
-        if not self.shape.n_expert:
-            return 1.0
-        expert = sum(t.nbytes for t in self.tensors if "_exps" in t.name)
-        unused = expert * (1 - self.shape.n_expert_used / self.shape.n_expert)
-        return (total - unused) / total
+    def token_reads(self) -> tuple[tuple[tuple[str, int, int], ...], ...]:
+        """What one generated token reads, per repeating layer and then (index n_layer) of the output layer:
+        (ggml type, bytes, elements). A MoE layer reads only the share of its expert tensors the router sends
+        a token to; a tied output layer reads the whole embedding matrix; the input embedding is one row."""
+        s = self.shape
+        sums: list[dict[str, list[float]]] = [{} for _ in range(s.n_layer + 1)]
+
+        def add(index: int, t: Tensor, share: float) -> None:
+            entry = sums[index].setdefault(t.type, [0.0, 0.0])
+            entry[0] += t.nbytes * share
+            entry[1] += t.n_elements * share
+
+        routed = s.n_expert_used / s.n_expert if s.n_expert else 1.0
+        for t in self.tensors:
+            if t.layer is not None and t.layer < s.n_layer:
+                add(t.layer, t, routed if "_exps" in t.name else 1.0)
+            elif t.name.startswith("output"):
+                add(s.n_layer, t, 1.0)
+        if not any(t.name == "output.weight" for t in self.tensors):
+            for t in self.tensors:
+                if t.name == "token_embd.weight":
+                    add(s.n_layer, t, 1.0)
+        return tuple(tuple((k, int(v[0]), int(v[1])) for k, v in sorted(d.items())) for d in sums)
 
     @cached_property
     def token_embd_bytes(self) -> int:

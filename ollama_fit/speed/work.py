@@ -1,7 +1,7 @@
-"""What one token reads and computes on each device, from the tensor table and the layer split.
+"""What one token reads and computes on each device, from the spec's per-layer reads and the layer split.
 
 llama.cpp offloads the last layers and the output layer (its -ngl); the input embedding is one row per
-token and costs nothing. A MoE layer reads only the experts a token is routed to.
+token and costs nothing. A MoE layer reads only the experts a token is routed to (ModelSpec.token_reads).
 """
 
 from __future__ import annotations
@@ -9,38 +9,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ollama_fit.estimate import MemoryEstimate
-from ollama_fit.spec import ModelSpec, Tensor
+from ollama_fit.spec import ModelSpec
 from ollama_fit.speed.model import SpeedDevice, Stage
 
 
-def _routed_share(spec: ModelSpec, t: Tensor) -> float:
-    s = spec.shape
-    if s.n_expert and "_exps" in t.name:
-        return s.n_expert_used / s.n_expert
-    return 1.0
-
-
 def _weights(spec: ModelSpec, layers: range, with_output: bool) -> tuple[tuple[str, int, int], ...]:
-    by_type: dict[str, list[float]] = {}
-    for t in spec.tensors:
-        on = (t.layer is not None and t.layer in layers) or (with_output and t.layer is None and _is_output(t))
-        if not on:
-            continue
-        share = _routed_share(spec, t)
-        entry = by_type.setdefault(t.type, [0.0, 0.0])
-        entry[0] += t.nbytes * share
-        entry[1] += t.n_elements * share
-    if with_output and not any(t.name == "output.weight" for t in spec.tensors):
-        emb = next((t for t in spec.tensors if t.name == "token_embd.weight"), None)
-        if emb is not None:  # tied embeddings: the output layer reads the whole embedding matrix
-            entry = by_type.setdefault(emb.type, [0.0, 0.0])
-            entry[0] += emb.nbytes
-            entry[1] += emb.n_elements
-    return tuple((k, int(v[0]), int(v[1])) for k, v in sorted(by_type.items()))
-
-
-def _is_output(t: Tensor) -> bool:
-    return t.name.startswith("output")
+    reads = spec.token_reads
+    chosen = [*layers, spec.shape.n_layer] if with_output else list(layers)
+    by_type: dict[str, list[int]] = {}
+    for index in chosen:
+        for kind, size, elements in reads[index]:
+            entry = by_type.setdefault(kind, [0, 0])
+            entry[0] += size
+            entry[1] += elements
+    return tuple((k, v[0], v[1]) for k, v in sorted(by_type.items()))
 
 
 def stages(
