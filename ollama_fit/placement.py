@@ -79,17 +79,26 @@ def _fits(est: MemoryEstimate, gpus: Sequence[DeviceBudget], budget: Budget) -> 
     return host_need <= budget.host.usable_bytes
 
 
-def _distribute(spec: ModelSpec, rt: Runtime, gpus: Sequence[DeviceBudget], k: int) -> list[int] | None:
+def _layer_costs(spec: ModelSpec, rt: Runtime) -> list[int]:
+    """What each repeating layer takes on a GPU: weights, KV cache and recurrent state."""
+    return [
+        spec.layer_bytes[i] + layer_kv_bytes(spec, i, rt) + layer_state_bytes(spec, i, rt)
+        for i in range(spec.shape.n_layer)
+    ]
+
+
+def _distribute(
+    spec: ModelSpec, rt: Runtime, gpus: Sequence[DeviceBudget], k: int, costs: Sequence[int]
+) -> list[int] | None:
     """The last `k` layers over the GPUs in order, each filled to its budget (the output layer rides with
-    the last layer); None when they do not all find room."""
+    the last layer); None when they do not all find room. `costs`: _layer_costs, computed once."""
     n = spec.shape.n_layer
     holders = len(gpus) if k == n else 1
     fixed = GPU_OVERHEAD[rt.backend] + rt.extra_overhead + compute_bytes(spec, rt, gpus_holding_layers=holders)
     counts = [0] * len(gpus)
     d, used = 0, 0
     for i in range(n - k, n):
-        cost = spec.layer_bytes[i] + layer_kv_bytes(spec, i, rt) + layer_state_bytes(spec, i, rt)
-        cost += spec.output_bytes if i == n - 1 else 0
+        cost = costs[i] + (spec.output_bytes if i == n - 1 else 0)
         while d < len(gpus) and used + cost + fixed > gpus[d].usable_bytes:
             d, used = d + 1, 0
         if d == len(gpus):
@@ -120,8 +129,10 @@ def _partial(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware) -> Plac
     offloaded layers and the host's shrinks, so the largest count that fits the GPUs (a binary search) is
     the one to check against the host."""
 
+    costs = _layer_costs(spec, rt)
+
     def gpu_split(k: int) -> list[int] | None:
-        counts = _distribute(spec, rt, budget.gpus, k)
+        counts = _distribute(spec, rt, budget.gpus, k, costs)
         if counts is None:
             return None
         est = estimate(spec, rt, split=counts)
@@ -141,7 +152,7 @@ def _partial(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware) -> Plac
         return lo, best
 
     # the layer costs alone bound the answer cheaply; the full estimate then confirms it (usually at once)
-    bound, _ = largest(lambda k: _distribute(spec, rt, budget.gpus, k), spec.shape.n_layer)
+    bound, _ = largest(lambda k: _distribute(spec, rt, budget.gpus, k, costs), spec.shape.n_layer)
     best = gpu_split(bound) if bound else None
     if bound and best is None:
         _, best = largest(gpu_split, bound)
@@ -166,7 +177,7 @@ def place(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware) -> Placeme
             need = single.host_required_bytes + (single.device_bytes if budget.unified_memory else 0)
             shortfall = Shortfall(host.name, need, host.usable_bytes)
         if len(gpus) > 1:
-            counts = _distribute(spec, gpu_rt, gpus, spec.shape.n_layer)
+            counts = _distribute(spec, gpu_rt, gpus, spec.shape.n_layer, _layer_costs(spec, gpu_rt))
             found = _placement(spec, gpu_rt, budget, hw, counts, "multi-gpu") if counts else None
             if found and len(found.gpu_indices) > 1:
                 return found
