@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from plans import assert_fits, run, simulated
 
 from ollama_fit.catalog import catalog, find_model
 from ollama_fit.cli import cli
@@ -23,21 +24,7 @@ HERE = Hardware(gpus=(), ram_total_bytes=24 * GiB, ram_available_bytes=24 * GiB,
 
 
 def report(*gpus: str, vram: tuple[str, ...] = (), ram: str | None = None) -> ProbeReport:
-    hw = simulate(Simulation(gpus=gpus, vram=vram, ram=ram), lambda: HERE)
-    return ProbeReport(hw, budget(hw))
-
-
-def run(rep: ProbeReport, **kw):
-    return plan(rep, PlanRequest(**kw), catalog())
-
-
-def assert_fits(p) -> None:
-    mem = p.choice.placement.memory
-    budgets = {g.index: g for g in p.report.budget.gpus}
-    for dev, index in zip(mem.gpus, p.choice.placement.gpu_indices, strict=True):
-        assert dev.total_bytes <= budgets[index].usable_bytes
-    pool = mem.host_required_bytes + (mem.device_bytes if p.report.budget.unified_memory else 0)
-    assert pool <= p.report.budget.host.usable_bytes
+    return simulated(HERE, *gpus, vram=vram, ram=ram)
 
 
 def assert_user_would_run(p, target: float = 10) -> None:

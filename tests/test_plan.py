@@ -3,12 +3,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from plans import assert_fits, run, simulated
 
 from ollama_fit.catalog import catalog
 from ollama_fit.errors import InvalidInput, NothingFits, TaskRefused
-from ollama_fit.hardware.model import Cpu, Hardware, ProbeReport, budget
-from ollama_fit.hardware.simulate import Simulation, simulate
-from ollama_fit.plan import PlanRequest, plan
+from ollama_fit.hardware.model import Cpu, Hardware, ProbeReport
 from ollama_fit.tasks import meets
 
 GiB = 1024**3
@@ -18,26 +17,12 @@ HERE = Hardware(gpus=(), ram_total_bytes=64 * GiB, ram_available_bytes=64 * GiB,
 def report(*gpus: str, vram: tuple[str, ...] = (), ram: str | None = "64GiB") -> ProbeReport:
     if any(g.startswith("M") and "GB" in g for g in gpus):
         ram = None  # the Apple chip names its own memory
-    hw = simulate(Simulation(gpus=gpus, vram=vram, ram=ram), lambda: HERE)
-    return ProbeReport(hw, budget(hw))
-
-
-def run(rep: ProbeReport, **kw):
-    return plan(rep, PlanRequest(**kw), catalog())
-
-
-def fits(p) -> None:
-    """Every device of the pick stays inside its budget."""
-    mem = p.choice.placement.memory
-    budgets = {g.index: g for g in p.report.budget.gpus}
-    for dev, index in zip(mem.gpus, p.choice.placement.gpu_indices, strict=True):
-        assert dev.total_bytes <= budgets[index].usable_bytes
-    assert mem.host_required_bytes <= p.report.budget.host.usable_bytes
+    return simulated(HERE, *gpus, vram=vram, ram=ram)
 
 
 def test_largest_model_at_q4_k_m_beats_a_smaller_one_at_fp16():
     p = run(report("RTX 4090"))
-    fits(p)
+    assert_fits(p)
     assert p.choice.model.params_b >= 26.9
     assert meets(p.choice.quant, "Q4_K_M")
     assert p.choice.quant not in ("Q8_0", "F16")  # a 27B at FP16 would not fit: the larger model won
@@ -49,7 +34,7 @@ def test_largest_model_at_q4_k_m_beats_a_smaller_one_at_fp16():
 @pytest.mark.parametrize(("vram", "quant"), [("80GiB", "F16"), ("40GiB", "Q8_0"), ("24GiB", "Q6_K")])
 def test_quant_rises_as_far_as_the_budget_allows(vram, quant):
     p = run(report(vram=(vram,)), family="gemma3")
-    fits(p)
+    assert_fits(p)
     assert p.choice.model.id == "gemma3:27b"
     assert p.choice.quant == quant
 
@@ -114,7 +99,7 @@ def test_moe_ranks_by_effective_size_but_costs_total_memory():
 
 def test_multi_gpu_splits_a_70b_across_two_cards():
     p = run(report("2x RTX 3090"))
-    fits(p)
+    assert_fits(p)
     assert p.choice.model.params_b >= 70
     assert p.choice.placement.kind == "multi-gpu"
     assert p.choice.placement.gpu_indices == (0, 1)
@@ -128,7 +113,7 @@ def test_single_gpu_preferred_when_one_card_holds_the_model():
 
 def test_apple_budget_is_the_metal_limit_not_all_ram():
     p = run(report("M3 Max 128GB"), min_speed=0)
-    fits(p)
+    assert_fits(p)
     assert p.choice.placement.memory.device_bytes <= 95 * GiB
     assert p.choice.placement.on_gpu
     assert p.choice.model.params_b >= 70
@@ -167,7 +152,7 @@ def test_ctx_max_is_capped_at_the_trained_length():
 
 def test_ctx_max_grows_the_context_until_memory_runs_out():
     p = run(report("RTX 4090"), model="qwen3:8b", ctx=None, min_quant="Q8_0")
-    fits(p)
+    assert_fits(p)
     assert 8192 < p.choice.ctx <= 40960
 
 
