@@ -34,7 +34,7 @@ class CatalogModel:
     family: str
     shape: ModelShape
     params_b: float  # published total parameters (billions)
-    active_b: float  # published active parameters per token (MoE), else = params_b
+    active_b: float  # published active parameters per token (MoE) or effective size (Gemma E-models), else = params_b
     license: str
     capabilities: tuple[str, ...]
     priority: int
@@ -47,6 +47,10 @@ class CatalogModel:
     released: str = ""  # "YYYY-MM": when the weights were published
     superseded: bool = False  # an older generation of a family that has a current one (--model still plans it)
     ollama_name: str = ""  # the Ollama library tag for this model, where one exists ("qwen3:14b")
+    # a multimodal model whose published total counts encoders that ship apart (mmproj), not in the GGUF:
+    # encoders_b is their published size where the publisher gives one
+    multimodal: bool = False
+    encoders_b: float = 0.0
 
     @property
     def is_moe(self) -> bool:
@@ -55,8 +59,12 @@ class CatalogModel:
     @property
     def effective_b(self) -> float:
         """Size used for ranking: MoE models count as the geometric mean of active and total
-        parameters (the common dense-equivalent rule of thumb); their memory is still their total size."""
-        return math.sqrt(self.params_b * self.active_b) if self.is_moe else self.params_b
+        parameters (the common dense-equivalent rule of thumb); their memory is still their total size.
+        Gemma's E-models count at their published effective size: their per-layer embedding tables are
+        looked up one row per token, not computed."""
+        if self.is_moe:
+            return math.sqrt(self.params_b * self.active_b)
+        return min(self.params_b, self.active_b)
 
     def spec(self, quant: str) -> ModelSpec:
         found = self.exact_for(quant)
@@ -93,13 +101,17 @@ def _spec(shape: ModelShape, quant: str) -> ModelSpec:
 
 
 def _swa_layers(pattern: str | None, n_layer: int) -> tuple[bool, ...]:
+    """`swa_pattern`: "N:1" (N sliding-window layers, then one global: the config's `layer_types`),
+    "gemma3" (= "5:1"), or "even" (gpt-oss: even layers are sliding-window)."""
     if pattern is None:
         return ()
-    if pattern == "gemma3":  # five sliding-window layers, then one global
-        return tuple(i % 6 < 5 for i in range(n_layer))
-    if pattern == "even":  # gpt-oss: even layers are sliding-window
+    if pattern == "even":
         return tuple(i % 2 == 0 for i in range(n_layer))
-    raise ProfileError(f"catalog.toml: unknown swa_pattern {pattern!r}", hint="reinstall ollama-fit")
+    local, _, one = {"gemma3": "5:1"}.get(pattern, pattern).partition(":")
+    if not (local.isdigit() and one == "1" and int(local) > 0):
+        raise ProfileError(f"catalog.toml: unknown swa_pattern {pattern!r}", hint="reinstall ollama-fit")
+    period = int(local) + 1
+    return tuple(i % period < period - 1 for i in range(n_layer))
 
 
 # architectures whose GGUF marks recurrent layers with head_count_kv = 0 (the converter writes a per-layer array)
@@ -133,22 +145,41 @@ def _model(entry: dict[str, Any], i: int) -> CatalogModel:
         raise ProfileError(f"{where}: unknown arch {arch!r}")
     layers, head_dim = num("layers"), num("head_dim")
     recurrent = _recurrent_layers(entry, layers, where)
+    swa = _swa_layers(entry.get("swa_pattern"), layers)
     kv_heads = num("kv_heads")
     ssm_heads, ssm_state = num("ssm_heads", 0), num("ssm_state", 0)
+    n_ff = num("ffn", 0 if "experts" in entry else None)
+    # Gemma 4: `head_dim`/`kv_heads` are the sliding-window layers'; the global layers have their own
+    global_dim, global_kv = num("global_head_dim", 0), num("global_kv_heads", 0)
+    kv_shared = num("kv_shared_layers", 0)
+    if kv_shared >= layers:
+        raise ProfileError(f"{where}: kv_shared_layers {kv_shared} of {layers} layers")
+    ff_layers: tuple[int, ...] = ()
+    if entry.get("double_wide_ffn"):  # the layers that reuse a cache get twice the FFN (use_double_wide_mlp)
+        ff_layers = tuple(n_ff if i < layers - kv_shared else 2 * n_ff for i in range(layers))
+    per_layer_kv = [0 if r and arch in _NO_KV_WHEN_RECURRENT else kv_heads for r in recurrent or [False] * layers]
+    if global_kv:
+        per_layer_kv = [kv_heads if i < len(swa) and swa[i] else global_kv for i in range(layers)]
     shape = ModelShape(
         arch=arch,
         n_layer=layers,
         n_embd=num("embd"),
         n_head=num("heads"),
-        n_head_kv=tuple(0 if r and arch in _NO_KV_WHEN_RECURRENT else kv_heads for r in recurrent or [False] * layers),
-        key_length=head_dim,
-        value_length=head_dim,
-        n_ff=num("ffn", 0 if "experts" in entry else None),
+        n_head_kv=tuple(per_layer_kv),
+        key_length=global_dim or head_dim,
+        value_length=global_dim or head_dim,
+        swa_key_length=head_dim if global_dim else 0,
+        swa_value_length=head_dim if global_dim else 0,
+        kv_layers=layers - kv_shared if kv_shared else 0,
+        per_layer_embd=num("per_layer_embd", 0),
+        k_eq_v=bool(entry.get("k_eq_v", False)),
+        n_ff=max(ff_layers, default=n_ff),
+        ff_layers=ff_layers,
         n_vocab=num("vocab"),
         context_length=num("context"),
         tied_embeddings=bool(entry.get("tied", False)),
         sliding_window=num("sliding_window", 0),
-        swa_layers=_swa_layers(entry.get("swa_pattern"), layers),
+        swa_layers=swa,
         n_expert=num("experts", 0),
         n_expert_used=num("experts_used", 0),
         expert_ff=num("expert_ffn", 0),
@@ -188,6 +219,8 @@ def _model(entry: dict[str, Any], i: int) -> CatalogModel:
         released=str(entry.get("released", "")),
         superseded=bool(entry.get("superseded", False)),
         ollama_name=str(entry.get("ollama_name", "")),
+        multimodal=bool(entry.get("multimodal", False)),
+        encoders_b=float(entry.get("encoders_b", 0.0)),
     )
 
 

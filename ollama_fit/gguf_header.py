@@ -318,6 +318,9 @@ def read_local_header(path: Path) -> GGUFHeader:
 
 # ----- from header to ModelSpec -----
 
+# llama_model_llama4::load_arch_hparams: 3 of every 4 layers attend within 8192-token chunks; llama.cpp sizes
+# their cache like a sliding window's
+LLAMA4_CHUNK = 8192
 _SWA_PERIOD = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "gpt-oss": 2, "cohere2": 4, "llama4": 4}
 
 
@@ -356,7 +359,7 @@ def _vocab(h: GGUFHeader, tensors: tuple[Tensor, ...]) -> int:
 # state per sequence for the hybrid layers. Others get exact weights and a labelled conservative bound.
 STANDARD_ARCHES = frozenset(
     {
-        "llama", "mistral3", "qwen2", "qwen2moe", "qwen2vl", "qwen3", "qwen3moe", "qwen3vl", "qwen3vlmoe",
+        "llama", "llama4", "mistral3", "qwen2", "qwen2moe", "qwen2vl", "qwen3", "qwen3moe", "qwen3vl", "qwen3vlmoe",
         "gemma", "gemma2", "gemma3", "phi2", "phi3", "gpt-oss", "granite", "granitemoe", "deepseek2",
         "olmo2", "olmoe", "command-r", "cohere2", "starcoder2", "exaone", "exaone4", "glm4", "glm4moe",
         "smollm3", "ernie4_5", "ernie4_5-moe", "seed_oss", "stablelm", "internlm2", "minicpm", "apertus",
@@ -441,6 +444,9 @@ def spec_from_header(h: GGUFHeader, file_bytes: int | None = None, shards: int =
     skipped = tuple(t for t in tensors if t.layer is not None and t.layer >= n_layer and nextn)
     if skipped:
         tensors = tuple(t for t in tensors if t not in skipped)
+    window = int(h.arch("attention.sliding_window", 0) or 0)
+    if h.architecture == "llama4" and h.arch("attention.sliding_window") is None:
+        window = LLAMA4_CHUNK  # chunked attention unless the file turns it off (sliding_window = 0)
     lora = int(h.arch("attention.kv_lora_rank", 0) or 0)
     ff = h.arch("feed_forward_length", 0)
     ff_layers = _per_layer(ff, n_layer_all, 0)[:n_layer] if isinstance(ff, tuple) else ()
@@ -457,8 +463,8 @@ def spec_from_header(h: GGUFHeader, file_bytes: int | None = None, shards: int =
         n_vocab=_vocab(h, tensors),
         context_length=int(h.arch("context_length", 0) or 0),
         tied_embeddings=not any(t.name == "output.weight" for t in tensors),
-        sliding_window=int(h.arch("attention.sliding_window", 0) or 0),
-        swa_layers=_swa_layers(h, n_layer) if h.arch("attention.sliding_window") else (),
+        sliding_window=window,
+        swa_layers=_swa_layers(h, n_layer) if window else (),
         n_expert=int(h.arch("expert_count", 0) or 0),
         n_expert_used=int(h.arch("expert_used_count", 0) or 0),
         expert_ff=int(h.arch("expert_feed_forward_length", 0) or 0),

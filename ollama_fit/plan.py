@@ -28,6 +28,9 @@ from ollama_fit.units import human
 DEFAULT_CTX = 8192
 ALTERNATIVES = 3
 NEARLY = 1.5  # a wholly-on-GPU model beats a partly offloaded one at most this many times its size
+# ... and one at most twice its size when the partly offloaded pick is marginal: its speed range (where 90% of
+# measurements fall) reaches below the target, so it may well crawl where the resident one would not
+MARGINAL_NEARLY = 2.0
 SUPERSEDED_WEIGHT = 2 / 3  # an older generation of a family ranks as if this share of its size
 
 
@@ -298,16 +301,27 @@ def _first_fit(
     return None, [], misses
 
 
+def _gpu_first_window(chosen: Candidate, target: float) -> float:
+    speed = chosen.placement.speed
+    return MARGINAL_NEARLY if target and speed is not None and speed.low < target else NEARLY
+
+
 def _gpu_first(
-    chosen: Candidate, candidates: Sequence[CatalogModel], floor: str, req: PlanRequest, report: ProbeReport
+    chosen: Candidate,
+    candidates: Sequence[CatalogModel],
+    floor: str,
+    req: PlanRequest,
+    report: ProbeReport,
+    target: float,
 ) -> tuple[Candidate, list[str]] | None:
-    """A model wholly on the GPU(s) of nearly the same size (at least 1/NEARLY of the pick's) beats a
-    partly offloaded pick."""
+    """A model wholly on the GPU(s) of nearly the same size (at least 1/NEARLY of the pick's, 1/MARGINAL_NEARLY
+    where the pick is marginal) beats a partly offloaded pick."""
     if chosen.placement.on_gpu or not report.budget.gpus:
         return None
+    window = _gpu_first_window(chosen, target)
     start = candidates.index(chosen.model) + 1
     for model in candidates[start:]:
-        if rank_size(model) * NEARLY < rank_size(chosen.model):
+        if rank_size(model) * window < rank_size(chosen.model):
             return None
         outcome = evaluate(model, floor, req, report)
         if isinstance(outcome, tuple) and outcome[0].placement.on_gpu:
@@ -328,15 +342,17 @@ def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) 
     chosen, extra, misses = _first_fit(candidates, floor, req, report)
     if chosen is None:
         raise _nothing_fits(misses, report, req, target)
-    gpu_pick = _gpu_first(chosen, candidates, floor, req, report)
+    gpu_pick = _gpu_first(chosen, candidates, floor, req, report, target)
     gpu_note = ""
     displaced = None
     if gpu_pick:
         displaced = chosen
+        window = _gpu_first_window(chosen, target)
+        marginal = f", or {window:g}x when that one may fall below {target:g} tok/s" if window != NEARLY else ""
         gpu_note = (
             f"prefers {gpu_pick[0].model.name} wholly on the GPU to {chosen.model.name} "
             f"{KIND_TEXT[chosen.placement.kind]} (~{_tps(chosen.placement):.0f} tok/s): a model wholly on the GPU "
-            f"wins over one at most {NEARLY:g}x its size that is not"
+            f"wins over one at most {NEARLY:g}x its size that is not{marginal}"
         )
         chosen, extra = gpu_pick
     if req.ctx is None:

@@ -75,8 +75,13 @@ class ModelShape:
     swa_key_length: int = 0  # Gemma 4: head dims of the sliding-window layers (0: as the others)
     swa_value_length: int = 0
     per_layer_embd: int = 0  # Gemma 4 E-models: embedding_length_per_layer_input
+    k_eq_v: bool = False  # Gemma 4 26B/31B: full-attention layers have no V projection (V is K; still cached)
     # False for an architecture the estimator does not model: KV and state are then conservative bounds
     modelled: bool = True
+
+    def ff(self, layer: int) -> int:
+        """The layer's dense FFN width (Gemma 4 E2B: double-wide in the layers that reuse a cache)."""
+        return self.ff_layers[layer] if layer < len(self.ff_layers) else self.n_ff
 
     def kv_heads(self, layer: int) -> int:
         return self.n_head_kv[layer] if layer < len(self.n_head_kv) else self.n_head_kv[-1]
@@ -387,23 +392,39 @@ def _nemotron_h_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, .
 
 
 def _gemma4_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
-    """Gemma 4 (gemma4, dense): llama_model_gemma4::load_arch_tensors. Layers that reuse an earlier layer's
-    cache carry no K projection; sliding-window layers have their own head dim."""
+    """Gemma 4 (gemma4): llama_model_gemma4::load_arch_tensors, in conversion/gemma.py's order. Layers that
+    reuse an earlier layer's cache carry no K/V projection, full-attention layers of the k_eq_v models no V;
+    sliding-window layers have their own head dim; the MoE models run a dense FFN beside the experts."""
     e, p = s.n_embd, f"blk.{i}."
-    dk, dv = s.head_dims(i)
+    dk, _ = s.head_dims(i)
     hk = s.kv_heads(i)
     yield p + "attn_norm.weight", (e,)
     yield p + "attn_q.weight", (e, s.n_head * dk)
-    if not s.kv_layers or i < s.kv_layers:
+    if s.has_kv(i):
         yield p + "attn_k.weight", (e, hk * dk)
-        yield p + "attn_v.weight", (e, hk * dv)
+        if not (s.k_eq_v and not s.is_swa(i)):
+            yield p + "attn_v.weight", (e, hk * dk)
         yield p + "attn_k_norm.weight", (dk,)
     yield p + "attn_output.weight", (s.n_head * dk, e)
     yield p + "attn_q_norm.weight", (dk,)
     yield p + "post_attention_norm.weight", (e,)
+    yield p + "layer_output_scale.weight", (1,)
     yield p + "ffn_norm.weight", (e,)
-    yield from _ffn(s, p)
+    ff = s.ff(i)
+    yield p + "ffn_gate.weight", (e, ff)
+    yield p + "ffn_up.weight", (e, ff)
+    yield p + "ffn_down.weight", (ff, e)
     yield p + "post_ffw_norm.weight", (e,)
+    if s.n_expert:
+        x, f = s.n_expert, s.expert_ff
+        yield p + "ffn_gate_inp.weight", (e, x)
+        yield p + "ffn_gate_inp.scale", (e,)
+        yield p + "pre_ffw_norm_2.weight", (e,)
+        yield p + "post_ffw_norm_1.weight", (e,)
+        yield p + "post_ffw_norm_2.weight", (e,)
+        yield p + "ffn_gate_up_exps.weight", (e, 2 * f, x)
+        yield p + "ffn_down_exps.weight", (f, e, x)
+        yield p + "ffn_down_exps.scale", (x,)
     if s.per_layer_embd:
         yield p + "inp_gate.weight", (e, s.per_layer_embd)
         yield p + "proj.weight", (s.per_layer_embd, e)
@@ -413,7 +434,11 @@ def _gemma4_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]
 _LAYERS = {"qwen35": _delta_net_layer, "qwen35moe": _delta_net_layer, "qwen3next": _delta_net_layer}
 _LAYERS["granitehybrid"] = _mamba2_layer
 _LAYERS |= {"lfm2": _shortconv_layer, "nemotron_h": _nemotron_h_layer, "gemma4": _gemma4_layer}
-REBUILDABLE = frozenset({"llama", "qwen2", "qwen3", "qwen3moe", "gemma3", "phi3", "gpt-oss", *_LAYERS})
+# dense / MoE layer tables (_dense_layer): mistral3 is Ministral 3's llama layer; llama4's MoE layers add a
+# shared expert as wide as a routed one (llama_model_llama4::load_arch_tensors)
+REBUILDABLE = frozenset(
+    {"llama", "mistral3", "llama4", "qwen2", "qwen3", "qwen3moe", "gemma3", "phi3", "gpt-oss", *_LAYERS}
+)
 
 
 def _layer_tensors(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
@@ -423,6 +448,8 @@ def _layer_tensors(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]
 def tensor_shapes(s: ModelShape) -> Iterator[tuple[str, tuple[int, ...]]]:
     """The tensor table convert_hf_to_gguf.py writes for these shapes, in file order."""
     yield "token_embd.weight", (s.n_embd, s.n_vocab)
+    if s.arch == "llama4":
+        yield "rope_freqs.weight", (s.key_length // 2,)  # the converter's llama3 rope factors
     if s.arch == "gemma4":
         yield "rope_freqs.weight", (s.key_length // 2,)  # one table, shared by the full-attention layers
         if s.per_layer_embd:

@@ -39,7 +39,7 @@ def shape_from_config(config: dict[str, Any]) -> dict[str, Any]:
     experts = c.get("num_experts") or c.get("num_local_experts")
     if experts:
         out["experts"] = experts
-        out["experts_used"] = c.get("num_experts_per_tok") or c.get("experts_per_token")
+        out["experts_used"] = c.get("num_experts_per_tok") or c.get("experts_per_token") or c.get("top_k_experts")
         out["expert_ffn"] = c.get("moe_intermediate_size") or c["intermediate_size"]
     if c.get("intermediate_size") and not (experts and c.get("moe_intermediate_size")):
         out["ffn"] = c["intermediate_size"]
@@ -48,8 +48,52 @@ def shape_from_config(config: dict[str, Any]) -> dict[str, Any]:
         out["shared_ffn"] = shared
     if c.get("sliding_window") and c.get("layer_types") and not _hybrid(c):
         out["sliding_window"] = c["sliding_window"]
+        out |= swa_pattern(c["layer_types"])
     out |= hybrid_fields(c)
+    out |= gemma4_fields(c)
+    out |= llama4_fields(c)
     return out
+
+
+def swa_pattern(types: list[str]) -> dict[str, Any]:
+    """`layer_types` -> swa_pattern "N:1" when it repeats N sliding layers and one full one."""
+    if "full_attention" not in types:
+        return {}
+    period = types.index("full_attention") + 1
+    expected = ["sliding_attention"] * (period - 1) + ["full_attention"]
+    if all(t == expected[i % period] for i, t in enumerate(types)):
+        return {"swa_pattern": f"{period - 1}:1"}
+    return {}
+
+
+def gemma4_fields(c: dict[str, Any]) -> dict[str, Any]:
+    """Gemma 4's per-kind heads and dims, shared-cache layers, per-layer embeddings and K=V attention
+    (conversion/gemma.py's Gemma4Model reads the same keys)."""
+    if "num_kv_shared_layers" not in c:
+        return {}
+    out: dict[str, Any] = {"kv_shared_layers": c["num_kv_shared_layers"]}
+    if c.get("global_head_dim"):
+        out["global_head_dim"] = c["global_head_dim"]
+    if c.get("num_global_key_value_heads"):
+        out["global_kv_heads"] = c["num_global_key_value_heads"]
+    if c.get("hidden_size_per_layer_input"):
+        out["per_layer_embd"] = c["hidden_size_per_layer_input"]
+    if c.get("use_double_wide_mlp"):
+        out["double_wide_ffn"] = True
+    if c.get("attention_k_eq_v"):
+        out["k_eq_v"] = True
+    if c.get("enable_moe_block"):  # the dense MLP stays beside the experts
+        out["ffn"] = c["intermediate_size"]
+    return out
+
+
+def llama4_fields(c: dict[str, Any]) -> dict[str, Any]:
+    """Llama 4: intermediate_size is each expert's (and the shared expert's) width; intermediate_size_mlp the
+    dense layers', which the converter writes as feed_forward_length."""
+    if "intermediate_size_mlp" not in c:
+        return {}
+    expert = c["intermediate_size"]
+    return {"ffn": c["intermediate_size_mlp"], "expert_ffn": expert, "shared_ffn": expert}
 
 
 def _hybrid(c: dict[str, Any]) -> bool:

@@ -103,7 +103,17 @@ def test_gpu_first_prefers_a_wholly_resident_model_of_nearly_the_same_size():
     assert "1.5x" in note
     displaced = p.alternatives[0]
     assert displaced.placement.kind == "partial"
-    assert displaced.model.effective_b <= p.choice.model.effective_b * 1.5
+    # Ministral 3 14B partly offloaded at ~10 tok/s (a range reaching below the 10 tok/s target) is more than
+    # 1.5x the resident pick, but a marginal pick widens the window to 2x
+    assert displaced.placement.speed.low < 10
+    assert "2x when that one may fall below 10 tok/s" in note
+    assert displaced.model.effective_b <= p.choice.model.effective_b * 2
+
+
+def test_a_partly_offloaded_pick_that_clears_its_target_needs_more_than_nearly_the_size():
+    marginal = run(report("RTX 4060", ram="16GiB"), min_speed=5)  # the same 14B now clears the target widely
+    assert marginal.choice.placement.kind == "partial"
+    assert marginal.choice.model.effective_b > 1.5 * 8.95
 
 
 def test_a_raised_quant_never_moves_a_layer_to_the_cpu():
@@ -157,10 +167,11 @@ def test_list_takes_offline_and_all():
 
 
 def test_current_generation_beats_an_older_slightly_larger_one():
-    older = {"qwen3:32b"}  # 32.8B, ranked as 21.9B: below the current 27B
-    models = [replace(m, superseded=m.id in older) for m in catalog()]
+    # Qwen3 32B (32.8B, superseded: ranked as 21.9B) against the current Qwen3.5 27B; both fit a 4090
+    models = [m for m in catalog() if m.id in ("qwen3:32b", "qwen3.5:27b")]
+    assert [m.superseded for m in models] == [True, False]
     p = plan(report("RTX 4090", ram="64GiB"), PlanRequest(), models)
-    assert p.choice.model.id == "gemma3:27b"
+    assert p.choice.model.id == "qwen3.5:27b"
     assert any("older generation of a family ranks as 0.67 of its size" in r for r in p.reasons)
     pinned = plan(report("RTX 4090", ram="64GiB"), PlanRequest(model="qwen3:32b"), models)
     assert pinned.choice.model.id == "qwen3:32b"  # --model still plans it

@@ -316,3 +316,62 @@ def test_phi4_mini_config_gives_its_entry():
     fresh = refresh.shape_from_config(PHI4_MINI)
     assert fresh["head_dim"] == 128  # no head_dim in the config: hidden / heads
     assert refresh.differences(entries["phi4-mini:3.8b"], fresh) == {}
+
+
+# google/gemma-4-26B-A4B-it text_config (transformers' convert_gemma4_weights.py variant) and Llama 4 Scout's
+GEMMA4_26B = {
+    "text_config": {
+        "num_hidden_layers": 30,
+        "hidden_size": 2816,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 8,
+        "num_global_key_value_heads": 2,
+        "head_dim": 256,
+        "global_head_dim": 512,
+        "intermediate_size": 2112,
+        "vocab_size": 262144,
+        "sliding_window": 1024,
+        "layer_types": (["sliding_attention"] * 5 + ["full_attention"]) * 5,
+        "num_kv_shared_layers": 0,
+        "hidden_size_per_layer_input": 0,
+        "attention_k_eq_v": True,
+        "enable_moe_block": True,
+        "num_experts": 128,
+        "top_k_experts": 8,
+        "moe_intermediate_size": 704,
+        "tie_word_embeddings": True,
+    }
+}
+LLAMA4_SCOUT = {
+    "text_config": {
+        "num_hidden_layers": 48,
+        "hidden_size": 5120,
+        "num_attention_heads": 40,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "intermediate_size": 8192,
+        "intermediate_size_mlp": 16384,
+        "num_local_experts": 16,
+        "num_experts_per_tok": 1,
+        "vocab_size": 202048,
+        "tie_word_embeddings": False,
+    }
+}
+
+
+def test_shape_from_config_gemma4_and_llama4_match_the_catalog():
+    from ollama_fit.catalog import find_model
+
+    refresh = load()
+    gemma = refresh.shape_from_config(GEMMA4_26B)
+    assert gemma["swa_pattern"] == "5:1"
+    assert (gemma["global_kv_heads"], gemma["global_head_dim"], gemma["k_eq_v"]) == (2, 512, True)
+    assert (gemma["ffn"], gemma["expert_ffn"], gemma["experts_used"]) == (2112, 704, 8)
+    llama = refresh.shape_from_config(LLAMA4_SCOUT)
+    assert (llama["ffn"], llama["expert_ffn"], llama["shared_ffn"], llama["experts"]) == (16384, 8192, 8192, 16)
+    import tomllib
+
+    entries = {e["id"]: e for e in tomllib.loads((ROOT / "profiles" / "catalog.toml").read_text())["model"]}
+    for model_id, fresh in (("gemma4:26b", gemma), ("llama4:scout", llama)):
+        assert refresh.differences(entries[model_id], fresh) == {}
+        assert find_model(model_id).shape.arch in ("gemma4", "llama4")
