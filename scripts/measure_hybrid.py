@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Load sparse GGUFs of the hybrid architectures in the real llama.cpp (CPU) and record the buffers it logs.
 
-    python scripts/measure_hybrid.py [--runner server|lib] [OUT.jsonl]
-    (default OUT: tests/fixtures/hybrid-llama-cpu.jsonl; default runner: server when built, else lib)
+    python scripts/measure_hybrid.py [--runner server|lib] [--preset NAME ...] [--append] [OUT.jsonl]
+    (default OUT: tests/fixtures/hybrid-llama-cpu.jsonl, rewritten; default runner: server when built, else lib;
+    default presets: all of them; --preset measures only the named ones, --append adds their rows to OUT)
 
 The files are tests/hybrid_ggufs.py's presets (real tensor tables, zero data, Qwen3.5 files with their MTP
 block) written to a temporary folder. Each run: `llama-server -m FILE -c CTX*NP -np NP --no-kv-unified -ngl 0
@@ -41,7 +42,10 @@ RUNS = [
     (16384, 1, "on", "q8_0"),
     (16384, 2, "off", "f16"),
 ]
-PRESETS = ("qwen35", "qwen35moe", "qwen3next", "granitehybrid", "lfm2", "nemotron_h", "gemma4")
+PRESETS = (
+    "qwen35", "qwen35moe", "qwen3next", "granitehybrid", "lfm2", "nemotron_h", "gemma4",
+    "gemma4moe", "gemma4e2b", "llama4", "mistral3",
+)  # fmt: skip
 
 
 def default_binary() -> Path:
@@ -155,9 +159,9 @@ def measure(run: Any, runner: str, preset: str, quant: str, folder: Path) -> lis
                 "kv_type": kv,
                 "buffers": buffers,
                 "unused_tensors": len(re.findall(r"model has unused tensor", log)),
-                # every preset allocates a KV cache, and all but Gemma 4 a recurrent state
+                # every preset allocates a KV cache, and those with recurrent layers a recurrent state
                 "ok": any(b["kind"] == "KV" for b in buffers)
-                and (preset == "gemma4" or any(b["kind"] == "RS" for b in buffers)),
+                and (not any(SHAPES[preset].recurrent_layers) or any(b["kind"] == "RS" for b in buffers)),
             }
         )
         print(json.dumps(rows[-1]), file=sys.stderr)
@@ -167,9 +171,23 @@ def measure(run: Any, runner: str, preset: str, quant: str, folder: Path) -> lis
 
 def main() -> int:
     args = sys.argv[1:]
-    runner = "auto"
-    if args[:1] == ["--runner"]:
-        runner, args = args[1], args[2:]
+    runner, chosen, append = "auto", [], False
+    while args[:1] and args[0].startswith("--"):
+        if args[0] == "--append":
+            append, args = True, args[1:]
+        elif args[0] in ("--runner", "--preset") and len(args) > 1:
+            if args[0] == "--runner":
+                runner = args[1]
+            else:
+                chosen.append(args[1])
+            args = args[2:]
+        else:
+            print(f"unknown option {args[0]} (see the docstring)", file=sys.stderr)
+            return 2
+    unknown = [p for p in chosen if p not in PRESETS]
+    if unknown:
+        print(f"unknown preset(s) {unknown}; presets: {', '.join(PRESETS)}", file=sys.stderr)
+        return 2
     out = Path(args[0]) if args else ROOT / "tests" / "fixtures" / "hybrid-llama-cpu.jsonl"
     binary = default_binary()
     if runner == "auto":
@@ -192,10 +210,15 @@ def main() -> int:
             def run(path: Path, ctx: int, slots: int, fa: str, kv: str) -> str:
                 return run_server(binary, path, ctx, slots, fa, kv)
 
-        for preset in PRESETS:
+        for preset in chosen or PRESETS:
             rows += measure(run, "llama-server" if runner == "server" else "libllama", preset, "Q4_K_M", Path(tmp))
-    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return 0 if all(r["ok"] or r["preset"] == "gemma4" for r in rows) else 1
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    if append:
+        with out.open("a") as f:
+            f.write(text)
+    else:
+        out.write_text(text)
+    return 0 if all(r["ok"] for r in rows) else 1
 
 
 if __name__ == "__main__":

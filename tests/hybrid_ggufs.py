@@ -7,7 +7,9 @@ llama.cpp does not load by default.
 
 The presets keep each architecture's per-layer structure as published (hidden size, heads, head dims, SSM /
 convolution sizes, FFN widths: see profiles/catalog.toml for the sources) with fewer layers and a small
-vocabulary, so a file is a few hundred MB of sparse data that loads in seconds on a CPU.
+vocabulary, so a file is a few hundred MB (the MoE layers of gemma4moe / llama4: 3 / 5 GB) of sparse data that
+loads in seconds on a CPU. The non-hybrid presets at the end (Gemma 4's MoE and E2B layouts, Llama 4's chunked
+attention, Ministral 3) are checked against llama.cpp the same way.
 """
 
 from __future__ import annotations
@@ -153,6 +155,93 @@ GEMMA4 = ModelShape(
     kv_layers=4,
     per_layer_embd=256,
 )
+# Gemma 4 26B-A4B's layer layout (google/gemma-4-26B-A4B config.json: hidden 2816, 16 heads; sliding layers 8 KV
+# heads x 256, full layers 2 KV heads x 512 with attention_k_eq_v (no V projection: V is K, still cached); a dense
+# FFN of 2112 beside 128 experts of 704, 8 used; window 1024; 5 sliding : 1 full). 6 layers, all own a cache.
+GEMMA4_MOE = ModelShape(
+    arch="gemma4",
+    n_layer=6,
+    n_embd=2816,
+    n_head=16,
+    n_head_kv=(8, 8, 8, 8, 8, 2),
+    key_length=512,
+    value_length=512,
+    n_ff=2112,
+    n_vocab=4096,
+    context_length=262144,
+    tied_embeddings=True,
+    qk_norm=True,
+    sliding_window=1024,
+    swa_layers=(True, True, True, True, True, False),
+    swa_key_length=256,
+    swa_value_length=256,
+    n_expert=128,
+    n_expert_used=8,
+    expert_ff=704,
+    k_eq_v=True,
+)
+# Gemma 4 E2B's layer layout (google/gemma-4-E2B config.json: hidden 1536, 8 heads, 1 KV head, 256-dim sliding /
+# 512-dim full heads, FFN 6144 made double-wide (use_double_wide_mlp) in the layers reusing a cache, per-layer
+# embeddings of 256, window 512, 4 sliding : 1 full; of its 35 layers the last 20 reuse a cache). 10 layers, the
+# last 5 (a sliding and a full one among them) reuse the cache of layer 3 / 4.
+GEMMA4_E2B = ModelShape(
+    arch="gemma4",
+    n_layer=10,
+    n_embd=1536,
+    n_head=8,
+    n_head_kv=(1,) * 10,
+    key_length=512,
+    value_length=512,
+    n_ff=6144,
+    ff_layers=(6144,) * 5 + (12288,) * 5,
+    n_vocab=4096,
+    context_length=131072,
+    tied_embeddings=True,
+    qk_norm=True,
+    sliding_window=512,
+    swa_layers=_pattern(10, 5),
+    swa_key_length=256,
+    swa_value_length=256,
+    kv_layers=5,
+    per_layer_embd=256,
+)
+# Llama 4 Scout's layer (meta-llama/Llama-4-Scout-17B-16E config.json: hidden 5120, 40 heads, 8 KV heads x 128,
+# every layer MoE (interleave_moe_layer_step 1) with 16 experts of 8192, 1 used, and a shared expert as wide;
+# intermediate_size_mlp 16384 is written as feed_forward_length though no layer has a dense FFN). No
+# attention.sliding_window key, as the converter writes it: llama.cpp then attends within 8192-token chunks in 3
+# of every 4 layers. 4 layers (3 chunked, 1 full).
+LLAMA4 = ModelShape(
+    arch="llama4",
+    n_layer=4,
+    n_embd=5120,
+    n_head=40,
+    n_head_kv=(8,) * 4,
+    key_length=128,
+    value_length=128,
+    n_ff=16384,
+    n_vocab=4096,
+    context_length=10485760,
+    n_expert=16,
+    n_expert_used=1,
+    expert_ff=8192,
+    shared_ff=8192,
+)
+# Ministral 3 3B's layer (mistralai/Ministral-3-3B-Instruct-2512 config.json: hidden 3072, 32 heads, 8 KV heads x
+# 128, FFN 9216, tied embeddings; yarn rope (factor 16 over 16384) and llama_4_scaling_beta 0.1, written as the
+# converter does). 3 layers.
+MISTRAL3 = ModelShape(
+    arch="mistral3",
+    n_layer=3,
+    n_embd=3072,
+    n_head=32,
+    n_head_kv=(8,) * 3,
+    key_length=128,
+    value_length=128,
+    n_ff=9216,
+    n_vocab=4096,
+    context_length=262144,
+    tied_embeddings=True,
+)
 PRESETS = {
     "qwen35": QWEN35,
     "qwen35moe": QWEN35MOE,
@@ -161,6 +250,10 @@ PRESETS = {
     "lfm2": LFM2,
     "nemotron_h": NEMOTRON_H,
     "gemma4": GEMMA4,
+    "gemma4moe": GEMMA4_MOE,
+    "gemma4e2b": GEMMA4_E2B,
+    "llama4": LLAMA4,
+    "mistral3": MISTRAL3,
 }
 
 
@@ -190,7 +283,8 @@ def _keys(w: gguf.GGUFWriter, s: ModelShape, n_blocks: int, nextn: int) -> None:
     else:
         w.add_uint32(f"{a}.feed_forward_length", s.n_ff)
     w.add_uint32(f"{a}.attention.head_count", s.n_head)
-    if a in ("granitehybrid", "lfm2", "nemotron_h"):  # per-layer: 0 marks the layers without attention
+    # per-layer: 0 marks the layers without attention; Gemma 4's converter writes sliding / full KV heads per layer
+    if a in ("granitehybrid", "lfm2", "nemotron_h") or (a == "gemma4" and len(set(s.n_head_kv)) > 1):
         w.add_array(f"{a}.attention.head_count_kv", [int(k) for k in s.n_head_kv])
     else:
         w.add_uint32(f"{a}.attention.head_count_kv", s.n_head_kv[0])
@@ -216,17 +310,30 @@ def _keys(w: gguf.GGUFWriter, s: ModelShape, n_blocks: int, nextn: int) -> None:
         w.add_uint32(f"{a}.expert_count", s.n_expert)
         w.add_uint32(f"{a}.expert_used_count", s.n_expert_used)
         w.add_uint32(f"{a}.expert_feed_forward_length", s.expert_ff)
-        if s.shared_ff:
+        if s.shared_ff and a != "llama4":  # llama4: the shared expert is as wide as a routed one (no key)
             w.add_uint32(f"{a}.expert_shared_feed_forward_length", s.shared_ff)
+    if a == "llama4":  # no attention.sliding_window: chunked attention (conversion/llama.py's Llama4Model)
+        w.add_uint32(f"{a}.interleave_moe_layer_step", 1)
+    if a == "mistral3":  # conversion/mistral3.py's Ministral3Model: yarn and the llama-4 attention scaling
+        w.add_string(f"{a}.rope.scaling.type", "yarn")
+        w.add_float32(f"{a}.rope.scaling.factor", 16.0)
+        w.add_uint32(f"{a}.rope.scaling.original_context_length", 16384)
+        w.add_float32(f"{a}.rope.scaling.yarn_beta_fast", 32.0)
+        w.add_float32(f"{a}.rope.scaling.yarn_beta_slow", 1.0)
+        w.add_float32(f"{a}.rope.scaling.yarn_log_multiplier", 1.0)
+        w.add_float32(f"{a}.attention.temperature_scale", 0.1)
     if nextn:
         w.add_uint32(f"{a}.nextn_predict_layers", nextn)
     if a == "gemma4":
         w.add_uint32(f"{a}.attention.sliding_window", s.sliding_window)
         w.add_array(f"{a}.attention.sliding_window_pattern", [bool(v) for v in s.swa_layers])
-        w.add_uint32(f"{a}.attention.shared_kv_layers", s.n_layer - s.kv_layers)
+        w.add_uint32(f"{a}.attention.shared_kv_layers", s.n_layer - s.kv_layers if s.kv_layers else 0)
         w.add_uint32(f"{a}.attention.key_length_swa", s.swa_key_length)
         w.add_uint32(f"{a}.attention.value_length_swa", s.swa_value_length)
         w.add_uint32(f"{a}.embedding_length_per_layer_input", s.per_layer_embd)
+        if s != GEMMA4:  # conversion/gemma.py's rope dims (GEMMA4's rows were measured before, without them)
+            w.add_uint32(f"{a}.rope.dimension_count", s.key_length)
+            w.add_uint32(f"{a}.rope.dimension_count_swa", s.swa_key_length)
 
 
 def write_hybrid(path: Path, shape: ModelShape, quant: str, *, mtp: bool = False) -> Path:

@@ -83,13 +83,14 @@ def _measure_module():
     return module
 
 
-@pytest.mark.parametrize("runner", ["server", "lib"])
-def test_real_llama_cpp_when_present(runner, tmp_path):
-    """One live load (LFM2 preset, 3 slots) in this machine's llama.cpp build, when it is there."""
+@pytest.mark.parametrize(("runner", "preset"), [("server", "lfm2"), ("lib", "lfm2"), ("server", "gemma4e2b")])
+def test_real_llama_cpp_when_present(runner, preset, tmp_path):
+    """One live load (3 slots) in this machine's llama.cpp build, when it is there: the LFM2 preset through each
+    runner, and Gemma 4 E2B's layout (shared caches, sliding / full head dims, double-wide FFN) through the server."""
     measure = _measure_module()
     if os.environ.get("OLLAMA_FIT_SKIP_REAL_LLAMA"):
         pytest.skip("OLLAMA_FIT_SKIP_REAL_LLAMA is set")
-    path = write_hybrid(tmp_path / "lfm2.gguf", PRESETS["lfm2"], "Q4_K_M")
+    path = write_hybrid(tmp_path / f"{preset}.gguf", PRESETS[preset], "Q4_K_M")
     if runner == "server":
         binary = measure.default_binary()
         if not binary.exists():
