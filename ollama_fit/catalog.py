@@ -132,6 +132,17 @@ def _recurrent_layers(entry: dict[str, Any], n_layer: int, where: str) -> tuple[
     return ()
 
 
+def _nemotron_layout(entry: dict[str, Any], n_layer: int, where: str) -> tuple[tuple[bool, ...], tuple[int, ...]]:
+    """Nemotron-H's `layer_pattern` (the config's hybrid_override_pattern): M = Mamba-2, * = attention,
+    - = FFN, E = MoE. Returns the recurrent layers and the per-layer FFN widths the converter writes
+    (feed_forward_length: the FFN's or an expert's width, 0 for Mamba and attention layers)."""
+    pattern = str(entry["layer_pattern"])
+    if len(pattern) != n_layer or not set(pattern) <= set("M*-E"):
+        raise ProfileError(f"{where}: layer_pattern must give one of M * - E for each of {n_layer} layers")
+    width = {"-": int(entry.get("ffn", 0)), "E": int(entry.get("expert_ffn", 0))}
+    return tuple(c == "M" for c in pattern), tuple(width.get(c, 0) for c in pattern)
+
+
 def _model(entry: dict[str, Any], i: int) -> CatalogModel:
     where = f"catalog.toml model[{i}] ({entry.get('id', '?')})"
 
@@ -155,9 +166,14 @@ def _model(entry: dict[str, Any], i: int) -> CatalogModel:
     if kv_shared >= layers:
         raise ProfileError(f"{where}: kv_shared_layers {kv_shared} of {layers} layers")
     ff_layers: tuple[int, ...] = ()
+    if "layer_pattern" in entry:
+        recurrent, ff_layers = _nemotron_layout(entry, layers, where)
+        n_ff = max(ff_layers)
     if entry.get("double_wide_ffn"):  # the layers that reuse a cache get twice the FFN (use_double_wide_mlp)
         ff_layers = tuple(n_ff if i < layers - kv_shared else 2 * n_ff for i in range(layers))
     per_layer_kv = [0 if r and arch in _NO_KV_WHEN_RECURRENT else kv_heads for r in recurrent or [False] * layers]
+    if ff_layers and "layer_pattern" in entry:  # Nemotron-H: only the attention layers have KV heads
+        per_layer_kv = [0 if r or f else kv_heads for r, f in zip(recurrent, ff_layers, strict=True)]
     if global_kv:
         per_layer_kv = [kv_heads if i < len(swa) and swa[i] else global_kv for i in range(layers)]
     shape = ModelShape(

@@ -176,7 +176,10 @@ def rank_candidates(task: Task, req: PlanRequest, models: Sequence[CatalogModel]
             f"no {task.capability} model{pinned} in the {what} for the {task.name} task",
             hint="`ollama-fit list` shows the models and what each is good for",
         )
-    return sorted(chosen, key=lambda m: (-round(rank_size(m), 1), -m.priority, m.id))
+    ordered = sorted(chosen, key=lambda m: m.id)
+    ordered.sort(key=lambda m: m.released, reverse=True)  # among equals, the newer release first
+    ordered.sort(key=lambda m: (-round(rank_size(m), 1), -m.priority))
+    return ordered
 
 
 def speed_target(req: PlanRequest, task: Task) -> float:

@@ -378,14 +378,24 @@ def _mamba2_mixer(s: ModelShape, p: str) -> Iterator[tuple[str, tuple[int, ...]]
 
 
 def _nemotron_h_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
-    """Nemotron-H (nemotron_h, dense): each layer is a Mamba-2 mixer, an attention block or a (ReLU^2) FFN."""
+    """Nemotron-H (nemotron_h, nemotron_h_moe: llama_model_nemotron_h::load_arch_tensors): each layer is a
+    Mamba-2 mixer, an attention block, or a (ReLU^2, gateless) FFN; in the MoE models a routed MoE with a
+    selection bias and a shared expert."""
     e, p = s.n_embd, f"blk.{i}."
     yield p + "attn_norm.weight", (e,)
-    ff = s.ff_layers[i] if i < len(s.ff_layers) else s.n_ff
+    ff = s.ff(i)
     if s.is_recurrent(i):
         yield from _mamba2_mixer(s, p)
     elif ff == 0:
         yield from _attention(s, i, p)
+    elif s.n_expert:
+        x = s.n_expert
+        yield p + "ffn_gate_inp.weight", (e, x)
+        yield p + "exp_probs_b.bias", (x,)
+        yield p + "ffn_down_exps.weight", (ff, e, x)
+        yield p + "ffn_up_exps.weight", (e, ff, x)
+        yield p + "ffn_down_shexp.weight", (s.shared_ff, e)
+        yield p + "ffn_up_shexp.weight", (e, s.shared_ff)
     else:
         yield p + "ffn_down.weight", (ff, e)
         yield p + "ffn_up.weight", (e, ff)
@@ -433,7 +443,8 @@ def _gemma4_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]
 
 _LAYERS = {"qwen35": _delta_net_layer, "qwen35moe": _delta_net_layer, "qwen3next": _delta_net_layer}
 _LAYERS["granitehybrid"] = _mamba2_layer
-_LAYERS |= {"lfm2": _shortconv_layer, "nemotron_h": _nemotron_h_layer, "gemma4": _gemma4_layer}
+_LAYERS |= {"lfm2": _shortconv_layer, "nemotron_h": _nemotron_h_layer, "nemotron_h_moe": _nemotron_h_layer}
+_LAYERS["gemma4"] = _gemma4_layer
 # dense / MoE layer tables (_dense_layer): mistral3 is Ministral 3's llama layer; llama4's MoE layers add a
 # shared expert as wide as a routed one (llama_model_llama4::load_arch_tensors)
 REBUILDABLE = frozenset(

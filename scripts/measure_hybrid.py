@@ -44,7 +44,7 @@ RUNS = [
 ]
 PRESETS = (
     "qwen35", "qwen35moe", "qwen3next", "granitehybrid", "lfm2", "nemotron_h", "gemma4",
-    "gemma4moe", "gemma4e2b", "llama4", "mistral3",
+    "gemma4moe", "gemma4e2b", "llama4", "mistral3", "nemotron_h_moe",
 )  # fmt: skip
 
 

@@ -36,14 +36,15 @@ def shape_from_config(config: dict[str, Any]) -> dict[str, Any]:
     tied = config.get("tie_word_embeddings", c.get("tie_word_embeddings"))
     if tied is not None:  # absent: the architecture's default, which the catalog records by hand
         out["tied"] = bool(tied)
-    experts = c.get("num_experts") or c.get("num_local_experts")
+    experts = c.get("num_experts") or c.get("num_local_experts") or c.get("n_routed_experts")
     if experts:
         out["experts"] = experts
         out["experts_used"] = c.get("num_experts_per_tok") or c.get("experts_per_token") or c.get("top_k_experts")
         out["expert_ffn"] = c.get("moe_intermediate_size") or c["intermediate_size"]
     if c.get("intermediate_size") and not (experts and c.get("moe_intermediate_size")):
         out["ffn"] = c["intermediate_size"]
-    shared = c.get("shared_expert_intermediate_size") or c.get("shared_intermediate_size")
+    shared_keys = ("shared_expert_intermediate_size", "shared_intermediate_size", "moe_shared_expert_intermediate_size")
+    shared = next((c[k] for k in shared_keys if c.get(k)), None)
     if experts and shared:
         out["shared_ffn"] = shared
     if c.get("sliding_window") and c.get("layer_types") and not _hybrid(c):
@@ -98,7 +99,8 @@ def llama4_fields(c: dict[str, Any]) -> dict[str, Any]:
 
 def _hybrid(c: dict[str, Any]) -> bool:
     kinds = set(c.get("layer_types") or [])
-    return bool(kinds & {"linear_attention", "mamba", "conv"}) or "full_attn_idxs" in c
+    hybrid_keys = ("full_attn_idxs", "hybrid_override_pattern")
+    return bool(kinds & {"linear_attention", "mamba", "conv"}) or any(k in c for k in hybrid_keys)
 
 
 def hybrid_fields(c: dict[str, Any]) -> dict[str, Any]:
@@ -124,6 +126,15 @@ def hybrid_fields(c: dict[str, Any]) -> dict[str, Any]:
             "ssm_groups": c["mamba_n_groups"],
             "ssm_heads": c["mamba_n_heads"],
             "ssm_inner": c["mamba_expand"] * c["hidden_size"],
+        }
+    elif "hybrid_override_pattern" in c:  # Nemotron-H (conversion/nemotron.py: inner = heads x head dim)
+        out |= {
+            "layer_pattern": c["hybrid_override_pattern"],
+            "ssm_conv": c["conv_kernel"],
+            "ssm_state": c["ssm_state_size"],
+            "ssm_groups": c["n_groups"],
+            "ssm_heads": c["mamba_num_heads"],
+            "ssm_inner": c["mamba_num_heads"] * c["mamba_head_dim"],
         }
     elif "conv_L_cache" in c:  # LFM2
         idx = c.get("full_attn_idxs") or [i for i, t in enumerate(types) if t == "full_attention"]

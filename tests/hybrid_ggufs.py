@@ -242,6 +242,33 @@ MISTRAL3 = ModelShape(
     context_length=262144,
     tied_embeddings=True,
 )
+# Nemotron 3 Nano 30B-A3B's layer kinds and sizes (nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16 config.json:
+# hidden 2688, 32 heads, 2 KV heads x 128, Mamba-2 64 heads x 64 (inner 4096), state 128, 8 groups, conv 4,
+# 128 routed experts of 1856 (6 used, gateless ReLU^2) and a shared expert of 3712) in the order of its
+# hybrid_override_pattern's start, "MEM*EM". 6 layers.
+NEMOTRON_H_MOE = ModelShape(
+    arch="nemotron_h_moe",
+    n_layer=6,
+    n_embd=2688,
+    n_head=32,
+    n_head_kv=(0, 0, 0, 2, 0, 0),
+    key_length=128,
+    value_length=128,
+    n_ff=1856,
+    ff_layers=(0, 1856, 0, 0, 1856, 0),
+    n_vocab=4096,
+    context_length=262144,
+    n_expert=128,
+    n_expert_used=6,
+    expert_ff=1856,
+    shared_ff=3712,
+    recurrent_layers=(True, False, True, False, False, True),
+    ssm_conv=4,
+    ssm_inner=4096,
+    ssm_state=128,
+    ssm_groups=8,
+    ssm_heads=64,
+)
 PRESETS = {
     "qwen35": QWEN35,
     "qwen35moe": QWEN35MOE,
@@ -249,6 +276,7 @@ PRESETS = {
     "granitehybrid": GRANITE_H,
     "lfm2": LFM2,
     "nemotron_h": NEMOTRON_H,
+    "nemotron_h_moe": NEMOTRON_H_MOE,
     "gemma4": GEMMA4,
     "gemma4moe": GEMMA4_MOE,
     "gemma4e2b": GEMMA4_E2B,
@@ -284,7 +312,7 @@ def _keys(w: gguf.GGUFWriter, s: ModelShape, n_blocks: int, nextn: int) -> None:
         w.add_uint32(f"{a}.feed_forward_length", s.n_ff)
     w.add_uint32(f"{a}.attention.head_count", s.n_head)
     # per-layer: 0 marks the layers without attention; Gemma 4's converter writes sliding / full KV heads per layer
-    if a in ("granitehybrid", "lfm2", "nemotron_h") or (a == "gemma4" and len(set(s.n_head_kv)) > 1):
+    if a in ("granitehybrid", "lfm2", "nemotron_h", "nemotron_h_moe") or (a == "gemma4" and len(set(s.n_head_kv)) > 1):
         w.add_array(f"{a}.attention.head_count_kv", [int(k) for k in s.n_head_kv])
     else:
         w.add_uint32(f"{a}.attention.head_count_kv", s.n_head_kv[0])
@@ -312,6 +340,11 @@ def _keys(w: gguf.GGUFWriter, s: ModelShape, n_blocks: int, nextn: int) -> None:
         w.add_uint32(f"{a}.expert_feed_forward_length", s.expert_ff)
         if s.shared_ff and a != "llama4":  # llama4: the shared expert is as wide as a routed one (no key)
             w.add_uint32(f"{a}.expert_shared_feed_forward_length", s.shared_ff)
+        if a == "nemotron_h_moe":  # conversion/nemotron.py's NemotronHModel (MoE)
+            w.add_uint32(f"{a}.expert_shared_count", 1)
+            w.add_bool(f"{a}.expert_weights_norm", True)
+            w.add_float32(f"{a}.expert_weights_scale", 2.5)
+            w.add_uint32(f"{a}.expert_group_count", 1)
     if a == "llama4":  # no attention.sliding_window: chunked attention (conversion/llama.py's Llama4Model)
         w.add_uint32(f"{a}.interleave_moe_layer_step", 1)
     if a == "mistral3":  # conversion/mistral3.py's Ministral3Model: yarn and the llama-4 attention scaling

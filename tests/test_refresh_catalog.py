@@ -375,3 +375,37 @@ def test_shape_from_config_gemma4_and_llama4_match_the_catalog():
     for model_id, fresh in (("gemma4:26b", gemma), ("llama4:scout", llama)):
         assert refresh.differences(entries[model_id], fresh) == {}
         assert find_model(model_id).shape.arch in ("gemma4", "llama4")
+
+
+# nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16 config.json, trimmed
+NEMOTRON3_NANO = {
+    "num_hidden_layers": 52,
+    "hidden_size": 2688,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 2,
+    "head_dim": 128,
+    "intermediate_size": 1856,
+    "vocab_size": 131072,
+    "tie_word_embeddings": False,
+    "hybrid_override_pattern": "MEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEMEM*EMEMEMEME",
+    "mamba_num_heads": 64,
+    "mamba_head_dim": 64,
+    "ssm_state_size": 128,
+    "n_groups": 8,
+    "conv_kernel": 4,
+    "n_routed_experts": 128,
+    "num_experts_per_tok": 6,
+    "moe_intermediate_size": 1856,
+    "moe_shared_expert_intermediate_size": 3712,
+}
+
+
+def test_shape_from_config_nemotron_h_moe_matches_the_catalog():
+    import tomllib
+
+    refresh = load()
+    fresh = refresh.shape_from_config(NEMOTRON3_NANO)
+    assert (fresh["ssm_inner"], fresh["experts"], fresh["shared_ffn"]) == (4096, 128, 3712)
+    assert "ffn" not in fresh  # no dense FFN layers: every E layer is MoE
+    entries = {e["id"]: e for e in tomllib.loads((ROOT / "profiles" / "catalog.toml").read_text())["model"]}
+    assert refresh.differences(entries["nemotron-3-nano:30b"], fresh) == {}

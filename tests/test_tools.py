@@ -58,7 +58,7 @@ def test_list_catalog_for_a_simulated_card():
     fitting = [r for r in rows if r["fits"]]
     assert fitting
     # the largest coding model of the current generation that fits (older generations rank at 2/3 their size)
-    assert fitting[0]["model"]["id"] == "qwen2.5-coder:32b"
+    assert fitting[0]["model"]["id"] == "gemma4:31b"
     assert all(r["device_bytes"] <= 23 * GiB for r in fitting if r["where"] == "gpu")
     assert all(r["why_not"] for r in rows if not r["fits"])
     table = run("list", "--family", "gemma3", "--vram", "8GiB").stdout
