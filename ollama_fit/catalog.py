@@ -51,6 +51,9 @@ class CatalogModel:
     # encoders_b is their published size where the publisher gives one
     multimodal: bool = False
     encoders_b: float = 0.0
+    # the size the publisher's own comparisons place the model at, where the rules above would rank it far
+    # higher (Llama 4 Scout: 43B by its MoE size, compared by Meta with ~27B models); catalog.toml cites it
+    rank_b: float = 0.0
 
     @property
     def is_moe(self) -> bool:
@@ -62,9 +65,12 @@ class CatalogModel:
         parameters (the common dense-equivalent rule of thumb); their memory is still their total size.
         Gemma's E-models count at their published effective size: their per-layer embedding tables are
         looked up one row per token, not computed."""
+        if self.rank_b:
+            return self.rank_b
+        total = self.params_b - self.encoders_b  # what the GGUF holds
         if self.is_moe:
-            return math.sqrt(self.params_b * self.active_b)
-        return min(self.params_b, self.active_b)
+            return math.sqrt(total * self.active_b)
+        return min(total, self.active_b)
 
     def spec(self, quant: str) -> ModelSpec:
         found = self.exact_for(quant)
@@ -237,6 +243,7 @@ def _model(entry: dict[str, Any], i: int) -> CatalogModel:
         ollama_name=str(entry.get("ollama_name", "")),
         multimodal=bool(entry.get("multimodal", False)),
         encoders_b=float(entry.get("encoders_b", 0.0)),
+        rank_b=float(entry.get("rank_b", 0.0)),
     )
 
 

@@ -445,8 +445,8 @@ def spec_from_header(h: GGUFHeader, file_bytes: int | None = None, shards: int =
     if skipped:
         tensors = tuple(t for t in tensors if t not in skipped)
     window = int(h.arch("attention.sliding_window", 0) or 0)
-    if h.architecture == "llama4" and h.arch("attention.sliding_window") is None:
-        window = LLAMA4_CHUNK  # chunked attention unless the file turns it off (sliding_window = 0)
+    if h.architecture == "llama4" and h.arch("attention.sliding_window") != 0:
+        window = LLAMA4_CHUNK  # chunked attention of 8192 whatever the key says, unless it is 0 (turned off)
     lora = int(h.arch("attention.kv_lora_rank", 0) or 0)
     ff = h.arch("feed_forward_length", 0)
     ff_layers = _per_layer(ff, n_layer_all, 0)[:n_layer] if isinstance(ff, tuple) else ()

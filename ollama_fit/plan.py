@@ -234,9 +234,9 @@ def _stays(p: Placement, base: Placement) -> bool:
 def _upgrade(
     model: CatalogModel, ladder: list[str], base: Placement, rt: Runtime, report: ProbeReport, req: PlanRequest
 ) -> tuple[str, Placement, list[str]]:
-    """Raise the quant, one step up the ladder at a time, while every layer stays where it was and the speed
-    target still holds (a better quant is never smaller or faster: the first step that fails ends the climb);
-    the note says why the next step up was not taken."""
+    """Raise the quant, one step up the ladder at a time, while every layer stays where it was and the whole
+    speed range stays above the target (a better quant is never smaller or faster: the first step that fails
+    ends the climb); the note says why the next step up was not taken."""
     target = speed_target(req, get_task(req.task))
     quant, placement = ladder[-1], base
     for q in reversed(ladder[:-1]):
@@ -256,9 +256,15 @@ def _why_not_raised(q: str, p: Placement | Shortfall, base: Placement, target: f
         moved = base.memory.gpu_layers - p.memory.gpu_layers
         where = f"move {moved} layer(s) to the CPU" if p.memory.gpu_layers else "run on the CPU"
         return f"{q} would {where}" if moved or p.kind != base.kind else f"{q} would split differently"
-    if not _fast_enough(p, target):
-        return f"{q} would decode at ~{_tps(p):.0f} tok/s, below the {target:g} tok/s target"
+    if not _clears(p, target):  # a raise must not make the pick marginal: its whole range above the target
+        span = f" ({p.speed.low:.0f}-{p.speed.high:.0f})" if p.speed else ""
+        return f"{q} would decode at ~{_tps(p):.0f} tok/s{span}, which may fall below the {target:g} tok/s target"
     return ""
+
+
+def _clears(p: Placement, target: float) -> bool:
+    """The speed range's low end (most real runs are faster) reaches the target."""
+    return target <= 0 or p.speed is None or p.speed.low >= target
 
 
 def _tps(p: Placement) -> float:
@@ -441,13 +447,18 @@ def _explain(
 ) -> list[str]:
     out = []
     rule = "MoE ranked by sqrt(active x total parameters)" if c.model.is_moe else "largest model first"
+    if c.model.rank_b:
+        rule = "ranked where its publisher compares it"
     speed = f" at ~{_tps(c.placement):.0f} tok/s" if c.placement.speed else ""
     out.append(
         f"picked {c.model.name} ({c.model.effective_b:.1f}B effective; {rule}): the largest that fits "
         f"{KIND_TEXT[c.placement.kind]}{speed} at {floor} or better"
     )
     if c.quant != floor:
-        out.append(f"raised to {c.quant}, the best quant that keeps every layer where it was and the speed target")
+        stop = f": {upgrade_notes[-1]}" if upgrade_notes and upgrade_notes[-1] else ""
+        out.append(
+            f"raised to {c.quant}, the best quant that keeps every layer where it was and the speed target{stop}"
+        )
     elif upgrade_notes:
         out.append(f"stays at {c.quant}: " + "; ".join(upgrade_notes[-1:]))
     if misses:

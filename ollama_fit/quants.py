@@ -114,7 +114,9 @@ _FALLBACK_32 = {
 # llama-quant.cpp's TOKEN_EMBD category (Gemma's per-layer embeddings count as token embeddings)
 _TOKEN_EMBD = ("token_embd.weight", "per_layer_token_embd.weight")
 # llama-quant.cpp's tensor_allows_quantization exclusions that matter for the architectures we rebuild
-_NEVER_QUANTIZED = ("ssm_conv1d", "shortconv.conv.weight", "per_layer_model_proj")
+_NEVER_QUANTIZED = ("ssm_conv1d", "shortconv.conv.weight")
+# kept at the converter's 16-bit type (conversion/base.py forces only 1-D tensors, norms and a short list to F32)
+_KEPT_16BIT = ("per_layer_model_proj",)
 
 
 def use_more_bits(i: int, n: int) -> bool:
@@ -200,6 +202,8 @@ def tensor_type(name: str, shape: tuple[int, ...], ctx: MixContext, counters: di
         return "F32"
     if any(k in name for k in _NEVER_QUANTIZED):
         return "F32"  # tensor_allows_quantization: kept as the converter wrote them (F32)
+    if any(k in name for k in _KEPT_16BIT):
+        return base if base in ("F32", "BF16") else "F16"
     if base in ("F32", "F16", "BF16"):
         return base
     n = ctx.n_layer

@@ -402,19 +402,20 @@ def _nemotron_h_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, .
 
 
 def _gemma4_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
-    """Gemma 4 (gemma4): llama_model_gemma4::load_arch_tensors, in conversion/gemma.py's order. Layers that
-    reuse an earlier layer's cache carry no K/V projection, full-attention layers of the k_eq_v models no V;
-    sliding-window layers have their own head dim; the MoE models run a dense FFN beside the experts."""
+    """Gemma 4 (gemma4): llama_model_gemma4::load_arch_tensors, in conversion/gemma.py's order. Full-attention
+    layers of the k_eq_v models have no V projection; sliding-window layers have their own head dim; the MoE
+    models run a dense FFN beside the experts. The layers that reuse an earlier layer's cache (E2B/E4B) still
+    carry their K/V projections in the published checkpoints, which the converter writes and llama.cpp loads
+    (optional tensors, unused by the graph), so they count as weights though they get no cache."""
     e, p = s.n_embd, f"blk.{i}."
     dk, _ = s.head_dims(i)
     hk = s.kv_heads(i)
     yield p + "attn_norm.weight", (e,)
     yield p + "attn_q.weight", (e, s.n_head * dk)
-    if s.has_kv(i):
-        yield p + "attn_k.weight", (e, hk * dk)
-        if not (s.k_eq_v and not s.is_swa(i)):
-            yield p + "attn_v.weight", (e, hk * dk)
-        yield p + "attn_k_norm.weight", (dk,)
+    yield p + "attn_k.weight", (e, hk * dk)
+    if not (s.k_eq_v and not s.is_swa(i)):
+        yield p + "attn_v.weight", (e, hk * dk)
+    yield p + "attn_k_norm.weight", (dk,)
     yield p + "attn_output.weight", (s.n_head * dk, e)
     yield p + "attn_q_norm.weight", (dk,)
     yield p + "post_attention_norm.weight", (e,)

@@ -156,8 +156,34 @@ def lfm2_ffn(c: dict[str, Any]) -> int:
     return ff
 
 
+# what an absent catalog key means (ollama_fit/catalog.py's defaults): a config that sets one of these to
+# something else is a difference even where the entry does not name the key
+ABSENT = {
+    "kv_shared_layers": 0,
+    "global_kv_heads": 0,
+    "global_head_dim": 0,
+    "per_layer_embd": 0,
+    "double_wide_ffn": False,
+    "k_eq_v": False,
+    "sliding_window": 0,
+    "swa_pattern": None,
+    "experts": 0,
+    "shared_ffn": 0,
+}
+
+
 def differences(entry: dict[str, Any], fresh: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    return {k: (entry.get(k), v) for k, v in fresh.items() if k in entry and entry.get(k) != v}
+    out = {}
+    for key, value in fresh.items():
+        if key in entry:
+            old = entry[key]
+        elif key in ABSENT:
+            old = ABSENT[key]
+        else:
+            continue  # a field the catalog records by hand where the config is silent or ambiguous
+        if old != value and not (key not in entry and not value):
+            out[key] = (entry.get(key), value)
+    return out
 
 
 def fetch_config(repo: str) -> dict[str, Any]:
@@ -173,7 +199,10 @@ def rewrite(text: str, model_id: str, changes: dict[str, tuple[Any, Any]]) -> st
         if f'id = "{model_id}"' in block:
             for key, (_, new) in changes.items():
                 value = json.dumps(new) if not isinstance(new, bool) else str(new).lower()
-                block = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", block)
+                if re.search(rf"(?m)^{key} = ", block):
+                    block = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", block)
+                else:  # a key the entry lacked: add it after the shapes' `vocab` line
+                    block = re.sub(r"(?m)^(vocab = .*)$", rf"\1\n{key} = {value}", block, count=1)
             blocks[i] = block
     return "[[model]]".join(blocks)
 

@@ -364,9 +364,8 @@ def _keys(w: gguf.GGUFWriter, s: ModelShape, n_blocks: int, nextn: int) -> None:
         w.add_uint32(f"{a}.attention.key_length_swa", s.swa_key_length)
         w.add_uint32(f"{a}.attention.value_length_swa", s.swa_value_length)
         w.add_uint32(f"{a}.embedding_length_per_layer_input", s.per_layer_embd)
-        if s != GEMMA4:  # conversion/gemma.py's rope dims (GEMMA4's rows were measured before, without them)
-            w.add_uint32(f"{a}.rope.dimension_count", s.key_length)
-            w.add_uint32(f"{a}.rope.dimension_count_swa", s.swa_key_length)
+        w.add_uint32(f"{a}.rope.dimension_count", s.key_length)  # conversion/gemma.py's rope dims
+        w.add_uint32(f"{a}.rope.dimension_count_swa", s.swa_key_length)
 
 
 def write_hybrid(path: Path, shape: ModelShape, quant: str, *, mtp: bool = False) -> Path:

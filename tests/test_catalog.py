@@ -122,8 +122,10 @@ def test_gemma4_layouts_follow_llama_cpp():
     assert (s.ff(14), s.ff(15)) == (6144, 12288)  # the shared layers' FFN is double-wide
     assert [i for i in range(s.n_layer) if not s.is_swa(i)] == list(range(4, 35, 5))
     names = {t.name for t in e2b.spec("Q4_K_M").tensors}
-    assert "blk.14.attn_k.weight" in names
-    assert "blk.15.attn_k.weight" not in names
+    # the shared layers keep their (unused) K/V projections in the file, and llama.cpp loads them
+    assert {"blk.14.attn_k.weight", "blk.15.attn_k.weight", "blk.15.attn_v.weight"} <= names
+    rt = Runtime(ctx=8192)
+    assert [layer_kv_bytes(e2b.spec("Q4_K_M"), i, rt) > 0 for i in (14, 15)] == [True, False]
     assert "per_layer_token_embd.weight" in names
     assert e2b.effective_b == 2.3  # ranked at its effective size, not with the per-layer tables
 

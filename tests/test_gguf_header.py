@@ -149,3 +149,19 @@ def test_growing_reads_stop_at_the_header(tmp_path):
     assert used < 4 * header.data_offset  # doubling never overshoots by much
     assert reads[0] == (0, 4096)
     assert all(b[0] == a[1] for a, b in itertools.pairwise(reads))  # contiguous, no re-reads
+
+
+@pytest.mark.parametrize(("window", "expected"), [(None, 8192), (4096, 8192), (0, 0)])
+def test_llama4_attends_in_8192_token_chunks_unless_the_file_turns_it_off(tmp_path, window, expected):
+    from dataclasses import replace
+
+    from ggufs import patch_u32
+
+    written = 0 if window is None else 4096  # no key, or a key (patched to 0 below)
+    shape = replace(find_model("llama4:scout").shape, n_layer=4, n_vocab=512, sliding_window=written)
+    path = write_gguf(tmp_path / "scout.gguf", shape, "Q4_K_M")
+    if window == 0:
+        patch_u32(path, "llama4.attention.sliding_window", 0)  # the key present and 0: chunking off
+    s = spec_from_header(read_local_header(path)).shape
+    assert s.sliding_window == expected
+    assert [s.is_swa(i) for i in range(4)] == ([True, True, True, False] if expected else [False] * 4)

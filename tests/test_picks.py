@@ -255,3 +255,20 @@ def test_more_ram_never_turns_a_fit_into_a_miss(kind, gpus, ram_gib, more_gib):
     large = _place(spec, 6 * GiB, ram=(ram_gib + more_gib) * GiB, gpus=gpus)
     if isinstance(small, Placement):
         assert isinstance(large, Placement)
+
+
+def test_a_quant_is_raised_only_while_the_whole_speed_range_clears_the_target():
+    p = run(report("M4 Max 128GB"))
+    assert p.choice.placement.speed.low >= 10  # the pick's range stays above the 10 tok/s target
+    assert p.choice.quant != "Q8_0"
+    assert any("which may fall below the 10 tok/s target" in r for r in p.reasons)
+
+
+def test_scout_ranks_where_meta_places_it_and_coders_stay_out_of_chat():
+    scout = find_model("llama4:scout")
+    assert scout.effective_b == 27.0  # not sqrt(107.8 x 17) = 42.8
+    assert run(report("M4 Max 128GB")).choice.model.id != "llama4:scout"
+    chat = run(report("RTX 3060 Laptop", ram="16GiB"))
+    assert "chat" in chat.choice.model.capabilities
+    assert "coder" not in chat.choice.model.id
+    assert find_model("devstral-small-2:24b").effective_b == pytest.approx(23.6)  # the GGUF's part, not 24.0

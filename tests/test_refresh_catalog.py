@@ -374,7 +374,7 @@ def test_shape_from_config_gemma4_and_llama4_match_the_catalog():
     entries = {e["id"]: e for e in tomllib.loads((ROOT / "profiles" / "catalog.toml").read_text())["model"]}
     for model_id, fresh in (("gemma4:26b", gemma), ("llama4:scout", llama)):
         assert refresh.differences(entries[model_id], fresh) == {}
-        assert find_model(model_id).shape.arch in ("gemma4", "llama4")
+    assert find_model("gemma4:26b").shape.k_eq_v
 
 
 # nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16 config.json, trimmed
@@ -409,3 +409,18 @@ def test_shape_from_config_nemotron_h_moe_matches_the_catalog():
     assert "ffn" not in fresh  # no dense FFN layers: every E layer is MoE
     entries = {e["id"]: e for e in tomllib.loads((ROOT / "profiles" / "catalog.toml").read_text())["model"]}
     assert refresh.differences(entries["nemotron-3-nano:30b"], fresh) == {}
+
+
+def test_a_field_the_entry_lacks_is_a_difference_and_rewrite_adds_it():
+    import tomllib
+
+    refresh = load()
+    text = (ROOT / "profiles" / "catalog.toml").read_text()
+    stripped = text.replace('k_eq_v = true\n', "", 1)  # the first k_eq_v entry: Gemma 4 12B
+    entry = next(e for e in tomllib.loads(stripped)["model"] if e["id"] == "gemma4:12b")
+    assert "k_eq_v" not in entry
+    config = {"text_config": GEMMA4_26B["text_config"] | {"attention_k_eq_v": True}}
+    diff = refresh.differences(entry, refresh.shape_from_config(config))
+    assert diff["k_eq_v"] == (None, True)
+    fixed = tomllib.loads(refresh.rewrite(stripped, "gemma4:12b", {"k_eq_v": diff["k_eq_v"]}))
+    assert next(e for e in fixed["model"] if e["id"] == "gemma4:12b")["k_eq_v"] is True
