@@ -416,7 +416,7 @@ def test_a_field_the_entry_lacks_is_a_difference_and_rewrite_adds_it():
 
     refresh = load()
     text = (ROOT / "profiles" / "catalog.toml").read_text()
-    stripped = text.replace('k_eq_v = true\n', "", 1)  # the first k_eq_v entry: Gemma 4 12B
+    stripped = text.replace("k_eq_v = true\n", "", 1)  # the first k_eq_v entry: Gemma 4 12B
     entry = next(e for e in tomllib.loads(stripped)["model"] if e["id"] == "gemma4:12b")
     assert "k_eq_v" not in entry
     config = {"text_config": GEMMA4_26B["text_config"] | {"attention_k_eq_v": True}}
