@@ -22,6 +22,7 @@ class CatalogRow:
     model: CatalogModel
     candidate: Candidate | None
     why_not: str = ""
+    too_slow: bool = False  # it fits, but below the speed target (why_not says how fast)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model.to_dict(), "fits": self.candidate is not None}
@@ -37,6 +38,7 @@ class CatalogRow:
             }
         else:
             out["why_not"] = self.why_not
+            out["too_slow"] = self.too_slow
         return out
 
 
@@ -55,7 +57,7 @@ def catalog_rows(
         if isinstance(outcome, tuple):
             rows.append(CatalogRow(model, outcome[0]))
         elif isinstance(outcome, Miss):
-            rows.append(CatalogRow(model, None, outcome.why))
+            rows.append(CatalogRow(model, None, outcome.why, outcome.too_slow))
     return rows
 
 

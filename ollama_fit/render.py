@@ -532,7 +532,7 @@ def render_catalog(rows: Sequence[Any], width: int | None = None, paint: Paint =
     for r in rows:
         c = r.candidate
         if c is None:
-            why = paint("too slow here" if "min-speed" in r.why_not else "does not fit", "red")
+            why = paint("too slow here" if r.too_slow else "does not fit", "red")
             table_rows.append([r.model.id, r.model.family, f"{r.model.params_b:g}B", "-", why, "", ""])
             continue
         mem = c.placement.memory
