@@ -154,3 +154,26 @@ def test_llama4_is_chunked_moe_with_a_shared_expert():
     rt = Runtime(ctx=65536)  # chunked layers keep 8192 + ubatch cells, the 12 global ones the whole context
     cells = 8192 + 512
     assert kv_bytes(scout, rt) == (12 * 65536 + 36 * cells) * 2 * 8 * 128 * 2  # K + V, 8 heads of 128, f16
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"swa_pattern": "0:1"}, "unknown swa_pattern"),
+        ({"swa_pattern": "gemma9"}, "unknown swa_pattern"),
+        ({"layer_pattern": "M*-"}, "layer_pattern must give one of M * - E for each of 4 layers"),
+        ({"layer_pattern": "MXM*"}, "layer_pattern must give one of"),
+        ({"kv_shared_layers": 4}, "kv_shared_layers 4 of 4 layers"),
+    ],
+)
+def test_a_damaged_catalog_entry_is_a_profile_error(fields, message):
+    from ollama_fit.catalog import _model
+    from ollama_fit.errors import ProfileError
+
+    entry = {
+        "id": "x:1b", "name": "X", "family": "x", "arch": "nemotron_h", "params_b": 1.0, "layers": 4, "embd": 256,
+        "heads": 4, "kv_heads": 2, "head_dim": 64, "ffn": 512, "vocab": 1000, "context": 4096, "license": "mit",
+        "capabilities": ["chat"], "repo": "a/b", "file": "x-{quant}.gguf", "config_repo": "a/b",
+    }  # fmt: skip
+    with pytest.raises(ProfileError, match=re.escape(message)):
+        _model(entry | fields, 0)
