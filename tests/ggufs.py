@@ -7,13 +7,14 @@ to its full size without writing it, so a multi-GB model costs a few MB of disk.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 import gguf
 import numpy as np
 
 from ollama_fit.gguf_header import FILE_TYPES, read_local_header
-from ollama_fit.spec import ModelShape, rebuild
+from ollama_fit.spec import ModelShape, Tensor, rebuild
 
 LABEL_TO_FTYPE = {label: code for code, label in FILE_TYPES.items()}
 
@@ -61,9 +62,14 @@ def write_gguf(
     if split:
         w.add_uint16("split.no", split[0])
         w.add_uint16("split.count", split[1])
-    for t in spec.tensors:
-        if tensors_only is not None and t.name not in tensors_only:
-            continue
+    tensors = [t for t in spec.tensors if tensors_only is None or t.name in tensors_only]
+    return finish_sparse(w, tensors, path)
+
+
+def finish_sparse(w: gguf.GGUFWriter, tensors: Sequence[Tensor], path: Path) -> Path:
+    """Write the tensor table after the keys already added to `w`, then extend the file to its full size
+    without writing the data (sparse: it reads as zeros)."""
+    for t in tensors:
         raw = gguf.GGMLQuantizationType[t.type]
         w.add_tensor_info(t.name, tuple(reversed(t.shape)), np.dtype(np.float32), t.nbytes, raw_dtype=raw)
     w.write_header_to_file()
@@ -73,7 +79,7 @@ def write_gguf(
     header = read_local_header_unchecked(path)
     end = max((t.offset + _nbytes(t) for t in header.tensors), default=0)
     with path.open("r+b") as f:
-        f.truncate(header.data_offset + end)  # sparse: the data reads as zeros
+        f.truncate(header.data_offset + end)
     read_local_header(path)  # the result must parse with the size check on
     return path
 

@@ -5,67 +5,54 @@ architecture's load_arch_hparams reads (llama.cpp b11434, src/models/*.cpp). Qwe
 multi-token-prediction block recent converters keep (`nextn_predict_layers`, tensors blk.{n_layer}.*), which
 llama.cpp does not load by default.
 
-The presets keep each architecture's per-layer structure as published (hidden size, heads, head dims, SSM /
-convolution sizes, FFN widths: see profiles/catalog.toml for the sources) with fewer layers and a small
-vocabulary, so a file is a few hundred MB (the MoE layers of gemma4moe / llama4: 3 / 5 GB) of sparse data that
-loads in seconds on a CPU. The non-hybrid presets at the end (Gemma 4's MoE and E2B layouts, Llama 4's chunked
-attention, Ministral 3) are checked against llama.cpp the same way.
+Most presets are a few of a catalog model's own layers (`catalog_layers`: heads, windows, FFN widths and layer
+kinds as profiles/catalog.toml plans them) with a small vocabulary; the others (Qwen3-Coder-Next, Granite 4.0
+H, Nemotron-H dense, the first Gemma 4 E layout) keep published sizes with some choices of their own, said
+beside each. A file is a few hundred MB of sparse data (the MoE layers of gemma4moe / llama4: 3 / 5 GB) that
+loads in seconds on a CPU.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import gguf
-import numpy as np
+from ggufs import LABEL_TO_FTYPE, finish_sparse
 
-from ollama_fit.gguf_header import FILE_TYPES, read_header, read_local_header, tensor_nbytes
-from ollama_fit.quants import GGML_TYPES
+from ollama_fit.catalog import find_model
 from ollama_fit.spec import ModelShape, Tensor, rebuild
 
-LABEL_TO_FTYPE = {label: code for code, label in FILE_TYPES.items()}
+
+def catalog_layers(model_id: str, layers: Sequence[int], n_vocab: int = 4096) -> ModelShape:
+    """Some of a catalog model's layers, each as published (its heads, window, FFN width, kind), with a small
+    vocabulary: the file tests exactly the per-layer structure the catalog plans with."""
+    s = find_model(model_id).shape
+    pick = list(layers)
+
+    def per_layer(values: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(values[i] for i in pick) if values else ()
+
+    if s.kv_layers and any(a >= s.kv_layers > b for a, b in itertools.pairwise(pick)):
+        raise ValueError("layers that own a cache must come before those reusing one")
+    return replace(
+        s,
+        n_layer=len(pick),
+        n_vocab=n_vocab,
+        n_head_kv=per_layer(s.n_head_kv),
+        swa_layers=per_layer(s.swa_layers),
+        recurrent_layers=per_layer(s.recurrent_layers),
+        ff_layers=per_layer(s.ff_layers),
+        kv_layers=sum(1 for i in pick if i < s.kv_layers),
+    )
 
 
-def _pattern(n_layer: int, interval: int) -> tuple[bool, ...]:
-    return tuple((i + 1) % interval != 0 for i in range(n_layer))
-
-
-# Qwen3.5-9B's layer structure (Qwen/Qwen3.5-9B config.json), 8 layers (2 with attention)
-QWEN35 = ModelShape(
-    arch="qwen35",
-    n_layer=8,
-    n_embd=4096,
-    n_head=16,
-    n_head_kv=(4,) * 8,
-    key_length=256,
-    value_length=256,
-    n_ff=12288,
-    n_vocab=4096,
-    context_length=262144,
-    qk_norm=True,
-    recurrent_layers=_pattern(8, 4),
-    ssm_conv=4,
-    ssm_inner=32 * 128,
-    ssm_state=128,
-    ssm_groups=16,
-    ssm_heads=32,
-)
-# Qwen3.5-35B-A3B's layer structure (Qwen/Qwen3.5-35B-A3B config.json), 4 layers (1 with attention)
-QWEN35MOE = replace(
-    QWEN35,
-    arch="qwen35moe",
-    n_layer=4,
-    n_embd=2048,
-    n_head=16,
-    n_head_kv=(2,) * 4,
-    n_ff=0,
-    n_expert=256,
-    n_expert_used=8,
-    expert_ff=512,
-    shared_ff=512,
-    recurrent_layers=_pattern(4, 4),
-)
+# Qwen3.5-9B's first 8 layers (2 with attention) and Qwen3.5-35B-A3B's first 4 (1 with attention)
+QWEN35 = catalog_layers("qwen3.5:9b", range(8))
+QWEN35MOE = catalog_layers("qwen3.5:35b-a3b", range(4))
 # Qwen3-Coder-Next's layer sizes (Qwen/Qwen3-Coder-Next config.json: hidden 2048, 512 experts, 10 used,
 # moe_intermediate_size 512, shared_expert_intermediate_size 512, linear 16 key / 32 value heads x 128, conv 4,
 # full_attention_interval 4); the attention heads (16 / 2 x 256) are this test's choice. 4 layers + MTP block.
@@ -92,23 +79,8 @@ GRANITE_H = ModelShape(
     ssm_groups=1,
     ssm_heads=128,
 )
-# LFM2's layer kinds (short convolutions with conv_L_cache 3, GQA attention with QK norms): hidden 2048, 32 heads,
-# 8 KV heads, FFN 8192 (the sizes llama.cpp's lfm2 loader names 1.2B); 6 layers, attention at 2 and 5.
-LFM2 = ModelShape(
-    arch="lfm2",
-    n_layer=6,
-    n_embd=2048,
-    n_head=32,
-    n_head_kv=(0, 0, 8, 0, 0, 8),
-    key_length=64,
-    value_length=64,
-    n_ff=8192,
-    n_vocab=4096,
-    context_length=128000,
-    tied_embeddings=True,
-    recurrent_layers=(True, True, False, True, True, False),
-    conv_cache=3,
-)
+# LFM2 1.2B's first 6 layers (short convolutions with conv_L_cache 3; attention at 2 and 5, with QK norms)
+LFM2 = catalog_layers("lfm2:1.2b", range(6))
 # Nemotron-H's three layer kinds (Mamba-2 "M", attention "*", FFN-only "-") in the order of
 # nvidia/Nemotron-H-8B-Base-8K's hybrid_override_pattern ("M-M-M-M*-..."), with its published hidden size 4096,
 # ssm_state_size 128, conv_kernel 4 and expand 2; the head counts, Mamba heads/groups and FFN width are this
@@ -155,120 +127,20 @@ GEMMA4 = ModelShape(
     kv_layers=4,
     per_layer_embd=256,
 )
-# Gemma 4 26B-A4B's layer layout (google/gemma-4-26B-A4B config.json: hidden 2816, 16 heads; sliding layers 8 KV
-# heads x 256, full layers 2 KV heads x 512 with attention_k_eq_v (no V projection: V is K, still cached); a dense
-# FFN of 2112 beside 128 experts of 704, 8 used; window 1024; 5 sliding : 1 full). 6 layers, all own a cache.
-GEMMA4_MOE = ModelShape(
-    arch="gemma4",
-    n_layer=6,
-    n_embd=2816,
-    n_head=16,
-    n_head_kv=(8, 8, 8, 8, 8, 2),
-    key_length=512,
-    value_length=512,
-    n_ff=2112,
-    n_vocab=4096,
-    context_length=262144,
-    tied_embeddings=True,
-    qk_norm=True,
-    sliding_window=1024,
-    swa_layers=(True, True, True, True, True, False),
-    swa_key_length=256,
-    swa_value_length=256,
-    n_expert=128,
-    n_expert_used=8,
-    expert_ff=704,
-    k_eq_v=True,
-)
-# Gemma 4 E2B's layer layout (google/gemma-4-E2B config.json: hidden 1536, 8 heads, 1 KV head, 256-dim sliding /
-# 512-dim full heads, FFN 6144 made double-wide (use_double_wide_mlp) in the layers reusing a cache, per-layer
-# embeddings of 256, window 512, 4 sliding : 1 full; of its 35 layers the last 20 reuse a cache). 10 layers, the
-# last 5 (a sliding and a full one among them) reuse the cache of layer 3 / 4.
-GEMMA4_E2B = ModelShape(
-    arch="gemma4",
-    n_layer=10,
-    n_embd=1536,
-    n_head=8,
-    n_head_kv=(1,) * 10,
-    key_length=512,
-    value_length=512,
-    n_ff=6144,
-    ff_layers=(6144,) * 5 + (12288,) * 5,
-    n_vocab=4096,
-    context_length=131072,
-    tied_embeddings=True,
-    qk_norm=True,
-    sliding_window=512,
-    swa_layers=_pattern(10, 5),
-    swa_key_length=256,
-    swa_value_length=256,
-    kv_layers=5,
-    per_layer_embd=256,
-)
-# Llama 4 Scout's layer (meta-llama/Llama-4-Scout-17B-16E config.json: hidden 5120, 40 heads, 8 KV heads x 128,
-# every layer MoE (interleave_moe_layer_step 1) with 16 experts of 8192, 1 used, and a shared expert as wide;
-# intermediate_size_mlp 16384 is written as feed_forward_length though no layer has a dense FFN). No
-# attention.sliding_window key, as the converter writes it: llama.cpp then attends within 8192-token chunks in 3
-# of every 4 layers. 4 layers (3 chunked, 1 full).
-LLAMA4 = ModelShape(
-    arch="llama4",
-    n_layer=4,
-    n_embd=5120,
-    n_head=40,
-    n_head_kv=(8,) * 4,
-    key_length=128,
-    value_length=128,
-    n_ff=16384,
-    n_vocab=4096,
-    context_length=10485760,
-    n_expert=16,
-    n_expert_used=1,
-    expert_ff=8192,
-    shared_ff=8192,
-)
-# Ministral 3 3B's layer (mistralai/Ministral-3-3B-Instruct-2512 config.json: hidden 3072, 32 heads, 8 KV heads x
-# 128, FFN 9216, tied embeddings; yarn rope (factor 16 over 16384) and llama_4_scaling_beta 0.1, written as the
-# converter does). 3 layers.
-MISTRAL3 = ModelShape(
-    arch="mistral3",
-    n_layer=3,
-    n_embd=3072,
-    n_head=32,
-    n_head_kv=(8,) * 3,
-    key_length=128,
-    value_length=128,
-    n_ff=9216,
-    n_vocab=4096,
-    context_length=262144,
-    tied_embeddings=True,
-)
-# Nemotron 3 Nano 30B-A3B's layer kinds and sizes (nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16 config.json:
-# hidden 2688, 32 heads, 2 KV heads x 128, Mamba-2 64 heads x 64 (inner 4096), state 128, 8 groups, conv 4,
-# 128 routed experts of 1856 (6 used, gateless ReLU^2) and a shared expert of 3712) in the order of its
-# hybrid_override_pattern's start, "MEM*EM". 6 layers.
-NEMOTRON_H_MOE = ModelShape(
-    arch="nemotron_h_moe",
-    n_layer=6,
-    n_embd=2688,
-    n_head=32,
-    n_head_kv=(0, 0, 0, 2, 0, 0),
-    key_length=128,
-    value_length=128,
-    n_ff=1856,
-    ff_layers=(0, 1856, 0, 0, 1856, 0),
-    n_vocab=4096,
-    context_length=262144,
-    n_expert=128,
-    n_expert_used=6,
-    expert_ff=1856,
-    shared_ff=3712,
-    recurrent_layers=(True, False, True, False, False, True),
-    ssm_conv=4,
-    ssm_inner=4096,
-    ssm_state=128,
-    ssm_groups=8,
-    ssm_heads=64,
-)
+# Gemma 4 26B-A4B's first 6 layers: 5 sliding (8 KV heads x 256) and 1 full (2 KV heads x 512, no V
+# projection: V is K, still cached), a dense FFN of 2112 beside 128 experts of 704, 8 used.
+GEMMA4_MOE = catalog_layers("gemma4:26b", range(6))
+# Gemma 4 E2B's layers 10-19: the last 5 layers that own a cache and the first 5 that reuse one (a sliding and a
+# full layer among each), per-layer embeddings, and the double-wide FFN of the reusing layers.
+GEMMA4_E2B = catalog_layers("gemma4:e2b", range(10, 20))
+# Llama 4 Scout's first 4 layers (3 chunked, 1 full), every one MoE with a shared expert. The file has no
+# attention.sliding_window key, as the converter writes it: llama.cpp then attends within 8192-token chunks.
+LLAMA4 = catalog_layers("llama4:scout", range(4))
+# Ministral 3 3B's first 3 layers, with its yarn / attention-temperature keys.
+MISTRAL3 = catalog_layers("ministral-3:3b", range(3))
+# Nemotron 3 Nano 30B-A3B's layers 0-2 and 5-7: M E M * E M (Mamba-2, MoE with gateless experts and a shared
+# expert, attention).
+NEMOTRON_H_MOE = catalog_layers("nemotron-3-nano:30b", [0, 1, 2, 5, 6, 7])
 PRESETS = {
     "qwen35": QWEN35,
     "qwen35moe": QWEN35MOE,
@@ -385,23 +257,4 @@ def write_hybrid(path: Path, shape: ModelShape, quant: str, *, mtp: bool = False
     w.add_token_merges(["< t", "<t 0"])
     w.add_eos_token_id(0)
     w.add_bos_token_id(0)
-    for t in tensors:
-        raw = gguf.GGMLQuantizationType[t.type]
-        w.add_tensor_info(t.name, tuple(reversed(t.shape)), np.dtype(np.float32), t.nbytes, raw_dtype=raw)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_ti_data_to_file()
-    w.close()
-    with path.open("rb") as f:
-
-        def read(start: int, end: int) -> bytes:
-            f.seek(start)
-            return f.read(end - start)
-
-        header = read_header(read, None)[0]
-    end = max(t.offset + tensor_nbytes(t) for t in header.tensors)
-    with path.open("r+b") as f:
-        f.truncate(header.data_offset + end)  # sparse: the data reads as zeros
-    read_local_header(path)
-    assert all(t.type in GGML_TYPES for t in tensors)
-    return path
+    return finish_sparse(w, tensors, path)
