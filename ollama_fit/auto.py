@@ -251,5 +251,11 @@ def learn(ollama: Ollama, name: str, plan: Plan, smoke: Smoke | None = None) -> 
         return None
     c = plan.choice
     mem = c.placement.memory
-    speeds = (smoke.predicted_tps or 0.0, smoke.tokens_per_second) if smoke and smoke.answered else (0.0, 0.0)
-    return observe(entry, name, c.quant, c.ctx, mem.device_bytes, len(mem.gpus), *speeds)
+    # compared with the model's own predictions, not with ones the earlier runs already corrected: the
+    # median of the corrections then settles instead of halving towards zero run after run
+    predicted = mem.device_bytes - sum(g.learned_bytes for g in mem.gpus)
+    speed = c.placement.speed
+    speeds = (0.0, 0.0)
+    if smoke is not None and smoke.answered and speed is not None:
+        speeds = (speed.modelled_tps, smoke.tokens_per_second)
+    return observe(entry, name, c.quant, c.ctx, predicted, len(mem.gpus), *speeds)

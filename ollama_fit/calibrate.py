@@ -81,8 +81,8 @@ class Observations:
         diffs = [int(e["difference_bytes"]) for e in entries if isinstance(e.get("difference_bytes"), int)]
         if not diffs or not hw.gpus:
             return 0, ""
-        raw = int(statistics.median(diffs))
-        bounded = max(MIN_CORRECTION, min(MAX_CORRECTION, raw))
+        raw, bounded = _bounded_median(diffs, MIN_CORRECTION, MAX_CORRECTION)
+        raw, bounded = int(raw), int(bounded)
         sign = "+" if bounded >= 0 else "-"
         note = (
             f"runtime overhead corrected by {sign}{human(abs(bounded))} per GPU from {len(diffs)} real load(s) "
@@ -106,9 +106,8 @@ class Observations:
         ]
         if not ratios:
             return 1.0, ""
-        raw = statistics.median(ratios)
         low, high = SPEED_RATIO_BOUNDS
-        ratio = max(low, min(high, raw))
+        raw, ratio = _bounded_median(ratios, low, high)
         note = (
             f"decode speeds on the GPU scaled by x{ratio:.2f}: measured / predicted over {len(ratios)} real run(s) "
             "on this machine"
@@ -116,6 +115,13 @@ class Observations:
         if ratio != raw:
             note += f" (measured x{raw:.2f}, bounded to {low}-{high})"
         return ratio, note
+
+
+def _bounded_median(values: list[float] | list[int], low: float, high: float) -> tuple[float, float]:
+    """The median of what real runs measured, and the same kept within bounds: one odd machine state
+    cannot make later plans reckless."""
+    raw = statistics.median(values)
+    return raw, max(low, min(high, raw))
 
 
 def observe(

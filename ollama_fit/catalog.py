@@ -98,6 +98,7 @@ class CatalogModel:
             "capabilities": list(self.capabilities),
             "released": self.released,
             "superseded": self.superseded,
+            "ollama_name": self.ollama_name,
         }
 
 

@@ -298,8 +298,9 @@ def report_for(hardware: Any, *, remeasure: bool = False) -> Any:
     from ollama_fit.hardware.probe import Probes, probe
     from ollama_fit.hardware.simulate import hardware_report
 
-    simulated = bool(hardware.gpus or hardware.vram)  # then only RAM and CPU are read here
-    report = hardware_report(hardware, lambda: probe(Probes(gpus=not simulated, remeasure=remeasure)))
+    simulated = bool(hardware.gpus or hardware.vram)  # then only RAM is read here: the card's CPU is assumed
+    probes = Probes(gpus=False, ram_bandwidth=lambda *_: None) if simulated else Probes(remeasure=remeasure)
+    report = hardware_report(hardware, lambda: probe(probes))
     log.debug("hardware: %s", report.hardware)
     return report
 

@@ -61,6 +61,7 @@ class DeviceMemory:
     # mmapped file pages whose data was copied (repacked) elsewhere: page cache the OS may drop, so they
     # count in what llama.cpp reports but not in what must fit
     evictable_bytes: int = 0
+    learned_bytes: int = 0  # the part of overhead_bytes learned from real loads here (Runtime.extra_overhead)
 
     @property
     def total_bytes(self) -> int:
@@ -130,8 +131,8 @@ class MemoryEstimate:
             "host_bytes": self.host_bytes,
             "host_required_bytes": self.host_required_bytes,
             "weights_bytes": self.weights_bytes,
-            "kv_bytes": self._sum("kv_bytes"),
-            "state_bytes": self._sum("state_bytes"),
+            "kv_bytes": self.kv_bytes,
+            "state_bytes": self.state_bytes,
             "compute_bytes": self._sum("compute_bytes"),
             "overhead_bytes": self._sum("overhead_bytes"),
             "gpu_layers": self.gpu_layers,
@@ -342,12 +343,13 @@ def estimate(
                 compute_bytes=compute_bytes(spec, rt, gpus_holding_layers=holders),
                 overhead_bytes=GPU_OVERHEAD[rt.backend] + rt.extra_overhead,
                 layers=len(layers),
+                learned_bytes=rt.extra_overhead,
             )
         )
     cpu_layers = range(first_gpu_layer)
     host_weights = spec.input_bytes + sum(spec.layer_bytes[i] for i in cpu_layers)
     if not out_gpu:
-        host_weights += spec.output_bytes - (spec.token_embd_bytes if _tied(spec) else 0)
+        host_weights += spec.output_bytes - (spec.token_embd_bytes if spec.tied else 0)
     # Only a CPU-only run repacks: beside a GPU, CPU layers stay in the mapped file (measured, -ngl 24)
     repacked = 0 if gpus else _repack_bytes(spec, cpu_layers, with_output=not out_gpu)
     host_kv = kv_bytes(spec, rt, cpu_layers)
@@ -369,5 +371,3 @@ def estimate(
     return MemoryEstimate(tuple(gpus), host, s.n_layer, offloaded, rt.cells, rt.backend)
 
 
-def _tied(spec: ModelSpec) -> bool:
-    return not any(t.name == "output.weight" for t in spec.tensors)

@@ -414,10 +414,10 @@ def _quant_label(h: GGUFHeader, tensors: tuple[Tensor, ...]) -> str:
     return max(by_type, key=lambda k: by_type[k])  # the type holding most bytes
 
 
-def spec_from_header(h: GGUFHeader, file_bytes: int | None = None, shards: int = 1) -> ModelSpec:
-    """The ModelSpec of a GGUF file: its hyper-parameters and the tensors llama.cpp allocates from it
-    (the multi-token-prediction block that recent converters keep, blk.{n_layer}+, is skipped by default)."""
-    check_header(h)  # before anything is built per layer: the tensor table bounds every hyper-parameter
+def shape_from_metadata(h: GGUFHeader, tensors: tuple[Tensor, ...] = ()) -> ModelShape:
+    """A model's hyper-parameters from its GGUF keys, as llama.cpp's load_arch_hparams reads them; the tensor
+    table, when known, gives the vocabulary size and whether the output layer is tied. The layers of the
+    multi-token-prediction block recent converters keep are not counted (n_layer excludes them)."""
     try:
         n_layer_all = int(h.arch("block_count"))
         n_embd = int(h.arch("embedding_length"))
@@ -440,17 +440,13 @@ def spec_from_header(h: GGUFHeader, file_bytes: int | None = None, shards: int =
     n_head = max(heads) or 1
     kv_heads = _per_layer(h.arch("attention.head_count_kv"), n_layer_all, n_head)[:n_layer]
     key_length = int(h.arch("attention.key_length", n_embd // n_head))
-    tensors = tuple(Tensor(t.name, t.shape, t.type) for t in h.tensors)
-    skipped = tuple(t for t in tensors if t.layer is not None and t.layer >= n_layer and nextn)
-    if skipped:
-        tensors = tuple(t for t in tensors if t not in skipped)
     window = int(h.arch("attention.sliding_window", 0) or 0)
     if h.architecture == "llama4" and h.arch("attention.sliding_window") != 0:
         window = LLAMA4_CHUNK  # chunked attention of 8192 whatever the key says, unless it is 0 (turned off)
     lora = int(h.arch("attention.kv_lora_rank", 0) or 0)
     ff = h.arch("feed_forward_length", 0)
     ff_layers = _per_layer(ff, n_layer_all, 0)[:n_layer] if isinstance(ff, tuple) else ()
-    shape = ModelShape(
+    return ModelShape(
         arch=h.architecture,
         n_layer=n_layer,
         n_embd=n_embd,
@@ -483,6 +479,21 @@ def spec_from_header(h: GGUFHeader, file_bytes: int | None = None, shards: int =
         per_layer_embd=_count(h, "embedding_length_per_layer_input"),
         modelled=h.architecture in MODELLED_ARCHES,
     )
+
+
+def spec_from_header(h: GGUFHeader, file_bytes: int | None = None, shards: int = 1) -> ModelSpec:
+    """The ModelSpec of a GGUF file: its hyper-parameters and the tensors llama.cpp allocates from it
+    (the multi-token-prediction block that recent converters keep, blk.{n_layer}+, is skipped by default)."""
+    check_header(h)  # before anything is built per layer: the tensor table bounds every hyper-parameter
+    every = tuple(Tensor(t.name, t.shape, t.type) for t in h.tensors)
+    shape = shape_from_metadata(h, every)
+    # one pass over the table (a hostile header may list 10^5 tensors, nearly all in the prediction block)
+    nextn = int(h.arch("block_count")) - shape.n_layer  # the prediction block's layers, not loaded
+    kept: list[Tensor] = []
+    skipped_list: list[Tensor] = []
+    for t in every:
+        (skipped_list if nextn and t.layer is not None and t.layer >= shape.n_layer else kept).append(t)
+    tensors, skipped = tuple(kept), tuple(skipped_list)
     extra = {
         "chat_template": "yes" if h.get("tokenizer.chat_template") else "no",
         "name": str(h.get("general.name", "")),

@@ -7,12 +7,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ollama_fit.estimate import MemoryEstimate, Runtime, estimate, split_for_ngl, state_bytes
+from ollama_fit.estimate import Runtime, state_bytes
 from ollama_fit.gguf_header import GGUFHeader, TensorInfo, read_header, read_local_header, spec_from_header
-from ollama_fit.hardware.model import Budget, ProbeReport
+from ollama_fit.hardware.model import ProbeReport
 from ollama_fit.header_cache import HeaderCache
 from ollama_fit.hub import Hub, HubRef, QuantFiles, group_quants, select
-from ollama_fit.placement import Placement, Shortfall, place
+from ollama_fit.placement import Placement, Shortfall, place, place_ngl
 from ollama_fit.spec import ModelSpec
 
 
@@ -120,37 +120,6 @@ def _estimate(
     if gpu_layers is not None:
         return QuantReport(quant, files, size, spec, place_ngl(spec, rt, budget, gpu_layers))
     return QuantReport(quant, files, size, spec, place(spec, rt, budget, report.hardware))
-
-
-def place_ngl(spec: ModelSpec, rt: Runtime, budget: Budget, ngl: int) -> Placement | Shortfall:
-    """The placement llama.cpp makes with -ngl `ngl` (no speed figure): over several GPUs it splits the
-    offloaded layers by free memory, as llama.cpp does without --tensor-split."""
-    from ollama_fit.errors import InvalidInput
-
-    gpus = sorted(budget.gpus, key=lambda g: g.index or 0)
-    if ngl > 0 and not gpus:
-        raise InvalidInput("--gpu-layers needs a GPU", hint="simulate one with --gpu or --vram, or drop --backend cpu")
-    split, output_gpu = split_for_ngl(spec.shape.n_layer, ngl, [g.free_bytes for g in gpus])
-    if not any(split) and output_gpu is None:
-        est = estimate(spec, replace(rt, backend="cpu"))
-    else:
-        est = estimate(spec, rt, split, output_gpu=output_gpu)
-    holders = [g for d, g in enumerate(gpus) if split[d] or d == output_gpu]
-    for mem, g in zip(est.gpus, holders, strict=True):
-        if mem.total_bytes > g.usable_bytes:
-            return Shortfall(f"GPU {g.index}", mem.total_bytes, g.usable_bytes)
-    if est.host_required_bytes > budget.host.usable_bytes:
-        return Shortfall("RAM", est.host_required_bytes, budget.host.usable_bytes)
-    indices = tuple(g.index or 0 for g in holders)
-    return Placement(_kind(est), est, indices, None)
-
-
-def _kind(est: MemoryEstimate) -> str:
-    if not est.gpus:
-        return "cpu"
-    if not est.full_offload:
-        return "partial"
-    return "gpu" if len(est.gpus) == 1 else "multi-gpu"
 
 
 def inspect_file(path: Path, rt: Runtime, report: ProbeReport, gpu_layers: int | None = None) -> Inspection:

@@ -85,34 +85,16 @@ class InstalledRow:
 
 
 def _shape_from_info(info: dict[str, Any]) -> ModelShape | None:
-    arch = info.get("general.architecture")
+    """The hyper-parameters from Ollama's model_info (GGUF keys; Ollama empties long arrays, which are left
+    out), read as a GGUF header's are; None when they are too thin."""
+    from ollama_fit.errors import BadModelFile
+    from ollama_fit.gguf_header import GGUFHeader, shape_from_metadata
+
+    keys = {k: tuple(v) if isinstance(v, list) else v for k, v in info.items() if v != []}
     try:
-        n_layer = int(info[f"{arch}.block_count"])
-        n_embd = int(info[f"{arch}.embedding_length"])
-        heads = info[f"{arch}.attention.head_count"]
-        n_head = max(heads) if isinstance(heads, list) else int(heads)
-    except (KeyError, TypeError, ValueError):
+        return shape_from_metadata(GGUFHeader(3, keys, (), 0, 32))
+    except BadModelFile:
         return None
-    kv = info.get(f"{arch}.attention.head_count_kv", n_head)
-    kv_heads = (
-        tuple(int(k) for k in kv)
-        if isinstance(kv, list) and kv
-        else (int(kv if not isinstance(kv, list) else n_head),) * n_layer
-    )
-    key = int(info.get(f"{arch}.attention.key_length", n_embd // max(n_head, 1)))
-    return ModelShape(
-        str(arch),
-        n_layer,
-        n_embd,
-        n_head,
-        kv_heads,
-        key,
-        int(info.get(f"{arch}.attention.value_length", key)),
-        0,
-        int(info.get(f"{arch}.vocab_size", 0) or 0),
-        int(info.get(f"{arch}.context_length", 0) or 0),
-        sliding_window=0,
-    )
 
 
 def installed_row(name: str, size: int, info: dict[str, Any], ctx: int, report: ProbeReport) -> InstalledRow:
@@ -133,7 +115,9 @@ def installed_row(name: str, size: int, info: dict[str, Any], ctx: int, report: 
         best = max(g.usable_bytes for g in budget.gpus)
         if need <= best:
             return InstalledRow(name, size, ctx, need, True, KIND_TEXT["gpu"])
-    fits_ram = need <= budget.host.usable_bytes + sum(g.usable_bytes for g in budget.gpus)
+    # GPU + RAM, or one pool on unified memory (the GPU's budget is a share of the RAM's)
+    pool = budget.host.usable_bytes + (0 if budget.unified_memory else sum(g.usable_bytes for g in budget.gpus))
+    fits_ram = need <= pool
     return InstalledRow(
         name, size, ctx, need, fits_ram, KIND_TEXT["partial" if budget.gpus else "cpu"] if fits_ram else "does not fit"
     )

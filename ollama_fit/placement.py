@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ollama_fit.errors import InvalidInput
 from ollama_fit.estimate import (
     GPU_OVERHEAD,
     MemoryEstimate,
@@ -22,6 +23,7 @@ from ollama_fit.estimate import (
     estimate,
     layer_kv_bytes,
     layer_state_bytes,
+    split_for_ngl,
 )
 from ollama_fit.hardware.model import Budget, DeviceBudget, Hardware
 from ollama_fit.spec import ModelSpec
@@ -70,13 +72,20 @@ def _index(g: DeviceBudget) -> int:
     return g.index
 
 
+def shortfall(est: MemoryEstimate, gpus: Sequence[DeviceBudget], budget: Budget) -> Shortfall | None:
+    """Where an estimate does not fit (`gpus`: the budgets of est.gpus, in order): the first GPU over its
+    budget, else the RAM (on unified memory the one pool, which holds the GPU's part too); None when it fits."""
+    for m, g in zip(est.gpus, gpus, strict=True):
+        if m.total_bytes > g.usable_bytes:
+            return Shortfall(f"GPU {g.index}", m.total_bytes, g.usable_bytes)
+    need = est.host_required_bytes + (est.device_bytes if budget.unified_memory else 0)
+    if need > budget.host.usable_bytes:
+        return Shortfall(budget.host.name, need, budget.host.usable_bytes)
+    return None
+
+
 def _fits(est: MemoryEstimate, gpus: Sequence[DeviceBudget], budget: Budget) -> bool:
-    if not all(m.total_bytes <= g.usable_bytes for m, g in zip(est.gpus, gpus, strict=True)):
-        return False
-    host_need = est.host_required_bytes
-    if budget.unified_memory:  # one pool: the GPU's part and the host's part come out of the same RAM
-        host_need += est.device_bytes
-    return host_need <= budget.host.usable_bytes
+    return shortfall(est, gpus, budget) is None
 
 
 def _layer_costs(spec: ModelSpec, rt: Runtime) -> list[int]:
@@ -163,7 +172,7 @@ def place(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware) -> Placeme
     """The best placement that fits (one GPU, several, GPU + CPU, CPU), or how far the model is off."""
     gpus = budget.gpus
     host = budget.host
-    shortfall: Shortfall | None = None
+    missing: Shortfall | None = None
     if gpus:
         # the runtime's GPU backend wins (inspect --backend); a CPU runtime takes the GPUs' own
         gpu_rt = rt if rt.backend != "cpu" else replace(rt, backend=gpus[0].backend)
@@ -171,25 +180,21 @@ def place(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware) -> Placeme
         for g in sorted(gpus, key=lambda g: -g.usable_bytes):
             if _fits(single, [g], budget):
                 return Placement("gpu", single, (_index(g),), _speed(spec, hw, single, (_index(g),)))
-        biggest = max(gpus, key=lambda g: g.usable_bytes)
-        shortfall = Shortfall(f"GPU {biggest.index}", single.device_bytes, biggest.usable_bytes)
-        if single.device_bytes <= biggest.usable_bytes:  # the GPU has room; the RAM (or the pool) does not
-            need = single.host_required_bytes + (single.device_bytes if budget.unified_memory else 0)
-            shortfall = Shortfall(host.name, need, host.usable_bytes)
+        missing = shortfall(single, [max(gpus, key=lambda g: g.usable_bytes)], budget)
         if len(gpus) > 1:
             counts = _distribute(spec, gpu_rt, gpus, spec.shape.n_layer, _layer_costs(spec, gpu_rt))
             found = _placement(spec, gpu_rt, budget, hw, counts, "multi-gpu") if counts else None
             if found and len(found.gpu_indices) > 1:
                 return found
-        if budget.unified_memory:
-            return shortfall  # one pool: layers moved to the CPU would still take the same memory
+        if budget.unified_memory and missing:
+            return missing  # one pool: layers moved to the CPU would still take the same memory
         partial = _partial(spec, gpu_rt, budget, hw)
         if partial:
             return partial
     cpu = estimate(spec, replace(rt, backend="cpu"))
     if cpu.host_required_bytes <= host.usable_bytes:
         return Placement("cpu", cpu, (), _speed(spec, hw, cpu, ()))
-    return shortfall or Shortfall(host.name, cpu.host_required_bytes, host.usable_bytes)
+    return missing or Shortfall(host.name, cpu.host_required_bytes, host.usable_bytes)
 
 
 def max_context(
@@ -220,3 +225,24 @@ def max_context(
         else:
             hi = mid
     return ok(lo * 256) if lo else None
+
+
+def place_ngl(spec: ModelSpec, rt: Runtime, budget: Budget, ngl: int) -> Placement | Shortfall:
+    """The placement llama.cpp makes with -ngl `ngl` (no speed figure): over several GPUs it splits the
+    offloaded layers by free memory, as llama.cpp does without --tensor-split."""
+    gpus = sorted(budget.gpus, key=lambda g: g.index or 0)
+    if ngl > 0 and not gpus:
+        raise InvalidInput("--gpu-layers needs a GPU", hint="simulate one with --gpu or --vram, or drop --backend cpu")
+    split, output_gpu = split_for_ngl(spec.shape.n_layer, ngl, [g.free_bytes for g in gpus])
+    if not any(split) and output_gpu is None:
+        est = estimate(spec, replace(rt, backend="cpu"))
+    else:
+        est = estimate(spec, rt, split, output_gpu=output_gpu)
+    holders = [g for d, g in enumerate(gpus) if split[d] or d == output_gpu]
+    missing = shortfall(est, holders, budget)
+    if missing:
+        return missing
+    kind = (
+        "cpu" if not est.gpus else "partial" if not est.full_offload else "gpu" if len(est.gpus) == 1 else "multi-gpu"
+    )
+    return Placement(kind, est, tuple(_index(g) for g in holders), None)

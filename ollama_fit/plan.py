@@ -10,7 +10,7 @@ only while every layer stays where it was and the speed target still holds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -53,13 +53,6 @@ class PlanRequest:
     runtime_notes: tuple[str, ...] = ()  # what the target runtime imposes (old Ollama and flash attention)
     speed_ratio: float = 1.0  # measured / predicted decode speed from real runs here (calibrate.py)
     speed_note: str = ""
-
-
-def parse_ctx(text: str) -> int | None:
-    """'8192', '32k' or 'max' (None: the largest context that fits); one rule for every command."""
-    from ollama_fit.validate import parse_ctx as parse
-
-    return parse(text)
 
 
 @dataclass(frozen=True)
@@ -297,12 +290,16 @@ def evaluate(
     return Candidate(model, quant, rt.ctx, placement), notes
 
 
+Outcome = tuple[Candidate, list[str]] | Miss | None
+Evaluate = Callable[[CatalogModel], Outcome]  # evaluate() for one plan's floor, request and machine, memoized
+
+
 def _first_fit(
-    candidates: Sequence[CatalogModel], floor: str, req: PlanRequest, report: ProbeReport
+    candidates: Sequence[CatalogModel], evaluate: Evaluate
 ) -> tuple[Candidate | None, list[str], list[Miss]]:
     misses: list[Miss] = []
     for model in candidates:
-        outcome = evaluate(model, floor, req, report)
+        outcome = evaluate(model)
         if isinstance(outcome, Miss):
             misses.append(outcome)
         elif outcome is not None:
@@ -316,12 +313,7 @@ def _gpu_first_window(chosen: Candidate, target: float) -> float:
 
 
 def _gpu_first(
-    chosen: Candidate,
-    candidates: Sequence[CatalogModel],
-    floor: str,
-    req: PlanRequest,
-    report: ProbeReport,
-    target: float,
+    chosen: Candidate, candidates: Sequence[CatalogModel], evaluate: Evaluate, report: ProbeReport, target: float
 ) -> tuple[Candidate, list[str]] | None:
     """A model wholly on the GPU(s) of nearly the same size (at least 1/NEARLY of the pick's, 1/MARGINAL_NEARLY
     where the pick is marginal) beats a partly offloaded pick."""
@@ -332,7 +324,7 @@ def _gpu_first(
     for model in candidates[start:]:
         if rank_size(model) * window < rank_size(chosen.model):
             return None
-        outcome = evaluate(model, floor, req, report)
+        outcome = evaluate(model)
         if isinstance(outcome, tuple) and outcome[0].placement.on_gpu:
             return outcome
     return None
@@ -348,10 +340,17 @@ def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) 
     target = speed_target(req, task)
     candidates = rank_candidates(task, req, models)
     reasons = [f"task {task.name}: quality floor {floor} ({task.note})", _target_reason(task, req, target)]
-    chosen, extra, misses = _first_fit(candidates, floor, req, report)
+    outcomes: dict[str, Outcome] = {}  # each model is evaluated once per plan, however many rules ask
+
+    def evaluated(model: CatalogModel) -> Outcome:
+        if model.id not in outcomes:
+            outcomes[model.id] = evaluate(model, floor, req, report)
+        return outcomes[model.id]
+
+    chosen, extra, misses = _first_fit(candidates, evaluated)
     if chosen is None:
         raise _nothing_fits(misses, report, req, target)
-    gpu_pick = _gpu_first(chosen, candidates, floor, req, report, target)
+    gpu_pick = _gpu_first(chosen, candidates, evaluated, report, target)
     gpu_note = ""
     displaced = None
     if gpu_pick:
@@ -383,7 +382,7 @@ def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) 
     if req.speed_note and req.speed_ratio != 1.0:
         reasons.append(req.speed_note)
     reasons.extend(req.runtime_notes)
-    alternatives = _alternatives(chosen, candidates, floor, req, report, displaced)
+    alternatives = _alternatives(chosen, candidates, evaluated, displaced)
     if chosen.quant == "Q2_K":
         warnings.append(f"{chosen.model.name} at Q2_K: a last resort, expect clearly worse answers")
     return Plan(chosen, alternatives, tuple(reasons), tuple(warnings), task.name, report)
@@ -560,19 +559,14 @@ def _memory_remedies(
 
 
 def _alternatives(
-    chosen: Candidate,
-    candidates: Sequence[CatalogModel],
-    floor: str,
-    req: PlanRequest,
-    report: ProbeReport,
-    displaced: Candidate | None,
+    chosen: Candidate, candidates: Sequence[CatalogModel], evaluate: Evaluate, displaced: Candidate | None
 ) -> tuple[Candidate, ...]:
     """The larger pick the GPU-first rule set aside (if any), then the next models down the ranking."""
     found: list[Candidate] = [displaced] if displaced else []
     for model in candidates[candidates.index(chosen.model) + 1 :]:
         if len(found) >= ALTERNATIVES:
             break
-        outcome = evaluate(model, floor, req, report)
+        outcome = evaluate(model)
         if isinstance(outcome, tuple):
             found.append(outcome[0])
     return tuple(found)

@@ -11,6 +11,7 @@ from typing import Any
 from ollama_fit.catalog import CatalogModel, find_model
 from ollama_fit.errors import HubError
 from ollama_fit.fetch import Fetched, Fetcher
+from ollama_fit.fetch.layout import repo_folder
 from ollama_fit.hardware.model import ProbeReport
 from ollama_fit.hub import Hub, HubFile, HubRef, QuantFiles, group_quants, select
 from ollama_fit.ollama_adapter import Ollama
@@ -73,7 +74,7 @@ def cached_files(cache_dir: Path, repo: str, revision: str = "main") -> list[Hub
     """The files of `repo` the Hugging Face cache holds (the snapshot refs/<revision> names, else the newest),
     each with its size and, for LFS files, the sha256 its blob is named after: the listing to work from when
     HF_HUB_OFFLINE is set. The bytes are checked against that sha256 before use (Fetcher.fetch)."""
-    repo_dir = cache_dir / ("models--" + repo.replace("/", "--"))
+    repo_dir = cache_dir / repo_folder(repo)
     snapshots = repo_dir / "snapshots"
     ref = repo_dir / "refs" / revision
     snapshot = snapshots / ref.read_text().strip() if ref.is_file() else None

@@ -157,11 +157,16 @@ class ModelSpec:
                 add(t.layer, t, routed if "_exps" in t.name else 1.0)
             elif t.name.startswith("output"):
                 add(s.n_layer, t, 1.0)
-        if not any(t.name == "output.weight" for t in self.tensors):
+        if self.tied:
             for t in self.tensors:
                 if t.name == "token_embd.weight":
                     add(s.n_layer, t, 1.0)
         return tuple(tuple((k, int(v[0]), int(v[1])) for k, v in sorted(d.items())) for d in sums)
+
+    @cached_property
+    def tied(self) -> bool:
+        """No output.weight: llama.cpp duplicates token_embd as the output layer (TENSOR_DUPLICATED)."""
+        return not any(t.name == "output.weight" for t in self.tensors)
 
     @cached_property
     def token_embd_bytes(self) -> int:
@@ -176,8 +181,7 @@ class ModelSpec:
     def output_bytes(self) -> int:
         """The output layer: output.* (norm and head), plus the tied embedding's duplicate."""
         own = sum(t.nbytes for t in self.tensors if tensor_role(t.name) == "output")
-        tied = not any(t.name == "output.weight" for t in self.tensors)
-        return own + (self.token_embd_bytes if tied else 0)
+        return own + (self.token_embd_bytes if self.tied else 0)
 
     @cached_property
     def layer_bytes(self) -> tuple[int, ...]:

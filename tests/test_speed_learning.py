@@ -65,3 +65,34 @@ def test_an_observation_keeps_both_speeds():
     doc = obs.to_dict()
     assert doc["predicted_tps"] == 42.0
     assert doc["observed_tps"] == 38.5
+
+
+def test_what_is_learned_settles_run_after_run(tmp_path):
+    """Each run is compared with the model's own prediction, not with one an earlier run already corrected:
+    on a machine that really takes 300 MiB more and decodes at 0.7x, the corrections stay there."""
+    from types import SimpleNamespace
+
+    from ollama_fit.auto import Smoke, learn
+
+    rep = ProbeReport(HW, budget(HW))
+    pinned = {"model": "qwen3:14b", "quant": "Q4_K_M"}
+    raw = plan(rep, PlanRequest(**pinned), catalog()).choice.placement
+    store = Observations.load(tmp_path)
+    for _ in range(4):
+        correction, note = store.correction(HW)
+        ratio, speed_note = store.speed_ratio(HW)
+        p = plan(
+            rep,
+            PlanRequest(
+                **pinned, overhead_correction=correction, correction_note=note, speed_ratio=ratio, speed_note=speed_note
+            ),
+            catalog(),
+        )
+        real = SimpleNamespace(
+            model="m:q", size_vram=raw.memory.device_bytes + 300 * 2**20, size=0, context_length=8192
+        )
+        ollama = SimpleNamespace(ps=lambda real=real: [real])
+        smoke = Smoke(True, "hi", 0.7 * raw.speed.tps, p.choice.placement.speed.tps)
+        store.record(HW, learn(ollama, "m:q", p, smoke))
+        assert store.correction(HW)[0] == 300 * 2**20
+        assert store.speed_ratio(HW)[0] == pytest.approx(0.7)

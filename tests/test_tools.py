@@ -186,3 +186,40 @@ def test_plans_follow_what_the_ollama_server_really_does(ollama):
     assert warnings == []
     down, warnings = for_ollama(PlanRequest(), Ollama("http://127.0.0.1:9"))
     assert down == PlanRequest()  # unreachable: the pre-flight reports it later
+
+
+def test_an_installed_hybrid_gets_its_state_and_unified_memory_counts_once():
+    from plans import simulated
+
+    from ollama_fit.listing import installed_row
+
+    info = {
+        "general.architecture": "qwen35",
+        "qwen35.block_count": 32,
+        "qwen35.embedding_length": 4096,
+        "qwen35.attention.head_count": 16,
+        "qwen35.attention.head_count_kv": 4,
+        "qwen35.attention.key_length": 256,
+        "qwen35.full_attention_interval": 4,
+        "qwen35.ssm.conv_kernel": 4,
+        "qwen35.ssm.inner_size": 4096,
+        "qwen35.ssm.state_size": 128,
+        "qwen35.ssm.group_count": 16,
+        "qwen35.ssm.time_step_rank": 32,
+        "tokenizer.ggml.tokens": [],  # Ollama empties long arrays
+    }
+    here = Hardware((), 24 * GiB, 24 * GiB, Cpu("x", 8, 16))
+    mac = simulated(here, "M4 Pro 24GB")
+    row = installed_row("qwen3.5:9b", 6 * GiB, info, 8192, mac)
+    state = 24 * 4 * (3 * (4096 + 2 * 16 * 128) + 128 * 4096)  # 24 delta-net layers, one slot
+    kv_per_layer = 4 * 512 * 8192 * 2
+    # read as a plain transformer it would give all 32 layers a KV cache and none a state
+    as_llama = {k.replace("qwen35.", "llama."): v for k, v in info.items() if ".ssm." not in k} | {
+        "general.architecture": "llama"
+    }
+    dense = installed_row("qwen3.5:9b", 6 * GiB, as_llama, 8192, mac)
+    assert dense.need_bytes - row.need_bytes == 24 * kv_per_layer - state
+    pool = mac.budget.host.usable_bytes
+    assert mac.budget.unified_memory
+    huge = installed_row("big", pool, info, 8192, mac)  # over the pool, though under GPU share + pool
+    assert huge.fits is False  # one pool: the GPU's share is not extra memory

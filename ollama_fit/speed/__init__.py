@@ -9,12 +9,12 @@ from typing import Any
 from ollama_fit.estimate import MemoryEstimate
 from ollama_fit.hardware.model import Hardware
 from ollama_fit.spec import ModelSpec
-from ollama_fit.speed.devices import DEFAULT_RAM_BANDWIDTH_GBS, cpu_device, gpu_device
+from ollama_fit.speed.devices import cpu_device, gpu_device
 from ollama_fit.speed.model import token_seconds
 from ollama_fit.speed.params import PARAMS, Params
 from ollama_fit.speed.work import stages
 
-__all__ = ["DEFAULT_RAM_BANDWIDTH_GBS", "FILL_TOKENS", "Speed", "decode_speed"]
+__all__ = ["FILL_TOKENS", "Speed", "decode_speed"]
 
 FILL_TOKENS = 1024  # the speed quoted is the early part of a conversation: this many tokens in the cache
 
@@ -26,6 +26,12 @@ class Speed:
     high: float
     assumptions: tuple[str, ...] = ()
     upper_bound: bool = False  # a device's bandwidth was unknown: its time was left out
+    ratio: float = 1.0  # the factor learned from real runs here already applied (scaled)
+
+    @property
+    def modelled_tps(self) -> float:
+        """The speed model's own estimate, before the learned ratio: what a new run is compared with."""
+        return self.tps / self.ratio
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -38,7 +44,14 @@ class Speed:
 
     def scaled(self, ratio: float, note: str) -> Speed:
         """The same estimate times a ratio learned from real runs on this machine."""
-        return Speed(self.tps * ratio, self.low * ratio, self.high * ratio, (*self.assumptions, note), self.upper_bound)
+        return Speed(
+            self.tps * ratio,
+            self.low * ratio,
+            self.high * ratio,
+            (*self.assumptions, note),
+            self.upper_bound,
+            self.ratio * ratio,
+        )
 
 
 def decode_speed(
