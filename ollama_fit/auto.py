@@ -17,7 +17,7 @@ from ollama_fit.llamacpp import ServeCommand, serve_command
 from ollama_fit.ollama_adapter import Ollama, ServerInfo, canonical
 from ollama_fit.plan import Plan, PlanRequest, runtime
 from ollama_fit.pull import PullResult, RegisterOptions, Target, pull
-from ollama_fit.register import Records, file_map, preflight
+from ollama_fit.register import Records, file_map, parameter_changes, preflight
 
 SMOKE_PROMPT = "Reply with a short greeting."
 # Before v0.13.4 Ollama turned flash attention on by default only for these architectures
@@ -128,12 +128,13 @@ class Prepared:
     name: str | None = None  # None: llama.cpp target, nothing registered
     server: ServerInfo | None = None
     ollama_dir: Path | None = None  # where Ollama keeps its copy, when it runs here
-    registered: bool = False  # the same name from the same files: nothing to do
+    registered: bool = False  # the same name from the same files: nothing to download or upload
+    updates: tuple[str, ...] = ()  # registered, but re-created with these parameter changes
 
     @property
     def changes_nothing(self) -> bool:
-        """Nothing to download and nothing to register: no reason to ask."""
-        return self.registered or (self.name is None and self.missing_bytes == 0)
+        """Nothing to download, register or change: no reason to ask."""
+        return (self.registered and not self.updates) or (self.name is None and self.missing_bytes == 0)
 
 
 def prepare(
@@ -167,11 +168,16 @@ def prepare(
         records or Records.load(),
         download,
     )
-    registered = pre.state == "same" and ollama.show(name) is not None
-    if not registered:
+    shown = ollama.show(name) if pre.state == "same" else None
+    updates = parameter_changes(shown, options.parameters) if shown is not None else ()
+    if updates and not all(ollama.has_blob(d) for d in digests.values()):
+        shown, updates = None, ()  # re-registered from the files, as keep_registered will do
+    if shown is None:
         fetcher.preflight(target.repo, files)
     ollama_dir = config.ollama_models_dir() if pre.server.local else None
-    return Prepared(target, missing, cache, options.keep_gguf, name, pre.server, ollama_dir, registered)
+    return Prepared(
+        target, missing, cache, options.keep_gguf, name, pre.server, ollama_dir, shown is not None, updates
+    )
 
 
 def execute(

@@ -64,6 +64,11 @@ class RegisterOptions:
     def name_for(self, target: Target) -> str:
         return self.name or model_name(target.repo, target.quant.label, target.model.id if target.model else None)
 
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The Ollama parameters the model is created with."""
+        return {"num_ctx": self.ctx}
+
 
 Pick = Callable[[str | None], tuple[str, str, int]]
 Lister = Callable[[str], list[HubFile]]
@@ -148,7 +153,7 @@ def _pull_and_register(
     files_list = list(target.quant.files)
     download = (fetcher.missing_bytes(target.repo, files_list), fetcher.device(target.repo))
     pre = preflight(ollama, name, files, target.quant.total_bytes, target.quant.split, options.force, records, download)
-    parameters = {"num_ctx": options.ctx}
+    parameters = options.parameters
     origin = {"repo": target.repo, "quant": target.quant.label}
     kept = keep_registered(ollama, pre, name, files, parameters, records, origin)
     if kept is not None:  # ours, from these files: unchanged, or updated to the new parameters

@@ -211,24 +211,8 @@ def register(
     files = file_map([(f.path.name, str(f.file.sha256)) for f in fetched])
     uploaded = _upload(ollama, fetched, files, name, on_progress)
     existed = pre.state != "absent"
-    # recorded before the create: should Ctrl-C land after Ollama wrote the model, the next run knows it is ours
-    previous = records.get(name)
-    records.put(name, {"files": files, **origin})
     on_progress(Progress("create", name, 0, 0, f"creating {name} in Ollama"))
-    try:
-        ollama.create(name, files, parameters)
-        shown = ollama.show(name)
-        if shown is None:
-            raise OllamaError(f"Ollama reported success but does not know {name}", hint="see `ollama serve` logs")
-    except OllamaError:
-        if not existed:
-            ollama.delete(name)  # no half-registered model
-        if previous is None:
-            records.drop(name)
-        else:  # the model Ollama still has is the one recorded before
-            records.put(name, previous)
-        raise
-    records.put(name, _record(ollama, name, files, parameters, origin))
+    shown = _create_recorded(ollama, name, files, parameters, records, origin, existed=existed)
     warnings = _readback_warnings(shown, parameters, pre.server)
     status = "replaced" if existed else "created"
     return Registration(name, status, files, parameters, pre.server, tuple(warnings), uploaded_bytes=uploaded)
@@ -267,6 +251,39 @@ def _upload(
     return uploaded
 
 
+def _create_recorded(
+    ollama: Ollama,
+    name: str,
+    files: dict[str, str],
+    parameters: dict[str, Any],
+    records: Records,
+    origin: dict[str, str],
+    *,
+    existed: bool,
+) -> Any:
+    """Create the model from blobs Ollama holds and read it back, keeping our record true at every step: it
+    is written before the create (should Ctrl-C land after Ollama wrote the model, the next run knows it is
+    ours), restored (or dropped) when the create fails, and completed with the manifest after it. A model
+    that did not exist before is deleted again on failure: no half-registered model."""
+    previous = records.get(name)
+    records.put(name, {"files": files, **origin})
+    try:
+        ollama.create(name, files, parameters)
+        shown = ollama.show(name)
+        if shown is None:
+            raise OllamaError(f"Ollama reported success but does not know {name}", hint="see `ollama serve` logs")
+    except OllamaError:
+        if not existed:
+            ollama.delete(name)
+        if previous is None:
+            records.drop(name)
+        else:  # the model Ollama still has is the one recorded before
+            records.put(name, previous)
+        raise
+    records.put(name, _record(ollama, name, files, parameters, origin))
+    return shown
+
+
 def _record(
     ollama: Ollama, name: str, files: dict[str, str], parameters: dict[str, Any], origin: dict[str, str]
 ) -> dict[str, Any]:
@@ -289,22 +306,20 @@ def keep_registered(
     shown = ollama.show(name) if pre.state == "same" else None
     if shown is None:
         return None
-    had = shown_parameters(getattr(shown, "parameters", None) or "")
-    changes = tuple(f"{k} {had.get(k, 'unset')} -> {v}" for k, v in parameters.items() if had.get(k) != str(v))
+    changes = parameter_changes(shown, parameters)
     if not changes:
         return Registration(name, "unchanged", files, parameters, pre.server)
     if not all(ollama.has_blob(digest) for digest in files.values()):
         return None
-    previous = records.get(name)
-    ollama.create(name, files, parameters)
-    shown = ollama.show(name)
-    if shown is None:
-        if previous is not None:
-            records.put(name, previous)
-        raise OllamaError(f"Ollama reported success but does not know {name}", hint="see `ollama serve` logs")
-    records.put(name, _record(ollama, name, files, parameters, origin))
+    shown = _create_recorded(ollama, name, files, parameters, records, origin, existed=True)
     warnings = tuple(_readback_warnings(shown, parameters, pre.server))
     return Registration(name, "updated", files, parameters, pre.server, warnings, changes=changes)
+
+
+def parameter_changes(shown: Any, parameters: dict[str, Any]) -> tuple[str, ...]:
+    """What re-creating a shown model with `parameters` would change ("num_ctx 8192 -> 32768")."""
+    had = shown_parameters(getattr(shown, "parameters", None) or "")
+    return tuple(f"{k} {had.get(k, 'unset')} -> {v}" for k, v in parameters.items() if had.get(k) != str(v))
 
 
 def shown_parameters(text: str) -> dict[str, str]:

@@ -460,6 +460,12 @@ def render_confirmation(prep: Any, width: int | None = None) -> tuple[str, str]:
         f"  from      hf.co/{t.repo}  {files}",
         f"  into      {prep.cache_dir} ({kept})",
     ]
+    if prep.updates:  # ours, from these files: re-created from the blobs Ollama holds, nothing downloaded
+        lines = [
+            f"About to update {prep.name} in Ollama {prep.server.version} at {prep.server.host}:",
+            f"  change    {', '.join(prep.updates)} (from the files Ollama already has; nothing to download)",
+        ]
+        return fit(lines, width), f"Update {prep.name} in Ollama?"
     if prep.name is not None:
         where = f", its copy in {prep.ollama_dir}" if prep.ollama_dir else ""
         lines.append(f"  create    {prep.name} in Ollama {prep.server.version} at {prep.server.host}{where}")

@@ -111,6 +111,21 @@ def test_auto_yes_sets_up_a_model_and_a_second_run_does_nothing(fake_hub, qwen_r
     assert downloaded(fake_hub, qwen_repo) == before  # not even the header: it is cached by its sha256
 
 
+def test_a_registered_model_at_another_context_is_an_update_to_confirm(fake_hub, qwen_repo, ollama, env):
+    assert auto(*GPU_ARGS, "--yes").exit_code == 0
+    name = next(iter(ollama.models))
+    before = downloaded(fake_hub, qwen_repo)
+    other = [a if a != "2048" else "4096" for a in GPU_ARGS]
+    ask = auto(*other, "--json")  # no terminal to ask on: the change is stated, not made
+    doc = json.loads(ask.stdout)
+    assert doc["status"] == "needs-confirmation"
+    assert ollama.models[name].parameters == {"num_ctx": 2048}
+    done = auto(*other, "--yes", "--json")
+    assert json.loads(done.stdout)["pull"]["registration"]["status"] == "updated"
+    assert ollama.models[name].parameters == {"num_ctx": 4096}
+    assert downloaded(fake_hub, qwen_repo) == before  # re-created from the blobs Ollama holds
+
+
 def test_dry_run_and_no_tty_download_nothing(fake_hub, qwen_repo, ollama, env):
     before = downloaded(fake_hub, qwen_repo)
     dry = auto(*GPU_ARGS, "--dry-run", "--offline")

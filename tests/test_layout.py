@@ -166,3 +166,13 @@ def test_the_question_states_the_download_its_destination_and_the_model():
     assert question == "Download 322.0 MiB for llama-server?"
     assert _prepared(0, name=None).changes_nothing
     assert not _prepared(0).changes_nothing  # the model is still to be created
+    from dataclasses import replace
+
+    same = replace(_prepared(322 * MiB), registered=True)
+    assert same.changes_nothing
+    update = replace(same, updates=("num_ctx 8192 -> 32768",))
+    assert not update.changes_nothing  # re-creating it with another context is a change to confirm
+    block, question = render_confirmation(update, 80)
+    assert "num_ctx 8192 -> 32768" in block
+    assert "nothing to download" in " ".join(block.split())
+    assert question == "Update qwen3:8b-q4_k_m in Ollama?"
