@@ -162,7 +162,7 @@ def _kv_width(spec: ModelSpec, layer: int, rt: Runtime) -> int:
     dk, dv = s.head_dims(layer)
     v = s.kv_heads(layer) * dv
     if not rt.flash_attn:
-        v = max(s.kv_heads(i) * s.head_dims(i)[1] for i in range(s.n_layer))
+        v = s.max_v_width
     return s.kv_heads(layer) * dk + v
 
 

@@ -104,6 +104,11 @@ class ModelShape:
             return self.swa_key_length, self.swa_value_length or self.swa_key_length
         return self.key_length, self.value_length
 
+    @cached_property
+    def max_v_width(self) -> int:
+        """The widest layer's V row (n_embd_v_gqa): without flash attention every layer's V is padded to it."""
+        return max(self.kv_heads(i) * self.head_dims(i)[1] for i in range(self.n_layer))
+
     @property
     def state_row(self) -> int:
         """F32 elements of one sequence's state in one recurrent layer: n_embd_r + n_embd_s (llama-hparams.cpp)."""
