@@ -175,9 +175,7 @@ def prepare(
     if shown is None:
         fetcher.preflight(target.repo, files)
     ollama_dir = config.ollama_models_dir() if pre.server.local else None
-    return Prepared(
-        target, missing, cache, options.keep_gguf, name, pre.server, ollama_dir, shown is not None, updates
-    )
+    return Prepared(target, missing, cache, options.keep_gguf, name, pre.server, ollama_dir, shown is not None, updates)
 
 
 def execute(

@@ -732,7 +732,7 @@ def _serve_hub(
     pick = picker(lambda: report, request, hub_for_plans(offline))
     target = resolve(ref or request.model, quant, hub, pick, lister(hub, config.hf_cache_dir()))
     cache = Fetcher(hub, config.hf_cache_dir())
-    local = [cache.cached_path(target.repo, f.path) for f in target.quant.files]
+    local = [cache.cached_path(target.repo, f) for f in target.quant.files]
     paths = [p for p in local if p is not None]
     spec = local_spec(paths) if len(paths) == len(local) else hub_spec(hub, target.repo, target.quant)[0]
     first = paths[0] if len(paths) == len(local) else None

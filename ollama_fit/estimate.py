@@ -369,5 +369,3 @@ def estimate(
         evictable_bytes=repacked,
     )
     return MemoryEstimate(tuple(gpus), host, s.n_layer, offloaded, rt.cells, rt.backend)
-
-

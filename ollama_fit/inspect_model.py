@@ -123,11 +123,13 @@ def _estimate(
 
 
 def inspect_file(path: Path, rt: Runtime, report: ProbeReport, gpu_layers: int | None = None) -> Inspection:
-    header = read_local_header(path)
-    size = path.stat().st_size
-    spec = spec_from_header(header, size)
-    quant = _estimate(spec.quant, (path.name,), size, spec, rt, report, gpu_layers)
-    return Inspection(str(path), "local", spec, (quant,), header.data_offset, rt, report, gpu_layers)
+    """A local GGUF, or the whole model when `path` is one shard of a split file (as serve-cmd reads it)."""
+    paths = local_shards(path)
+    headers = [read_local_header(p) for p in paths]
+    spec = _merged_spec(headers, paths)
+    size = sum(p.stat().st_size for p in paths)
+    quant = _estimate(spec.quant, tuple(p.name for p in paths), size, spec, rt, report, gpu_layers)
+    return Inspection(str(path), "local", spec, (quant,), headers[0].data_offset, rt, report, gpu_layers)
 
 
 def hub_spec(hub: Hub, repo: str, group: QuantFiles, cache: HeaderCache | None = None) -> tuple[ModelSpec, int]:
@@ -229,6 +231,9 @@ def is_local_ref(ref: str) -> bool:
 
 def local_spec(paths: list[Path]) -> ModelSpec:
     """The exact spec of downloaded files: every shard's tensors, hyper-parameters from the first."""
-    headers = [read_local_header(p) for p in paths]
+    return _merged_spec([read_local_header(p) for p in paths], paths)
+
+
+def _merged_spec(headers: list[GGUFHeader], paths: list[Path]) -> ModelSpec:
     merged = replace(headers[0], tensors=tuple(t for h in headers for t in h.tensors))
     return spec_from_header(merged, sum(p.stat().st_size for p in paths), shards=len(paths))

@@ -19,20 +19,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))
 
-BUFFER = re.compile(r"(\S+)\s+(model|KV|RS|output|compute) buffer size =\s+([\d.]+) MiB")
+from measure_llama_server import LlamaServer, default_binary, free_port, parse_buffers  # noqa: E402
+
 # (per-sequence context, slots, flash attention, KV type)
 RUNS = [
     (4096, 1, "on", "f16"),
@@ -46,18 +44,6 @@ PRESETS = (
     "qwen35", "qwen35moe", "qwen3next", "granitehybrid", "lfm2", "nemotron_h", "gemma4",
     "gemma4moe", "gemma4e2b", "llama4", "mistral3", "nemotron_h_moe",
 )  # fmt: skip
-
-
-def default_binary() -> Path:
-    if os.environ.get("LLAMA_SERVER"):
-        return Path(os.environ["LLAMA_SERVER"])
-    return Path.home() / ".cache" / "ollama-fit" / "llama.cpp" / "build-11434" / "bin" / "llama-server"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def build_dir() -> Path:
@@ -81,60 +67,14 @@ def run_lib(exe: Path, model: Path, ctx: int, slots: int, fa: str, kv: str, time
     return done.stderr
 
 
-def _healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
-            return bool(answer.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def run_server(binary: Path, model: Path, ctx: int, slots: int, fa: str, kv: str, timeout: float = 300) -> str:
-    """Start llama-server, wait (bounded) until /health answers 200, stop it; return its log (flushed on exit)."""
-    port = _free_port()
-    args = [
-        str(binary),
-        "-m",
-        str(model),
-        "-c",
-        str(ctx * slots),
-        "-np",
-        str(slots),
-        "--no-kv-unified",
-        "-ngl",
-        "0",
-        "-fa",
-        fa,
-        "-ctk",
-        kv,
-        "-ctv",
-        kv,
-        "--no-warmup",
-        "--no-repack",
-        "-t",
-        "2",
-        "-lv",
-        "4",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]  # fmt: skip  (-lv 4: the buffer lines)
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and proc.poll() is None and not _healthy(port):
-                time.sleep(0.5)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.seek(0)
-        return log.read().decode(errors="replace")
+def run_server(binary: Path, model: Path, ctx: int, slots: int, fa: str, kv: str) -> str:
+    """llama-server on loopback until /health answers 200 (bounded), then stopped; its log."""
+    port = free_port()
+    args = ["-m", str(model), "-c", str(ctx * slots), "-np", str(slots), "--no-kv-unified", "-ngl", "0"]
+    args += ["-fa", fa, "-ctk", kv, "-ctv", kv, "--no-warmup", "--no-repack", "-t", "2", "-lv", "4"]  # 4: buffers
+    args += ["--host", "127.0.0.1", "--port", str(port)]
+    with LlamaServer(binary, args, port, timeout=300) as server:
+        return server.log()
 
 
 def measure(run: Any, runner: str, preset: str, quant: str, folder: Path) -> list[dict[str, Any]]:
@@ -145,7 +85,7 @@ def measure(run: Any, runner: str, preset: str, quant: str, folder: Path) -> lis
     rows = []
     for ctx, slots, fa, kv in RUNS:
         log = run(path, ctx, slots, fa, kv)
-        buffers = [{"where": w, "kind": k, "mib": float(m)} for w, k, m in BUFFER.findall(log)]
+        buffers = parse_buffers(log)
         rows.append(
             {
                 "preset": preset,

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-BUFFER = re.compile(r"(\S+)\s+(model|KV|output|compute) buffer size =\s+([\d.]+) MiB")
+BUFFER = re.compile(r"(\S+)\s+(model|KV|RS|output|compute) buffer size =\s+([\d.]+) MiB")
 # (-c, -np, -ub, -fa, KV type): contexts, slots and micro-batches, flash attention on and off, a quantized cache
 RUNS = [
     (4096, 1, 512, "on", "f16"),

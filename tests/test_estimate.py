@@ -3,12 +3,11 @@ real measurements in tests/fixtures (copies of ../shared/calibration)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 from ollama_fit.catalog import find_model
 from ollama_fit.estimate import PIPELINE_COPIES, Runtime, compute_bytes, estimate, kv_bytes, split_for_ngl
@@ -283,11 +282,7 @@ def test_offload_run_matches_llamas_own_buffers():
 
 
 def _calibration():
-    spec = importlib.util.spec_from_file_location("calibrate", ROOT / "scripts" / "calibrate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["calibrate"] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_script("calibrate")
 
 
 def test_every_calibration_run_is_within_target():

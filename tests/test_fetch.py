@@ -3,7 +3,6 @@ server. Every test checks the final state on disk: a complete verified file, or 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -14,9 +13,10 @@ from pathlib import Path
 
 import pytest
 from fakes.hub import Fault
+from fetching import assert_complete, listed, make
 
 from ollama_fit.errors import BadModelFile, DiskSpaceError, HubError
-from ollama_fit.fetch import PARTIAL, RANGES, Fetcher, done_bytes
+from ollama_fit.fetch import PARTIAL, RANGES, done_bytes
 from ollama_fit.hub import Hub, HubFile
 
 MiB = 1024**2
@@ -40,39 +40,15 @@ def repo(fake_hub, tmp_path_factory):
     return r
 
 
-class Waits(list):
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-
-
-def make(fake_hub, tmp_path, **kw) -> tuple[Fetcher, Waits]:
-    waits = Waits()
-    hub = Hub(fake_hub.endpoint, token=kw.pop("token", None), offline=kw.pop("offline", False))
-    return Fetcher(hub, tmp_path / "hub", tmp_path / "state", sleep=waits, **kw), waits
-
-
-def listed(fake_hub, path=NAME, repo=REPO) -> HubFile:
-    return next(f for f in Hub(fake_hub.endpoint).list_files(repo) if f.path == path)
-
-
-def assert_complete(fetched, repo_obj, path=NAME):
-    data = repo_obj.files[path].source.read_bytes()
-    assert fetched.path.read_bytes() == data
-    assert fetched.path.is_symlink()
-    assert Path(os.path.realpath(fetched.path)).name == hashlib.sha256(data).hexdigest()
-    blobs = fetched.path.parents[2 + path.count("/")] / "blobs"
-    assert not list(blobs.glob(f"*{PARTIAL}"))
-
-
 def test_fresh_download_lands_in_the_hf_cache_layout(fake_hub, repo, tmp_path):
     fetcher, _ = make(fake_hub, tmp_path)
     before = fake_hub.served(REPO, NAME)
-    fetched = fetcher.fetch(REPO, listed(fake_hub))
+    fetched = fetcher.fetch(REPO, listed(fake_hub, REPO, NAME))
     assert_complete(fetched, repo)
     assert fetched.path.parent.name == repo.commit  # snapshots/<commit>/<file>
     assert (tmp_path / "hub" / "models--acme--Fetch-GGUF" / "refs" / "main").read_text() == repo.commit
     assert fake_hub.served(REPO, NAME) - before == 24 * MiB
-    again = fetcher.fetch(REPO, listed(fake_hub))
+    again = fetcher.fetch(REPO, listed(fake_hub, REPO, NAME))
     assert again.reused
     assert again.downloaded == 0
     assert fake_hub.served(REPO, NAME) - before == 24 * MiB  # not twice
@@ -85,23 +61,23 @@ def test_reuses_and_verifies_a_copy_made_by_hf_hub_download(fake_hub, repo, tmp_
     before = fake_hub.served(REPO, NAME)
     events = []
     fetcher, _ = make(fake_hub, tmp_path, on_progress=events.append)
-    fetched = fetcher.fetch(REPO, listed(fake_hub))
+    fetched = fetcher.fetch(REPO, listed(fake_hub, REPO, NAME))
     assert fetched.reused
     assert fake_hub.served(REPO, NAME) == before
     assert [e.kind for e in events] == ["verify", "reused"]  # hashed once...
     events.clear()
-    fetcher.fetch(REPO, listed(fake_hub))
+    fetcher.fetch(REPO, listed(fake_hub, REPO, NAME))
     assert [e.kind for e in events] == ["reused"]  # ...then remembered
 
 
 def test_corrupt_cached_copy_is_replaced(fake_hub, repo, tmp_path):
     fetcher, _ = make(fake_hub, tmp_path)
-    fetched = fetcher.fetch(REPO, listed(fake_hub))
+    fetched = fetcher.fetch(REPO, listed(fake_hub, REPO, NAME))
     blob = Path(os.path.realpath(fetched.path))
     with blob.open("r+b") as f:
         f.seek(1000)
         f.write(b"\x00\x01\x02")
-    again = fetcher.fetch(REPO, listed(fake_hub))
+    again = fetcher.fetch(REPO, listed(fake_hub, REPO, NAME))
     assert not again.reused
     assert_complete(again, repo)
 
@@ -118,7 +94,7 @@ def test_broken_bodies_resume_without_downloading_twice(fake_hub, repo, tmp_path
     fake_hub.fail(REPO, NAME, fault)
     fetcher, _ = make(fake_hub, tmp_path)
     before = fake_hub.served(REPO, NAME)
-    fetched = fetcher.fetch(REPO, listed(fake_hub))
+    fetched = fetcher.fetch(REPO, listed(fake_hub, REPO, NAME))
     assert_complete(fetched, repo)
     assert fake_hub.served(REPO, NAME) - before <= 24 * MiB + 1 * MiB
 
@@ -134,7 +110,7 @@ def test_broken_bodies_resume_without_downloading_twice(fake_hub, repo, tmp_path
 def test_server_errors_are_retried_with_backoff(fake_hub, repo, tmp_path, faults, waits):
     fake_hub.fail(REPO, NAME, *faults)
     fetcher, slept = make(fake_hub, tmp_path)
-    assert_complete(fetcher.fetch(REPO, listed(fake_hub)), repo)
+    assert_complete(fetcher.fetch(REPO, listed(fake_hub, REPO, NAME)), repo)
     assert slept == waits
 
 
@@ -142,7 +118,7 @@ def test_a_wrong_byte_is_caught_deleted_and_downloaded_again(fake_hub, repo, tmp
     fake_hub.fail(REPO, NAME, Fault(corrupt_at=12345))
     events = []
     fetcher, _ = make(fake_hub, tmp_path, on_progress=events.append)
-    assert_complete(fetcher.fetch(REPO, listed(fake_hub)), repo)
+    assert_complete(fetcher.fetch(REPO, listed(fake_hub, REPO, NAME)), repo)
     assert any(e.kind == "retry" and "sha256 mismatch" in e.message for e in events)
 
 
@@ -151,7 +127,7 @@ def test_two_wrong_downloads_fail_and_leave_nothing(fake_hub, repo, tmp_path):
     fake_hub.fail(REPO, NAME, Fault(corrupt_at=20 * MiB - 1), Fault(corrupt_at=11))
     fetcher, _ = make(fake_hub, tmp_path)
     with pytest.raises(BadModelFile, match="failed its sha256 check twice"):
-        fetcher.fetch(REPO, listed(fake_hub))
+        fetcher.fetch(REPO, listed(fake_hub, REPO, NAME))
     fake_hub.faults.pop(f"{REPO}/{NAME}", None)
     blobs = tmp_path / "hub" / "models--acme--Fetch-GGUF" / "blobs"
     assert list(blobs.iterdir()) == []  # no partial, no range record
@@ -161,18 +137,27 @@ def test_two_wrong_downloads_fail_and_leave_nothing(fake_hub, repo, tmp_path):
 
 @pytest.mark.parametrize("connections", [1, 4])
 def test_persistent_failure_gives_up_and_keeps_a_resumable_partial(fake_hub, repo, tmp_path, connections):
-    fake_hub.fail(REPO, NAME, Fault(drop_after=2 * MiB), *[Fault(status=500)] * 40)
+    """The first GET is cut after 1 MiB (half of a 2 MiB part with 4 connections), then every GET fails."""
+    fake_hub.fail(REPO, NAME, Fault(drop_after=MiB), *[Fault(status=500)] * 40)
     fetcher, slept = make(fake_hub, tmp_path, connections=connections, min_part=MiB)
     with pytest.raises(HubError, match="kept failing") as info:
-        fetcher.fetch(REPO, listed(fake_hub))
-    fake_hub.faults.pop(f"{REPO}/{NAME}", None)
+        fetcher.fetch(REPO, listed(fake_hub, REPO, NAME))
+    left = fake_hub.faults.pop(f"{REPO}/{NAME}", [])
+    assert left, "every GET after the cut one must have failed"
+    assert all(fault.status == 500 for fault in left)  # the cut was served
     assert "resumes" in info.value.hint
+    schedule = [1.0, 2.0, 4.0, 8.0, 16.0]  # six attempts in a row without a byte, then give up
     if connections == 1:
-        assert slept == [1.0, 2.0, 4.0, 8.0, 16.0]  # six attempts in a row without a byte, then give up
-    f = listed(fake_hub)
+        assert slept == schedule
+    else:  # each connection backs off on its own: every one waited a prefix of the schedule, one all of it
+        assert set(slept) <= set(schedule)
+        counts = [slept.count(w) for w in schedule]
+        assert counts == sorted(counts, reverse=True)
+        assert 1 <= counts[-1] <= counts[0] <= connections
+    f = listed(fake_hub, REPO, NAME)
     partial = fetcher.partial(REPO, f)
     kept = done_bytes(partial)
-    assert kept >= 2 * MiB - 64 * 1024 if connections == 1 else kept >= 0
+    assert MiB - 64 * 1024 <= kept <= MiB  # what arrived before the cut, and nothing else
     assert not (partial.parent / f.sha256).exists()  # never mistaken for the complete file
     before = fake_hub.served(REPO, NAME)
     again = fetcher.fetch(REPO, f)  # the next run resumes
@@ -200,16 +185,16 @@ def test_not_enough_disk_space_stops_before_the_first_byte(fake_hub, repo, tmp_p
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=10 * MiB))
     before = fake_hub.served(REPO, NAME)
     with pytest.raises(DiskSpaceError, match=r"24.0 MiB to download, 10.0 MiB free"):
-        fetcher.fetch_all(REPO, [listed(fake_hub)])
+        fetcher.fetch_all(REPO, [listed(fake_hub, REPO, NAME)])
     assert fake_hub.served(REPO, NAME) == before
 
 
 def test_offline_reuses_the_cache_and_refuses_the_rest(fake_hub, repo, tmp_path):
     online, _ = make(fake_hub, tmp_path)
-    online.fetch(REPO, listed(fake_hub))
+    online.fetch(REPO, listed(fake_hub, REPO, NAME))
     offline, _ = make(fake_hub, tmp_path, offline=True)
-    assert offline.fetch(REPO, listed(fake_hub)).reused
-    shard = listed(fake_hub, "Q4_K_M/Fetch-Q4_K_M-00001-of-00002.gguf")
+    assert offline.fetch(REPO, listed(fake_hub, REPO, NAME)).reused
+    shard = listed(fake_hub, REPO, "Q4_K_M/Fetch-Q4_K_M-00001-of-00002.gguf")
     with pytest.raises(HubError, match="HF_HUB_OFFLINE"):
         offline.fetch(REPO, shard)
 
@@ -223,7 +208,7 @@ def test_split_shards_land_in_one_folder_with_their_names(fake_hub, repo, tmp_pa
     assert [f.path.name for f in fetched] == ["Fetch-Q4_K_M-00001-of-00002.gguf", "Fetch-Q4_K_M-00002-of-00002.gguf"]
     assert fetched[0].path.parent == fetched[1].path.parent
     for f in fetched:
-        assert_complete(f, repo, f.file.path)
+        assert_complete(f, repo)
 
 
 def test_kill_mid_download_at_several_points_then_resume(fake_hub, repo, tmp_path):
@@ -324,4 +309,4 @@ def test_cli_pull_of_a_catalog_model(fake_hub, repo, tmp_path, monkeypatch, requ
 def test_a_resume_answered_from_the_wrong_offset_starts_over(fake_hub, repo, tmp_path, fault):
     fake_hub.fail(REPO, NAME, Fault(drop_after=3 * MiB), fault)
     fetcher, _ = make(fake_hub, tmp_path)
-    assert_complete(fetcher.fetch(REPO, listed(fake_hub)), repo)  # never appended the wrong bytes
+    assert_complete(fetcher.fetch(REPO, listed(fake_hub, REPO, NAME)), repo)  # never appended the wrong bytes

@@ -4,6 +4,7 @@ fuzz run of mutated real headers ends only in results or our own errors, in boun
 from __future__ import annotations
 
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import TESTS, child_env, tiny_shape
+from conftest import TESTS, child_env, tiny_shape, want
 from ggufs import ARR, I32, STR, U32, encode_gguf, patch_u32, read_local_header_unchecked, write_gguf
 
 from ollama_fit.cli import cli
@@ -20,10 +21,6 @@ from ollama_fit.gguf_header import FIRST_READ, MAX_KEPT, ArrayInfo, parse_header
 
 HERE = ["--vram", "24GiB", "--ram", "32GiB"]  # simulated: no probing
 MEMORY = 2 * 1024**3  # address space for a child: a 2^31-layer model would need ~16 GiB
-REAL_GEMMA = (
-    Path(os.environ.get("OLLAMA_FIT_TEST_ASSETS", Path.home() / ".cache" / "ollama-fit" / "test-assets"))
-    / "gemma-3-270m-it-Q4_K_M.gguf"
-)
 F32, Q8_0 = 0, 8
 
 
@@ -209,17 +206,16 @@ def test_many_small_arrays_are_counted_once_the_kept_budget_is_spent():
     assert isinstance(header.get(f"x.a{len(arrays) - 1}"), ArrayInfo)
 
 
-@pytest.mark.skipif(not REAL_GEMMA.exists(), reason=f"the real Gemma 3 270M file is absent ({REAL_GEMMA})")
 @pytest.mark.parametrize(
     ("key", "value", "says"),
     [("gemma3.block_count", 1000, "block_count is 1000"), ("gemma3.attention.head_count_kv", 0, "head_count_kv")],
 )
-def test_the_real_gemma_file_with_a_contradicting_header_is_refused(tmp_path, key, value, says):
-    copy = tmp_path / REAL_GEMMA.name
-    with REAL_GEMMA.open("rb") as f:
-        copy.write_bytes(f.read(read_local_header_unchecked(REAL_GEMMA).data_offset))
+def test_the_real_gemma_file_with_a_contradicting_header_is_refused(real_gemma, tmp_path, key, value, says):
+    copy = tmp_path / real_gemma.name
+    with real_gemma.open("rb") as f:
+        copy.write_bytes(f.read(read_local_header_unchecked(real_gemma).data_offset))
     with copy.open("r+b") as f:
-        f.truncate(REAL_GEMMA.stat().st_size)  # the weights left sparse
+        f.truncate(real_gemma.stat().st_size)  # the weights left sparse
     assert CliRunner().invoke(cli, ["inspect", str(copy), *HERE]).exit_code == 0
     patch_u32(copy, key, value)
     result = CliRunner().invoke(cli, ["inspect", str(copy), *HERE])
@@ -231,8 +227,9 @@ def test_the_real_gemma_file_with_a_contradicting_header_is_refused(tmp_path, ke
 
 
 @pytest.fixture(scope="module")
-def fuzz_seeds(tmp_path_factory):
-    """Synthetic headers (dense, MoE, sliding-window) and, when present, the real Gemma 3 270M header."""
+def fuzz_seeds(tmp_path_factory, real_gemma_found):
+    """Synthetic headers (dense, MoE, sliding-window) and, when present (required under
+    OLLAMA_FIT_REAL_REQUIRED), the real Gemma 3 270M header."""
     folder = tmp_path_factory.mktemp("fuzz-seeds")
     shapes = {
         "dense": tiny_shape(n_layer=2, n_vocab=64),
@@ -243,8 +240,11 @@ def fuzz_seeds(tmp_path_factory):
     for name, shape in shapes.items():
         path = write_gguf(folder / f"{name}.gguf", shape, "Q4_K_M")
         seeds.append(_header_only(path, folder / f"{name}.header"))
-    if REAL_GEMMA.exists():
-        seeds.append(_header_only(REAL_GEMMA, folder / "gemma-3-270m.header"))
+    gemma = want(real_gemma_found)
+    if gemma is None:
+        print(f"fuzz: the real Gemma 3 270M header is not among the seeds ({real_gemma_found[1]})")
+    else:
+        seeds.append(_header_only(gemma, folder / "gemma-3-270m.header"))
     return seeds
 
 
@@ -257,9 +257,8 @@ def _header_only(path: Path, out: Path) -> Path:
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="the memory cap reads /proc (Linux)")
 def test_fuzz_mutated_headers_fail_only_with_our_error_in_bounded_memory(fuzz_seeds):
     """3,000 mutated headers (bit flips, cuts, inserts, and counts and hyper-parameters set to edge values)
-    through parse + check + spec in a child process allowed 512 MiB more than it starts with."""
-    if not REAL_GEMMA.exists():
-        print(f"fuzz: the real Gemma 3 270M header is not among the seeds ({REAL_GEMMA} absent)")
+    through parse + check + spec in a child process allowed 512 MiB more than it starts with. Some must get
+    through to a spec: mutations that all died at the magic bytes would test nothing past them."""
     done = subprocess.run(
         [sys.executable, str(TESTS / "fuzz_headers.py"), "3000", str(512 * 1024**2), *map(str, fuzz_seeds)],
         env=child_env(),
@@ -268,7 +267,13 @@ def test_fuzz_mutated_headers_fail_only_with_our_error_in_bounded_memory(fuzz_se
         check=False,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-8000:]
-    assert "fuzzed 3000 headers" in done.stdout
+    counted = re.search(r"fuzzed (\d+) headers from (\d+) seeds: (\d+) accepted, (\d+) refused", done.stdout)
+    assert counted, done.stdout[-4000:]
+    fuzzed, seeds, accepted, refused = map(int, counted.groups())
+    assert seeds == len(fuzz_seeds)
+    assert fuzzed >= 3000
+    assert accepted > 0, done.stdout[-4000:]
+    assert refused > 0, done.stdout[-4000:]
 
 
 def test_a_named_pipe_is_refused_before_it_is_opened(tmp_path):

@@ -206,12 +206,48 @@ def test_an_unanswered_hub_is_not_waited_for():
     assert slept == []  # refused: the plan falls back to the catalog at once
 
 
-def test_a_gated_repo_refusing_the_token_does_not_ask_to_set_it(fake_hub, tiny_repo):
+@pytest.mark.parametrize(
+    ("token", "status"),
+    [
+        ("hf_other_account", 403),  # a real account that has not accepted the license
+        ("hf_unknown_token", 401),  # a token the Hub does not know
+    ],
+)
+def test_a_gated_repo_refusing_the_token_does_not_ask_to_set_it(fake_hub, tiny_repo, token, status):
+    fake_hub.accounts.add("hf_other_account")
+    since = len(fake_hub.answers)
     with pytest.raises(HubError, match="HF_TOKEN has no access") as info:
-        Hub(fake_hub.endpoint, token="hf_other_account").read_range("acme/Gated-GGUF", "Gated-Q8_0.gguf", 0, 4)
+        Hub(fake_hub.endpoint, token=token).read_range("acme/Gated-GGUF", "Gated-Q8_0.gguf", 0, 4)
+    assert [a for _, p, a in fake_hub.answers[since:] if "/resolve/" in p] == [status]  # GatedRepo, not retried
+    assert str(info.value) == "acme/Gated-GGUF is gated and HF_TOKEN has no access to it"
     assert "set HF_TOKEN" not in info.value.hint
     assert "accept the license" in info.value.hint
-    assert "hf_other_account" not in str(info.value) + info.value.hint
+    assert token not in str(info.value) + info.value.hint
+
+
+def test_cli_pull_of_a_gated_repo_with_a_token_without_access_exits_7(fake_hub, tiny_repo, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from ollama_fit.cli import cli
+
+    fake_hub.accounts.add("hf_other_account")
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_TOKEN", "hf_other_account")
+    since = len(fake_hub.answers)
+    result = CliRunner().invoke(cli, ["pull", "hf.co/acme/Gated-GGUF:Q8_0", "--no-register"])
+    assert result.exit_code == 7, result.output
+    assert ("HEAD", "/acme/Gated-GGUF/resolve/main/Gated-Q8_0.gguf", 403) in fake_hub.answers[since:]
+    assert "acme/Gated-GGUF is gated and HF_TOKEN has no access to it" in result.stderr
+    assert "hf_other_account" not in result.output
+    assert not [p for _, p, _ in fake_hub.answers[since:] if p.startswith("/cdn/")]  # not a byte sent
+
+
+def test_resolve_refuses_an_unknown_revision(fake_hub, tiny_repo):
+    hub = Hub(fake_hub.endpoint)
+    with pytest.raises(HubError, match="revision not found in acme/Tiny-GGUF"):
+        hub.read_range("acme/Tiny-GGUF", "Tiny-Q8_0.gguf", 0, 4, revision="no-such-branch")
+    assert hub.read_range("acme/Tiny-GGUF", "Tiny-Q8_0.gguf", 0, 4, revision=tiny_repo.commit) == b"GGUF"
 
 
 def test_a_403_with_a_token_says_the_token_lacks_access(fake_hub, tiny_repo):
@@ -225,3 +261,47 @@ def test_a_403_with_a_token_says_the_token_lacks_access(fake_hub, tiny_repo):
     with pytest.raises(HubError, match="denied") as anonymous:
         Hub(fake_hub.endpoint).read_range("acme/Tiny-GGUF", "Tiny-Q8_0.gguf", 0, 4)
     assert "set HF_TOKEN" in anonymous.value.hint
+
+
+@pytest.mark.parametrize(
+    ("header", "status", "first", "last"),
+    [
+        ("bytes=10-19", 206, 10, 19),
+        ("bytes=10-", 206, 10, None),
+        ("bytes=0-99999999", 206, 0, None),  # an end past the file is the last byte
+        ("bytes=-10", 206, -10, None),  # suffix: the last 10 bytes
+        ("bytes=-99999999", 206, 0, None),  # a suffix longer than the file is the whole file
+        ("bytes=20-10", 416, None, None),  # inverted
+        ("bytes=99999999-", 416, None, None),  # starts past the end
+        ("bytes=-0", 416, None, None),  # an empty suffix
+        ("bytes=0-1,5-6", 416, None, None),  # several ranges: not served by the fake
+        ("items=0-5", 200, 0, None),  # not a byte range: ignored
+    ],
+)
+def test_the_fake_cdn_answers_range_headers_as_rfc_9110(fake_hub, tiny_repo, header, status, first, last):
+    """What the fake Hub's CDN does with each form of Range (the fetch tests rely on the first three)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    data = tiny_repo.files["Tiny-Q8_0.gguf"].source.read_bytes()
+    size = len(data)
+    cdn = urlsplit(fake_hub.cdn)
+    conn = http.client.HTTPConnection(cdn.hostname, cdn.port, timeout=10)
+    try:
+        conn.request("GET", "/cdn/acme/Tiny-GGUF/Tiny-Q8_0.gguf", headers={"Range": header})
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    assert response.status == status
+    if status == 416:
+        assert response.getheader("Content-Range") == f"bytes */{size}"
+        assert body == b""
+        return
+    start = first % size if first is not None else 0
+    end = last if last is not None else size - 1
+    assert body == data[start : end + 1]
+    if status == 206:
+        assert response.getheader("Content-Range") == f"bytes {start}-{end}/{size}"
+    else:
+        assert response.getheader("Content-Range") is None

@@ -7,13 +7,14 @@ These tests need no binary; the last one runs the real llama-server when it is t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+import real_assets
+from conftest import load_script, need
 from hybrid_ggufs import PRESETS, write_hybrid
 
 from ollama_fit.estimate import Runtime, estimate
@@ -75,33 +76,25 @@ def test_the_mtp_block_is_in_the_file_but_not_loaded():
     assert all(r["mtp_block"] and r["unused_tensors"] > 0 for r in qwen)
 
 
-def _measure_module():
-    path = Path(__file__).parent.parent / "scripts" / "measure_hybrid.py"
-    spec = importlib.util.spec_from_file_location("measure_hybrid", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize(("runner", "preset"), [("server", "lfm2"), ("lib", "lfm2"), ("server", "gemma4e2b")])
-def test_real_llama_cpp_when_present(runner, preset, tmp_path):
+def test_real_llama_cpp_when_present(runner, preset, tmp_path, monkeypatch):
     """One live load (3 slots) in this machine's llama.cpp build, when it is there: the LFM2 preset through each
-    runner, and Gemma 4 E2B's layout (shared caches, sliding / full head dims, double-wide FFN) through the server."""
-    measure = _measure_module()
+    runner, and Gemma 4 E2B's layout (shared caches, sliding / full head dims, double-wide FFN) through the server.
+    The build is found by tests/real_assets.py: skipped when absent, a failure under OLLAMA_FIT_REAL_REQUIRED."""
     if os.environ.get("OLLAMA_FIT_SKIP_REAL_LLAMA"):
-        pytest.skip("OLLAMA_FIT_SKIP_REAL_LLAMA is set")
+        need((None, "OLLAMA_FIT_SKIP_REAL_LLAMA is set"))
+    measure = load_script("measure_hybrid")
     path = write_hybrid(tmp_path / f"{preset}.gguf", PRESETS[preset], "Q4_K_M")
     if runner == "server":
-        binary = measure.default_binary()
-        if not binary.exists():
-            pytest.skip(f"no llama-server at {binary} (build it, or set LLAMA_SERVER)")
-        log = measure.run_server(binary, path, 8192, 3, "on", "f16")
+        log = measure.run_server(need(real_assets.llama_server()), path, 8192, 3, "on", "f16")
     else:
-        lib = measure.build_dir() / "bin" / "libllama.so"
-        if not lib.exists() or not shutil.which("gcc"):
-            pytest.skip(f"no {lib} or no gcc to build scripts/hybrid_load.c against it")
+        build = need(real_assets.llama_build())
+        need((Path(gcc) if (gcc := shutil.which("gcc")) else None, "no gcc to build scripts/hybrid_load.c"))
+        # the script's compile step reads these: the same build and source tree real_assets found
+        monkeypatch.setenv("LLAMA_CPP_BUILD", str(build))
+        monkeypatch.setenv("LLAMA_CPP_SRC", str(real_assets.llama_src_path()))
         log = measure.run_lib(measure.lib_runner(tmp_path), path, 8192, 3, "on", "f16")
-    row = {"buffers": [{"where": w, "kind": k, "mib": float(m)} for w, k, m in measure.BUFFER.findall(log)]}
+    row = {"buffers": measure.parse_buffers(log)}
     assert row["buffers"], log[-2000:]
     spec = spec_from_header(read_local_header(path), path.stat().st_size)
     est = estimate(spec, Runtime(ctx=8192, parallel=3, backend="cpu"))

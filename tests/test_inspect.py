@@ -131,3 +131,25 @@ def test_remote_headers_are_read_once_then_cached_by_sha256(fake_hub, llama_repo
     third, read_third = hub_spec(hub, llama_repo.repo_id, group, cache)  # a damaged entry is read again
     assert read_third > 0
     assert third.shape == first.shape
+
+
+def test_a_local_shard_is_inspected_as_the_whole_split_model(tmp_path):
+    shape = tiny_shape(n_layer=4)
+    names = [t.name for t in rebuild(shape, "Q8_0").tensors]
+    half = len(names) // 2
+    for i, part in enumerate((names[:half], names[half:])):
+        write_gguf(tmp_path / f"Multi-Q8_0-0000{i + 1}-of-00002.gguf", shape, "Q8_0", tensors_only=tuple(part))
+    first = tmp_path / "Multi-Q8_0-00001-of-00002.gguf"
+    result = inspect_file(first, Runtime(ctx=2048), report())
+    (quant,) = result.quants
+    assert quant.files == ("Multi-Q8_0-00001-of-00002.gguf", "Multi-Q8_0-00002-of-00002.gguf")
+    assert quant.spec.weights_bytes == rebuild(shape, "Q8_0").weights_bytes  # both shards' tensors
+    assert quant.file_bytes == sum(p.stat().st_size for p in tmp_path.glob("*.gguf"))
+    cli_run = CliRunner().invoke(cli, ["inspect", str(first), "--json"])
+    assert cli_run.exit_code == 0, cli_run.output
+    (row,) = json.loads(cli_run.stdout)["estimates"]
+    assert row["memory"]["weights_bytes"] == rebuild(shape, "Q8_0").weights_bytes
+    (tmp_path / "Multi-Q8_0-00002-of-00002.gguf").unlink()
+    missing = CliRunner().invoke(cli, ["inspect", str(first)])
+    assert missing.exit_code == 8
+    assert "00002-of-00002.gguf is missing" in missing.stderr

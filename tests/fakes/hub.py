@@ -6,6 +6,13 @@ to it through HF_ENDPOINT / `endpoint=`. Faults are injected per file (matched t
 covers their offset, when they have one) and per route (the API, /resolve/); every byte served is counted.
 For the benchmark the CDN can cap each connection's rate, as real CDNs do; `ranges = False` makes it a server
 that ignores Range (200 with the whole file, no Accept-Ranges).
+
+As the real Hub: /resolve/ answers 404 RevisionNotFound for a revision that is neither `main` nor the repo's
+commit; a gated repo answers 401 GatedRepo without a token (or with one the Hub does not know) and 403 GatedRepo
+to a known account that has not accepted the license (`accounts`, `FakeRepo.allowed_tokens`). Range follows
+RFC 9110: `bytes=N-`, `bytes=N-M` and the suffix `bytes=-N` (the last N bytes) get 206; a start past the end,
+an inverted range, an empty suffix or several ranges get 416 with `Content-Range: bytes */TOTAL`; a header
+that is not a byte range is ignored (200). Every answer's status is logged in `answers`.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 CHUNK = 64 * 1024
+WRONG_ANSWER_SNDBUF = 64 * 1024  # the kernel doubles it
 
 
 @dataclass
@@ -77,6 +86,7 @@ class FakeRepo:
     files: dict[str, FakeFile] = field(default_factory=dict)
     gated: bool = False  # needs a token (the accepted license) to read files
     commit: str = "0123456789abcdef0123456789abcdef01234567"
+    allowed_tokens: set[str] = field(default_factory=set)  # gated: the accounts that accepted the license
 
     def add(self, path: str, source: Path, lfs: bool = True) -> FakeFile:
         f = FakeFile(path, source, lfs)
@@ -92,7 +102,9 @@ class FakeHub:
         self.faults: dict[str, list[Fault]] = {}
         self.bytes_served: dict[str, int] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
-        self.token = token
+        self.answers: list[tuple[str, str, int]] = []  # (method, path, status) of every answer sent
+        self.token = token  # an account with access to every repo, gated ones included
+        self.accounts: set[str] = {token}  # tokens the Hub knows (valid accounts), with access or not
         self.delay = 0.0  # seconds slept after each 64 KiB chunk: a slow network, for kill-and-resume tests
         self.rate: float | None = None  # bytes/s per CDN connection (the benchmark's CDN cap)
         self.ranges = True  # False: the CDN ignores Range, like some mirrors and proxies
@@ -104,8 +116,12 @@ class FakeHub:
 
     # ----- setup -----
     def repo(self, repo_id: str, **kw: Any) -> FakeRepo:
-        repo = self.repos.setdefault(repo_id, FakeRepo(repo_id, **kw))
-        return repo
+        """The repo, created on first use; a gated one admits `self.token` unless `allowed_tokens` says who."""
+        if repo_id not in self.repos:
+            kw.setdefault("allowed_tokens", {self.token})
+            self.repos[repo_id] = FakeRepo(repo_id, **kw)
+            self.accounts |= self.repos[repo_id].allowed_tokens  # whoever accepted a license has an account
+        return self.repos[repo_id]
 
     def fail(self, repo_id: str, path: str, *faults: Fault) -> None:
         self.faults.setdefault(f"{repo_id}/{path}", []).extend(faults)
@@ -163,6 +179,11 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: Any) -> None:  # quiet
             pass
 
+        def send_response(self, code: int, message: str | None = None) -> None:
+            with hub.lock:
+                hub.answers.append((self.command, unquote(urlsplit(getattr(self, "path", "")).path), code))
+            super().send_response(code, message)
+
         # ----- helpers -----
         def send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
@@ -182,8 +203,13 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
                 h["X-Error-Code"] = code
             self.send(status, json.dumps({"error": message}).encode(), h)
 
+        def bearer(self) -> str | None:
+            value = self.headers.get("authorization") or ""
+            return value.removeprefix("Bearer ") if value.startswith("Bearer ") else None
+
         def authorized(self) -> bool:
-            return self.headers.get("authorization") == f"Bearer {hub.token}"
+            """A token of an account the Hub knows (which need not have access to a given gated repo)."""
+            return self.bearer() in hub.accounts
 
         def find_repo(self, repo_id: str) -> FakeRepo | None:
             repo = hub.repos.get(repo_id)
@@ -212,11 +238,11 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
                 if self.injected("api"):
                     return None
                 return self.api(m.group(1), m.group(2), m.group(3), m.group(4) or "", parse_qs(url.query))
-            m = re.match(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
+            m = re.match(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", url.path)  # the revision is quoted with safe=""
             if m:
                 if self.injected("resolve"):
                     return None
-                return self.resolve(m.group(1), m.group(3))
+                return self.resolve(unquote(m.group(1)), unquote(m.group(2)), unquote(m.group(3)))
             self.send(404, b"Not Found", {"Content-Type": "text/plain"})
 
         def injected(self, route: str) -> bool:
@@ -272,12 +298,17 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
             out += [{"type": "directory", "path": d, "oid": "0" * 40, "size": 0} for d in sorted(folders)]
             return out
 
-        def resolve(self, repo_id: str, path: str) -> None:
+        def resolve(self, repo_id: str, rev: str, path: str) -> None:
             repo = self.find_repo(repo_id)
             if repo is None:
                 return
+            if rev not in ("main", repo.commit):
+                return self.error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
             if repo.gated and not self.authorized():
                 return self.error(401, "GatedRepo", "Access to this gated repo is restricted; accept the license")
+            if repo.gated and self.bearer() not in repo.allowed_tokens:
+                message = f"Access to model {repo_id} is restricted and you are not in the authorized list"
+                return self.error(403, "GatedRepo", message)
             f = repo.files.get(path)
             commit = {"X-Repo-Commit": repo.commit}
             if f is None:
@@ -308,24 +339,23 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
         def serve(self, repo_id: str, f: FakeFile, headers: dict[str, str]) -> None:
             key = f"{repo_id}/{f.path}"
             size = f.size
-            rng = re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("Range", "")) if hub.ranges else None
-            first = int(rng.group(1)) if rng else 0
-            last = min(int(rng.group(2)), size - 1) if rng and rng.group(2) else size - 1
+            rng = parse_range(self.headers.get("Range"), size) if hub.ranges else None
+            if rng == "unsatisfiable":
+                return self.send(416, b"", {"Content-Range": f"bytes */{size}"})
+            first, last = rng or (0, size - 1)
             fault = hub.take(key, first, last) if self.command == "GET" else Fault()
             if fault.status:
                 extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
                 return self.error(fault.status, None, "injected failure", extra)
             start, end = 0, size - 1
             status = 200
-            if rng and fault.ignore_range:
-                rng = None
-            elif rng and fault.wrong_range:
-                rng = re.match(r"bytes=(\d+)-(\d*)$", "bytes=0-")
+            if rng and (fault.ignore_range or fault.wrong_range):
+                # a client drops such an answer at its headers: keep what the kernel buffers for it small, so
+                # the bytes counted as served are about those it was sent, not a few MiB of socket buffers
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, WRONG_ANSWER_SNDBUF)
+                rng = None if fault.ignore_range else (0, size - 1)
             if rng:
-                start = int(rng.group(1))
-                end = min(int(rng.group(2)), size - 1) if rng.group(2) else size - 1
-                if start >= size:
-                    return self.send(416, b"", {"Content-Range": f"bytes */{size}"})
+                start, end = rng
                 status = 206
             length = end - start + 1 + (fault.long_by or 0)
             self.send_response(status)
@@ -385,3 +415,26 @@ def _handler(hub: FakeHub, cdn: bool) -> type[BaseHTTPRequestHandler]:
                 self.connection.close()
 
     return Handler
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """A `Range` header -> (first, last) byte, both inclusive; "unsatisfiable" (answer 416); None (no header or
+    not a byte range: the whole file, 200). Only one range is served; a suffix `bytes=-N` is the last N bytes."""
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or not spec.strip():
+        return None
+    if "," in spec:  # several ranges (a multipart/byteranges answer): not served by this fake
+        return "unsatisfiable"
+    m = re.fullmatch(r"\s*(\d*)-(\d*)\s*", spec)
+    if m is None or not (m.group(1) or m.group(2)):
+        return None  # not a byte range
+    if not m.group(1):  # suffix: the last N bytes
+        n = int(m.group(2))
+        return (max(0, size - n), size - 1) if n > 0 and size > 0 else "unsatisfiable"
+    first = int(m.group(1))
+    last = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+    if first >= size or (m.group(2) and int(m.group(2)) < first):
+        return "unsatisfiable"
+    return first, last
