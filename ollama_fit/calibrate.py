@@ -8,13 +8,13 @@ difference to the per-GPU runtime overhead, bounded so one odd reading cannot ma
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ollama_fit.files import write_atomic
 from ollama_fit.hardware.model import Hardware
 from ollama_fit.units import MiB, human
 
@@ -70,10 +70,7 @@ class Observations:
     def record(self, hw: Hardware, obs: Observation) -> None:
         key = machine_key(hw)
         self.data[key] = [*self.data.get(key, []), obs.to_dict()][-KEEP:]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(self.data, indent=2))
 
     def correction(self, hw: Hardware) -> tuple[int, str]:
         """The per-GPU overhead correction for this machine and the sentence that explains it."""

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ollama_fit import __version__
+from ollama_fit import __version__, config
 from ollama_fit.errors import Declined, OllamaFitError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -309,7 +309,6 @@ def learned(request: Any, report: Any, hardware: Any) -> Any:
     """Plans on this machine (not simulated ones) add what real loads here taught (calibrate.py)."""
     from dataclasses import replace
 
-    from ollama_fit import config
     from ollama_fit.calibrate import Observations
 
     if report.hardware.simulated:
@@ -324,7 +323,6 @@ def learned(request: Any, report: Any, hardware: Any) -> Any:
 
 def hub_for_plans(offline: bool) -> Any:
     """The Hub for exact figures, unless offline (flag or HF_HUB_OFFLINE): then the catalog alone, no import."""
-    from ollama_fit import config
 
     if offline or config.hf_offline():
         return None
@@ -534,7 +532,7 @@ class ProgressView:
 def connections_option(fn: F) -> F:
     return click.option(
         "--connections",
-        default=8,
+        default=config.DOWNLOAD_CONNECTIONS,
         show_default=True,
         type=click.IntRange(1, 64),
         metavar="N",
@@ -614,7 +612,7 @@ def pull(
       ollama-fit pull hf.co/bartowski/Llama-3.2-3B-Instruct-GGUF:Q6_K
       ollama-fit pull --target llama.cpp
     """
-    from ollama_fit import config, render
+    from ollama_fit import render
     from ollama_fit.auto import for_ollama
     from ollama_fit.fetch import Fetcher
     from ollama_fit.hub import Hub
@@ -722,7 +720,6 @@ def _serve_hub(
     ref: str | None, quant: str | None, request: Any, report: Any, offline: bool, bind: str, port: int
 ) -> Any:
     """serve-cmd for a catalog or Hub model: the cached files when there are (offline too), else the headers."""
-    from ollama_fit import config
     from ollama_fit.fetch import Fetcher
     from ollama_fit.hub import Hub
     from ollama_fit.inspect_model import hub_spec, local_spec
@@ -811,7 +808,7 @@ def auto(
       ollama-fit auto --dry-run --ctx 32k
       ollama-fit auto --target llama.cpp
     """
-    from ollama_fit import config, render
+    from ollama_fit import render
     from ollama_fit.auto import AutoResult, execute, for_ollama, prepare
     from ollama_fit.calibrate import Observations
     from ollama_fit.catalog import catalog
@@ -914,7 +911,7 @@ def doctor(hardware: Any, as_json: bool) -> None:
       ollama-fit doctor
       ollama-fit doctor --json
     """
-    from ollama_fit import config, render
+    from ollama_fit import render
     from ollama_fit.doctor import disk_checks, hardware_checks, hub_checks, ollama_checks, reach_hub
     from ollama_fit.errors import ProblemsFound
     from ollama_fit.hub import Hub

@@ -9,6 +9,9 @@ DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 _TRUE = {"1", "true", "yes", "on"}
 
 
+DOWNLOAD_CONNECTIONS = 8  # ranged connections per large file (pull/auto --connections)
+
+
 def hf_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", DEFAULT_HF_ENDPOINT).rstrip("/")
 

@@ -228,7 +228,7 @@ def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1)
     outputs = min(b, slots) if cpu and rt.runner == "llama-server" else b
     out = 4 * outputs * (s.n_embd + s.n_vocab) + (4 * b * s.n_embd if cpu else 0)
     q_width = s.n_head * s.key_length
-    kv_width = max(s.kv_heads(i) for i in range(s.n_layer)) * (s.key_length + s.value_length)
+    kv_width = s.max_kv_width
     mask = _mask_bytes(spec, rt, b)
     kq = 0 if rt.flash_attn else 4 * b * rt.cells * s.n_head
     if cpu:  # llama-server keeps one more q-sized activation than llama-completion

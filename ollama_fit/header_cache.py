@@ -8,10 +8,10 @@ what an entry holds is checked against its tensor table like any header (spec_fr
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from ollama_fit.files import write_atomic
 from ollama_fit.gguf_header import ArrayInfo, GGUFHeader, TensorInfo
 from ollama_fit.quants import GGML_TYPES
 
@@ -67,7 +67,4 @@ class HeaderCache:
             "data_offset": header.data_offset,
             "alignment": header.alignment,
         }
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self._path(sha256).with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, self._path(sha256))
+        write_atomic(self._path(sha256), json.dumps(data))

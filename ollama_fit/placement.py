@@ -117,10 +117,6 @@ def _distribute(
     return counts
 
 
-def _speed(spec: ModelSpec, hw: Hardware, est: MemoryEstimate, indices: Sequence[int]) -> Speed | None:
-    return decode_speed(spec, est, hw, indices)
-
-
 def _placement(
     spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware, counts: Sequence[int], kind: str
 ) -> Placement | None:
@@ -130,15 +126,13 @@ def _placement(
     if not _fits(est, holders, budget):
         return None
     indices = tuple(_index(g) for g in holders)
-    return Placement(kind, est, indices, _speed(spec, hw, est, indices))
+    return Placement(kind, est, indices, decode_speed(spec, est, hw, indices))
 
 
-def _partial(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware) -> Placement | None:
+def _partial(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware, costs: Sequence[int]) -> Placement | None:
     """The most layers the GPUs can hold, the rest on the CPU. The GPUs' need grows with the number of
     offloaded layers and the host's shrinks, so the largest count that fits the GPUs (a binary search) is
-    the one to check against the host."""
-
-    costs = _layer_costs(spec, rt)
+    the one to check against the host. `costs`: _layer_costs, computed once per placement."""
 
     def gpu_split(k: int) -> list[int] | None:
         counts = _distribute(spec, rt, budget.gpus, k, costs)
@@ -179,21 +173,22 @@ def place(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware) -> Placeme
         single = estimate(spec, gpu_rt)
         for g in sorted(gpus, key=lambda g: -g.usable_bytes):
             if _fits(single, [g], budget):
-                return Placement("gpu", single, (_index(g),), _speed(spec, hw, single, (_index(g),)))
+                return Placement("gpu", single, (_index(g),), decode_speed(spec, single, hw, (_index(g),)))
         missing = shortfall(single, [max(gpus, key=lambda g: g.usable_bytes)], budget)
+        costs = _layer_costs(spec, gpu_rt)
         if len(gpus) > 1:
-            counts = _distribute(spec, gpu_rt, gpus, spec.shape.n_layer, _layer_costs(spec, gpu_rt))
+            counts = _distribute(spec, gpu_rt, gpus, spec.shape.n_layer, costs)
             found = _placement(spec, gpu_rt, budget, hw, counts, "multi-gpu") if counts else None
             if found and len(found.gpu_indices) > 1:
                 return found
         if budget.unified_memory and missing:
             return missing  # one pool: layers moved to the CPU would still take the same memory
-        partial = _partial(spec, gpu_rt, budget, hw)
+        partial = _partial(spec, gpu_rt, budget, hw, costs)
         if partial:
             return partial
     cpu = estimate(spec, replace(rt, backend="cpu"))
     if cpu.host_required_bytes <= host.usable_bytes:
-        return Placement("cpu", cpu, (), _speed(spec, hw, cpu, ()))
+        return Placement("cpu", cpu, (), decode_speed(spec, cpu, hw, ()))
     return missing or Shortfall(host.name, cpu.host_required_bytes, host.usable_bytes)
 
 

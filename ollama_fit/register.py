@@ -22,6 +22,7 @@ from typing import Any
 from ollama_fit import config
 from ollama_fit.errors import DiskSpaceError, InvalidInput, OllamaError
 from ollama_fit.fetch import Fetched, Listener, Progress, existing_parent
+from ollama_fit.files import write_atomic
 from ollama_fit.ollama_adapter import Ollama, ServerInfo, canonical
 from ollama_fit.units import human
 
@@ -85,10 +86,7 @@ class Records:
             self._save()
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(self.data, indent=2, sort_keys=True))
 
 
 @dataclass(frozen=True)

@@ -511,14 +511,12 @@ def render_auto(result: Any, width: int | None = None, paint: Paint = plain) -> 
             f"Ollama loaded {human(obs.observed_vram_bytes)} into VRAM; predicted "
             f"{human(obs.predicted_device_bytes)} ({sign}{human(abs(diff))}); {kept}"
         )
-    lines.append("")
-    lines.append(f"Done: {paint(f'{c.model.name} {c.quant}', 'green')}, context {c.ctx} tokens.")
-    text = fit(lines, width)
-    if result.serve is not None:  # a command stays on one line, to be copied whole
-        command = "  " + result.serve.shell(result.serve.argv or result.serve.hf_argv)
-        head = fit(["Run it with llama.cpp (" + KIND_TEXT[c.placement.kind] + "):"], width)
-        text = text.replace("\n\nDone: ", f"\n{head}\n{command}\n\nDone: ", 1)
-    return text
+    blocks = [fit(lines, width)]
+    if result.serve is not None:  # the command stays on one line, unwrapped, to be copied whole
+        blocks.append(fit(["Run it with llama.cpp (" + KIND_TEXT[c.placement.kind] + "):"], width))
+        blocks.append("  " + result.serve.shell(result.serve.argv or result.serve.hf_argv))
+    done = fit([f"Done: {paint(f'{c.model.name} {c.quant}', 'green')}, context {c.ctx} tokens."], width)
+    return "\n".join(blocks) + "\n\n" + done
 
 
 def render_doctor(checks: Sequence[Any], paint: Any = lambda text, color: text) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from ollama_fit.quants import GGML_TYPES, MixContext, is_attn_v, tensor_type
+from ollama_fit.units import human
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,11 @@ class ModelShape:
         return self.key_length, self.value_length
 
     @cached_property
+    def max_kv_width(self) -> int:
+        """The widest layer's K + V row (n_embd_k_gqa + n_embd_v_gqa), each layer with its own heads and dims."""
+        return max(self.kv_heads(i) * sum(self.head_dims(i)) for i in range(self.n_layer))
+
+    @cached_property
     def max_v_width(self) -> int:
         """The widest layer's V row (n_embd_v_gqa): without flash attention every layer's V is padded to it."""
         return max(self.kv_heads(i) * self.head_dims(i)[1] for i in range(self.n_layer))
@@ -147,7 +153,8 @@ class ModelSpec:
     def token_reads(self) -> tuple[tuple[tuple[str, int, int], ...], ...]:
         """What one generated token reads, per repeating layer and then (index n_layer) of the output layer:
         (ggml type, bytes, elements). A MoE layer reads only the share of its expert tensors the router sends
-        a token to; a tied output layer reads the whole embedding matrix; the input embedding is one row."""
+        a token to; globals loaded with layer 0's number (Gemma's per_layer_model_proj) count with layer 0; a
+        tied output layer reads the whole embedding matrix; the input embeddings are one row each."""
         s = self.shape
         sums: list[dict[str, list[float]]] = [{} for _ in range(s.n_layer + 1)]
 
@@ -158,10 +165,13 @@ class ModelSpec:
 
         routed = s.n_expert_used / s.n_expert if s.n_expert else 1.0
         for t in self.tensors:
+            role = tensor_role(t.name)
             if t.layer is not None and t.layer < s.n_layer:
                 add(t.layer, t, routed if "_exps" in t.name else 1.0)
-            elif t.name.startswith("output"):
+            elif role == "output":
                 add(s.n_layer, t, 1.0)
+            elif role == "layer" and t.layer is None and s.n_layer:  # globals loaded with layer 0's number
+                add(0, t, 1.0)
         if self.tied:
             for t in self.tensors:
                 if t.name == "token_embd.weight":
@@ -213,13 +223,13 @@ class ModelSpec:
             attn = sum(1 for i in range(s.n_layer) if s.has_kv(i))
             notes.append(
                 f"hybrid: {attn} of {s.n_layer} layers keep a KV cache; {recurrent} recurrent layers keep"
-                f" {4 * s.state_row * recurrent / 2**20:.1f} MiB of state per slot, whatever the context"
+                f" {human(4 * s.state_row * recurrent)} of state per slot, whatever the context"
             )
         if s.kv_layers and s.modelled:
             notes.append(f"{s.kv_layers} of {s.n_layer} layers own a KV cache; the others reuse one")
         if "skipped_tensors" in self.extra:
             notes.append(
-                f"{self.extra['skipped_tensors']} tensors ({int(self.extra['skipped_bytes']) / 2**20:.0f} MiB) of the"
+                f"{self.extra['skipped_tensors']} tensors ({human(int(self.extra['skipped_bytes']))}) of the"
                 " multi-token-prediction block are in the file but not loaded by llama.cpp"
             )
         return tuple(notes)
@@ -242,27 +252,9 @@ def tensor_role(name: str) -> str:
 
 
 def _dense_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
-    e, hk, dk, dv = s.n_embd, s.kv_heads(i), s.key_length, s.value_length
-    q_dim, k_dim, v_dim = s.n_head * dk, hk * dk, hk * dv
-    p = f"blk.{i}."
+    e, p = s.n_embd, f"blk.{i}."
     yield p + "attn_norm.weight", (e,)
-    if s.fused_qkv:
-        yield p + "attn_qkv.weight", (e, q_dim + k_dim + v_dim)
-    else:
-        yield p + "attn_q.weight", (e, q_dim)
-        yield p + "attn_k.weight", (e, k_dim)
-        yield p + "attn_v.weight", (e, v_dim)
-    if s.qkv_bias or s.attn_extras:
-        yield p + "attn_q.bias", (q_dim,)
-        yield p + "attn_k.bias", (k_dim,)
-        yield p + "attn_v.bias", (v_dim,)
-    if s.qk_norm:
-        yield p + "attn_q_norm.weight", (dk,)
-        yield p + "attn_k_norm.weight", (dk,)
-    yield p + "attn_output.weight", (s.n_head * dv, e)
-    if s.attn_extras:
-        yield p + "attn_output.bias", (e,)
-        yield p + "attn_sinks.weight", (s.n_head,)
+    yield from _attention(s, i, p)
     if s.post_norms:
         yield p + "post_attention_norm.weight", (e,)
     yield p + "ffn_norm.weight", (e,)
@@ -301,15 +293,30 @@ def _ffn(s: ModelShape, p: str) -> Iterator[tuple[str, tuple[int, ...]]]:
         yield p + "ffn_down.weight", (s.n_ff, e)
 
 
-def _attention(s: ModelShape, i: int, p: str, q_mult: int = 1) -> Iterator[tuple[str, tuple[int, ...]]]:
-    e, hk, dk = s.n_embd, s.kv_heads(i), s.key_length
-    yield p + "attn_q.weight", (e, q_mult * s.n_head * dk)
-    yield p + "attn_k.weight", (e, hk * dk)
-    yield p + "attn_v.weight", (e, hk * s.value_length)
-    yield p + "attn_output.weight", (s.n_head * s.value_length, e)
-    if s.qk_norm:
+def _attention(
+    s: ModelShape, i: int, p: str, q_mult: int = 1, qk_norm: bool | None = None
+) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """One attention block: Q (q_mult x wide where it carries a gate: Qwen3.5), K, V (one fused matrix for
+    phi3), their biases (qwen2, gpt-oss), Q/K norms, the output projection, and gpt-oss's output bias and sinks."""
+    e, hk, dk, dv = s.n_embd, s.kv_heads(i), s.key_length, s.value_length
+    q_dim, k_dim, v_dim = s.n_head * dk, hk * dk, hk * dv
+    if s.fused_qkv:
+        yield p + "attn_qkv.weight", (e, q_dim + k_dim + v_dim)
+    else:
+        yield p + "attn_q.weight", (e, q_mult * q_dim)
+        yield p + "attn_k.weight", (e, k_dim)
+        yield p + "attn_v.weight", (e, v_dim)
+    if s.qkv_bias or s.attn_extras:
+        yield p + "attn_q.bias", (q_dim,)
+        yield p + "attn_k.bias", (k_dim,)
+        yield p + "attn_v.bias", (v_dim,)
+    if s.qk_norm if qk_norm is None else qk_norm:
         yield p + "attn_q_norm.weight", (dk,)
         yield p + "attn_k_norm.weight", (dk,)
+    yield p + "attn_output.weight", (s.n_head * dv, e)
+    if s.attn_extras:
+        yield p + "attn_output.bias", (e,)
+        yield p + "attn_sinks.weight", (s.n_head,)
 
 
 def _delta_net_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
@@ -365,12 +372,7 @@ def _shortconv_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ..
         yield p + "shortconv.in_proj.weight", (e, 3 * e)
         yield p + "shortconv.out_proj.weight", (e, e)
     else:
-        yield p + "attn_q_norm.weight", (s.key_length,)
-        yield p + "attn_k_norm.weight", (s.key_length,)
-        yield p + "attn_q.weight", (e, e)
-        yield p + "attn_k.weight", (e, s.kv_heads(i) * s.key_length)
-        yield p + "attn_v.weight", (e, s.kv_heads(i) * s.value_length)
-        yield p + "attn_output.weight", (e, e)
+        yield from _attention(s, i, p, qk_norm=True)  # heads x head dim = n_embd
 
 
 def _mamba2_mixer(s: ModelShape, p: str) -> Iterator[tuple[str, tuple[int, ...]]]:

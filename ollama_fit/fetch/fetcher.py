@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ollama_fit import config
 from ollama_fit.backoff import RETRIES
 from ollama_fit.errors import BadModelFile, DiskSpaceError, HubError
 from ollama_fit.fetch.hashing import PrefixHasher, hash_file
@@ -40,7 +41,7 @@ from ollama_fit.fetch.transfer import HostGate, Transfer
 from ollama_fit.hub import Hub, HubFile, hub_error
 from ollama_fit.units import MiB, human
 
-CONNECTIONS = 8
+CONNECTIONS = config.DOWNLOAD_CONNECTIONS
 DISK_MARGIN = 64 * MiB  # keep this much free beyond the files themselves
 
 

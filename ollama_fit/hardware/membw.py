@@ -8,12 +8,14 @@ read the cache.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from ollama_fit.files import write_atomic
 
 BUFFER_BYTES = 256 * 1024**2  # each of the two buffers
 PASSES = 4
@@ -69,11 +71,6 @@ def cached_bandwidth(
     entries = saved if isinstance(saved, dict) else {}
     value = round(value, 1)
     entries[key] = value
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(entries, indent=1))
-        tmp.replace(path)
-    except OSError:
-        pass  # a read-only home: measure again next time
+    with contextlib.suppress(OSError):  # a read-only home: measure again next time
+        write_atomic(path, json.dumps(entries, indent=1))
     return value
