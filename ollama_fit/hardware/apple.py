@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ollama_fit.hardware.known import AppleChip, apple_chips
+from ollama_fit.hardware.known import AppleChip, find_chip
 from ollama_fit.hardware.model import AppleInfo, Gpu
 from ollama_fit.units import GiB, MiB
 
@@ -73,15 +73,7 @@ class AppleReading:
 
 def match_chip(brand: str, gpu_cores: int | None, ram_bytes: int) -> AppleChip | None:
     """'Apple M3 Max' + core count (or RAM size) -> the chip entry with its bandwidth."""
-    name = brand.removeprefix("Apple").strip().lower()
-    candidates = [c for c in apple_chips() if c.chip.lower() == name]
-    if gpu_cores is not None:
-        by_cores = [c for c in candidates if c.gpu_cores == gpu_cores]
-        candidates = by_cores or candidates
-    ram_gb = round(ram_bytes / 1000**3)
-    by_ram = [c for c in candidates if any(abs(ram_gb - gb) <= 2 for gb in c.memory_gb)]
-    candidates = by_ram or candidates
-    return candidates[-1] if candidates else None
+    return find_chip(brand, gpu_cores=gpu_cores, ram_gb=round(ram_bytes / 1000**3))
 
 
 def wired_limit_note(info: AppleInfo) -> str | None:

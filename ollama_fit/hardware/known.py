@@ -102,13 +102,33 @@ def apple_chips() -> tuple[AppleChip, ...]:
     return tuple(chips)
 
 
+@cache
+def _gpu_index() -> dict[str, KnownGpu]:
+    index: dict[str, KnownGpu] = {}
+    for gpu in known_gpus():
+        for name in (gpu.name, *gpu.aliases):
+            index.setdefault(normalize(name), gpu)  # the first entry naming it wins, as the table lists them
+    return index
+
+
 def find_gpu(name: str) -> KnownGpu | None:
     """Exact match on the normalized name or an alias; no fuzzy guessing (a wrong card is worse than none)."""
-    key = normalize(name)
-    for gpu in known_gpus():
-        if key in {normalize(gpu.name), *(normalize(a) for a in gpu.aliases)}:
-            return gpu
-    return None
+    return _gpu_index().get(normalize(name))
+
+
+def find_chip(
+    name: str, *, gpu_cores: int | None = None, ram_gb: int | None = None, bandwidth_gbs: float | None = None
+) -> AppleChip | None:
+    """'Apple M3 Max' -> its table entry, narrowed by what is known of the variant (GPU cores, RAM in GB,
+    bandwidth); each clue is dropped when it matches nothing. The last (largest) variant otherwise."""
+    found = [c for c in apple_chips() if normalize(c.chip) == normalize(name)]
+    if gpu_cores is not None:
+        found = [c for c in found if c.gpu_cores in (gpu_cores, None)] or found
+    if ram_gb is not None:
+        found = [c for c in found if any(abs(ram_gb - gb) <= 2 for gb in c.memory_gb)] or found
+    if bandwidth_gbs:
+        found = [c for c in found if abs(c.bandwidth_gbs - bandwidth_gbs) < 1] or found
+    return found[-1] if found else None
 
 
 def suggest_gpus(name: str, limit: int = 3) -> list[str]:

@@ -6,7 +6,7 @@ there gets a throughput derived from its bandwidth (the median ratio of the tabl
 
 from __future__ import annotations
 
-from ollama_fit.hardware.known import AppleChip, KnownGpu, apple_chips, find_gpu, normalize
+from ollama_fit.hardware.known import AppleChip, KnownGpu, find_chip, find_gpu
 from ollama_fit.hardware.model import Cpu, Gpu, Hardware
 from ollama_fit.speed.model import SpeedDevice
 from ollama_fit.speed.params import PARAMS, Params
@@ -18,14 +18,7 @@ TFLOPS_PER_GBS = 0.05  # a card missing from the table: FP32 TFLOPS per GB/s, th
 
 def _apple_chip(hw: Hardware, gpu: Gpu) -> AppleChip | None:
     name = hw.apple.chip if hw.apple else gpu.name
-    cores = hw.apple.gpu_cores if hw.apple else None
-    key = normalize(name.removeprefix("Apple"))
-    found = [c for c in apple_chips() if normalize(c.chip) == key]
-    if cores is not None:
-        found = [c for c in found if c.gpu_cores in (cores, None)] or found
-    by_bandwidth = [c for c in found if gpu.bandwidth_gbs and abs(c.bandwidth_gbs - gpu.bandwidth_gbs) < 1]
-    found = by_bandwidth or found
-    return found[-1] if found else None
+    return find_chip(name, gpu_cores=hw.apple.gpu_cores if hw.apple else None, bandwidth_gbs=gpu.bandwidth_gbs)
 
 
 def memory_class(gpu: Gpu, known: KnownGpu | None, chip: AppleChip | None) -> str:
