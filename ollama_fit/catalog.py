@@ -150,6 +150,27 @@ def _nemotron_layout(entry: dict[str, Any], n_layer: int, where: str) -> tuple[t
     return tuple(c == "M" for c in pattern), tuple(width.get(c, 0) for c in pattern)
 
 
+def _kv_heads_per_layer(
+    arch: str,
+    layers: int,
+    kv_heads: int,
+    global_kv: int,
+    recurrent: tuple[bool, ...],
+    swa: tuple[bool, ...],
+    ff_layers: tuple[int, ...],
+    entry: dict[str, Any],
+) -> tuple[int, ...]:
+    """The head_count_kv array the converter writes: 0 where a layer has no attention (the recurrent layers of
+    Granite 4.0 H / LFM2; Nemotron-H's Mamba and FFN-only layers), the global layers' own count (Gemma 4)."""
+    if "layer_pattern" in entry:
+        return tuple(0 if r or f else kv_heads for r, f in zip(recurrent, ff_layers, strict=True))
+    if global_kv:
+        return tuple(kv_heads if i < len(swa) and swa[i] else global_kv for i in range(layers))
+    if arch in _NO_KV_WHEN_RECURRENT:
+        return tuple(0 if r else kv_heads for r in recurrent or (False,) * layers)
+    return (kv_heads,) * layers
+
+
 def _model(entry: dict[str, Any], i: int) -> CatalogModel:
     where = f"catalog.toml model[{i}] ({entry.get('id', '?')})"
 
@@ -178,17 +199,13 @@ def _model(entry: dict[str, Any], i: int) -> CatalogModel:
         n_ff = max(ff_layers)
     if entry.get("double_wide_ffn"):  # the layers that reuse a cache get twice the FFN (use_double_wide_mlp)
         ff_layers = tuple(n_ff if i < layers - kv_shared else 2 * n_ff for i in range(layers))
-    per_layer_kv = [0 if r and arch in _NO_KV_WHEN_RECURRENT else kv_heads for r in recurrent or [False] * layers]
-    if ff_layers and "layer_pattern" in entry:  # Nemotron-H: only the attention layers have KV heads
-        per_layer_kv = [0 if r or f else kv_heads for r, f in zip(recurrent, ff_layers, strict=True)]
-    if global_kv:
-        per_layer_kv = [kv_heads if i < len(swa) and swa[i] else global_kv for i in range(layers)]
+    per_layer_kv = _kv_heads_per_layer(arch, layers, kv_heads, global_kv, recurrent, swa, ff_layers, entry)
     shape = ModelShape(
         arch=arch,
         n_layer=layers,
         n_embd=num("embd"),
         n_head=num("heads"),
-        n_head_kv=tuple(per_layer_kv),
+        n_head_kv=per_layer_kv,
         key_length=global_dim or head_dim,
         value_length=global_dim or head_dim,
         swa_key_length=head_dim if global_dim else 0,
