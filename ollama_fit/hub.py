@@ -78,22 +78,20 @@ SIZE_ORDER = [
 ]
 
 
-_REPO_PART = re.compile(r"^[A-Za-z0-9_]([\w.-]{0,94}[A-Za-z0-9_])?$", re.ASCII)
 
 
 def check_repo_id(repo: str) -> None:
-    """The Hub's own rule for repository ids (huggingface_hub's validate_repo_id): ORG/NAME, each part of
-    letters, digits, '-', '_' and '.', starting and ending with a letter, digit or '_', at most 96 long, no
-    '--' or '..', not ending in .git. Checked here because an id like `a/..` would be collapsed into another
-    URL by the HTTP client."""
-    parts = repo.split("/")
-    if (
-        len(parts) != 2
-        or not all(_REPO_PART.match(part) for part in parts)
-        or "--" in repo
-        or ".." in repo
-        or repo.endswith(".git")
-    ):
+    """The Hub's own rule for repository ids (huggingface_hub's validate_repo_id), and exactly one '/':
+    checked before any request because an id like `a/..` would be collapsed into another URL by the HTTP
+    client."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo)
+        valid = repo.count("/") == 1
+    except HFValidationError:
+        valid = False
+    if not valid:
         raise InvalidInput(
             f"invalid Hugging Face repository id {repo!r}",
             hint="write ORG/NAME: letters, digits, '-', '_' and '.', at most 96 each, no '--' or '..'",
