@@ -78,8 +78,6 @@ SIZE_ORDER = [
 ]
 
 
-
-
 def check_repo_id(repo: str) -> None:
     """The Hub's own rule for repository ids (huggingface_hub's validate_repo_id), and exactly one '/':
     checked before any request because an id like `a/..` would be collapsed into another URL by the HTTP

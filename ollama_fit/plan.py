@@ -493,14 +493,13 @@ def _speed_remedies(
 ) -> list[str]:
     table = quant_table()
     tips = []
-    for q in _lower_quants(miss, task):
-        p = _try(miss.model, q, rt, report, req)
-        if isinstance(p, Placement) and p.on_gpu and _fast_enough(p, target):
-            tips.append(
-                f"to make it fast enough: at {q} it would fit wholly on the GPU at ~{_tps(p):.0f} tok/s "
-                f"({table[q].quality_loss} quality loss; allow with --min-quant {q})"
-            )
-            break
+    found = _first_lower_quant(miss, rt, req, report, task, lambda p: p.on_gpu and _fast_enough(p, target))
+    if found:
+        q, p = found
+        tips.append(
+            f"to make it fast enough: at {q} it would fit wholly on the GPU at ~{_tps(p):.0f} tok/s "
+            f"({table[q].quality_loss} quality loss; allow with --min-quant {q})"
+        )
     spec = miss.model.spec(miss.quant)
     if rt.ctx > 2048 and report.budget.gpus:
         shorter = max_context(
@@ -550,12 +549,22 @@ def _memory_remedies(
     apple = wired_limit_remedy(spec, rt, report)
     if apple:
         tips.append(apple)
+    found = _first_lower_quant(miss, rt, req, report, task, lambda p: _fast_enough(p, target))
+    if found:
+        q = found[0]
+        tips.append(f"to fit it: {q} ({table[q].quality_loss} quality loss; allow with --min-quant {q})")
+    return tips
+
+
+def _first_lower_quant(
+    miss: Miss, rt: Runtime, req: PlanRequest, report: ProbeReport, task: Task, accept: Callable[[Placement], bool]
+) -> tuple[str, Placement] | None:
+    """The best quant below the one that missed (among those the task allows) whose placement `accept` takes."""
     for q in _lower_quants(miss, task):
         p = _try(miss.model, q, rt, report, req)
-        if isinstance(p, Placement) and _fast_enough(p, target):
-            tips.append(f"to fit it: {q} ({table[q].quality_loss} quality loss; allow with --min-quant {q})")
-            break
-    return tips
+        if isinstance(p, Placement) and accept(p):
+            return q, p
+    return None
 
 
 def _alternatives(
