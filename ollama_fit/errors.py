@@ -1,4 +1,4 @@
-"""The one error hierarchy. `cli.py` turns these into a message, a hint and an exit code.
+"""The one error hierarchy. The CLI (cli/app.py) turns these into a message, a hint and an exit code.
 
 Exit codes are part of the interface (documented in the README); never renumber one.
 """

@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fakes.hub import FakeHub  # noqa: E402
 
-from ollama_fit.fetch import PARTIAL, Fetcher, done_bytes  # noqa: E402
-from ollama_fit.hub import Hub  # noqa: E402
+from ollama_fit.hub.fetch import PARTIAL, Fetcher, done_bytes  # noqa: E402
+from ollama_fit.hub.repos import Hub  # noqa: E402
 
 MiB = 1024**2
 REPO, NAME = "bench/Big-GGUF", "Big-Q8_0.gguf"
@@ -136,7 +136,7 @@ def kill_and_resume(hub: FakeHub, work: Path, size: int) -> tuple[int, int]:
     shutil.rmtree(cache, ignore_errors=True)
     code = (
         f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
-        "from pathlib import Path\nfrom ollama_fit.fetch import Fetcher\nfrom ollama_fit.hub import Hub\n"
+        "from pathlib import Path\nfrom ollama_fit.hub.fetch import Fetcher\nfrom ollama_fit.hub.repos import Hub\n"
         f"hub = Hub({hub.endpoint!r}); f = next(x for x in hub.list_files({REPO!r}) if x.path == {NAME!r})\n"
         f"Fetcher(hub, Path({str(cache)!r}), None).fetch({REPO!r}, f)\n"
     )

@@ -22,10 +22,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ollama_fit.catalog import find_model
-from ollama_fit.estimate import Runtime, estimate, split_for_ngl
-from ollama_fit.gguf_header import read_local_header, spec_from_header
-from ollama_fit.spec import ModelSpec
+from ollama_fit.memory.estimate import Runtime, estimate, split_for_ngl
+from ollama_fit.model.catalog import find_model
+from ollama_fit.model.gguf.reader import read_local_header
+from ollama_fit.model.gguf.shape import spec_from_header
+from ollama_fit.model.spec import ModelSpec
 from ollama_fit.units import MiB
 
 HERE = Path(__file__).resolve().parent.parent

@@ -23,10 +23,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ollama_fit.estimate import Runtime, estimate
 from ollama_fit.hardware.model import Cpu, Hardware
 from ollama_fit.hardware.simulate import Simulation, simulate
-from ollama_fit.spec import ModelShape, rebuild
+from ollama_fit.memory.estimate import Runtime, estimate
+from ollama_fit.model.spec import ModelShape, rebuild
 from ollama_fit.speed import decode_speed
 from ollama_fit.speed.params import PARAMS, Params
 from ollama_fit.units import GiB

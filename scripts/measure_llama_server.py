@@ -153,7 +153,8 @@ def main() -> int:
         return 2
     model = Path(sys.argv[1])
     binary = default_binary()
-    from ollama_fit.gguf_header import read_local_header, spec_from_header
+    from ollama_fit.model.gguf.reader import read_local_header
+    from ollama_fit.model.gguf.shape import spec_from_header
 
     quant = spec_from_header(read_local_header(model), model.stat().st_size).quant
     lines = []

@@ -156,7 +156,7 @@ def lfm2_ffn(c: dict[str, Any]) -> int:
     return ff
 
 
-# what an absent catalog key means (ollama_fit/catalog.py's defaults): a config that sets one of these to
+# what an absent catalog key means (ollama_fit/model/catalog.py's defaults): a config that sets one of these to
 # something else is a difference even where the entry does not name the key
 ABSENT = {
     "kv_shared_layers": 0,

@@ -100,7 +100,7 @@ def llama1b_gguf(gguf_dir):
     """Llama 3.2 1B at Q4_K_M with a real-size tokenizer (128k tokens, 280k merges), data left sparse."""
     from ggufs import write_gguf
 
-    from ollama_fit.catalog import find_model
+    from ollama_fit.model.catalog import find_model
 
     return write_gguf(
         gguf_dir / "Llama-3.2-1B-Instruct-Q4_K_M.gguf",
@@ -115,7 +115,7 @@ TINY = None
 
 
 def tiny_shape(**kw):
-    from ollama_fit.spec import ModelShape
+    from ollama_fit.model.spec import ModelShape
 
     base = dict(
         arch="llama",

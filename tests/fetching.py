@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ollama_fit.fetch import PARTIAL, RANGES, Fetcher
-from ollama_fit.hub import Hub, HubFile
+from ollama_fit.hub.fetch import PARTIAL, RANGES, Fetcher
+from ollama_fit.hub.repos import Hub, HubFile
 
 
 class Waits(list):

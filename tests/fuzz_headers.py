@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ollama_fit.errors import OllamaFitError
-from ollama_fit.gguf_header import read_header, spec_from_header
+from ollama_fit.model.gguf.reader import read_header
+from ollama_fit.model.gguf.shape import spec_from_header
 
 _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 INTERESTING = (0, 1, 2, 3, 7, 255, 256, 1000, 4096, 2**16, 2**24, 2**31 - 1, 2**31, 2**32 - 1, 2**63, 2**64 - 1)

@@ -13,8 +13,8 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from ollama_fit.gguf_header import FILE_TYPES, read_local_header
-from ollama_fit.spec import ModelShape, Tensor, rebuild
+from ollama_fit.model.gguf.reader import FILE_TYPES, read_local_header
+from ollama_fit.model.spec import ModelShape, Tensor, rebuild
 
 LABEL_TO_FTYPE = {label: code for code, label in FILE_TYPES.items()}
 
@@ -85,13 +85,13 @@ def finish_sparse(w: gguf.GGUFWriter, tensors: Sequence[Tensor], path: Path) -> 
 
 
 def _nbytes(t: object) -> int:
-    from ollama_fit.gguf_header import tensor_nbytes
+    from ollama_fit.model.gguf.reader import tensor_nbytes
 
     return tensor_nbytes(t)  # type: ignore[arg-type]
 
 
 def read_local_header_unchecked(path: Path):  # the file is not yet extended to its full size
-    from ollama_fit.gguf_header import read_header
+    from ollama_fit.model.gguf.reader import read_header
 
     with path.open("rb") as f:
 

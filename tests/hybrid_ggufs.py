@@ -23,8 +23,8 @@ from typing import Any
 import gguf
 from ggufs import LABEL_TO_FTYPE, finish_sparse
 
-from ollama_fit.catalog import find_model
-from ollama_fit.spec import ModelShape, Tensor, rebuild
+from ollama_fit.model.catalog import find_model
+from ollama_fit.model.spec import ModelShape, Tensor, rebuild
 
 
 def catalog_layers(model_id: str, layers: Sequence[int], n_vocab: int = 4096) -> ModelShape:

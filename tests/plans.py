@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ollama_fit.catalog import catalog
 from ollama_fit.hardware.model import Hardware, ProbeReport, budget
 from ollama_fit.hardware.simulate import Simulation, simulate
-from ollama_fit.plan import Plan, PlanRequest, plan
+from ollama_fit.model.catalog import catalog
+from ollama_fit.plan.planner import Plan, PlanRequest, plan
 
 
 def simulated(here: Hardware, *gpus: str, vram: tuple[str, ...] = (), ram: str | None = None) -> ProbeReport:

@@ -17,13 +17,13 @@ from click.testing import CliRunner
 from fakes.ollama import FakeOllama
 from ggufs import write_gguf
 
-from ollama_fit.catalog import catalog, find_model
 from ollama_fit.cli import cli
-from ollama_fit.exact import exact_plan
-from ollama_fit.fetch import PARTIAL, done_bytes
 from ollama_fit.hardware.model import Cpu, Hardware
 from ollama_fit.hardware.simulate import Simulation, hardware_report
-from ollama_fit.plan import PlanRequest
+from ollama_fit.hub.fetch import PARTIAL, done_bytes
+from ollama_fit.model.catalog import catalog, find_model
+from ollama_fit.plan.exact import exact_plan
+from ollama_fit.plan.planner import PlanRequest
 
 GiB = 1024**3
 MODEL = "qwen3:0.6b"

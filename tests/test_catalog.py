@@ -4,10 +4,10 @@ import re
 
 import pytest
 
-from ollama_fit.catalog import STANDARD_QUANTS, catalog, find_model
-from ollama_fit.estimate import Runtime, kv_bytes, layer_kv_bytes, state_bytes
-from ollama_fit.quants import quant_table
-from ollama_fit.tasks import tasks
+from ollama_fit.memory.estimate import Runtime, kv_bytes, layer_kv_bytes, state_bytes
+from ollama_fit.model.catalog import STANDARD_QUANTS, catalog, find_model
+from ollama_fit.model.quants import quant_table
+from ollama_fit.plan.tasks import tasks
 
 REQUIRED = [
     "llama3.2:1b",
@@ -167,8 +167,8 @@ def test_llama4_is_chunked_moe_with_a_shared_expert():
     ],
 )
 def test_a_damaged_catalog_entry_is_a_profile_error(fields, message):
-    from ollama_fit.catalog import _model
     from ollama_fit.errors import ProfileError
+    from ollama_fit.model.catalog import _model
 
     entry = {
         "id": "x:1b", "name": "X", "family": "x", "arch": "nemotron_h", "params_b": 1.0, "layers": 4, "embd": 256,

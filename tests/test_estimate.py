@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import load_script
 
-from ollama_fit.catalog import find_model
-from ollama_fit.estimate import PIPELINE_COPIES, Runtime, compute_bytes, estimate, kv_bytes, split_for_ngl
-from ollama_fit.quants import GGML_TYPES, MixContext, tensor_type, use_more_bits
-from ollama_fit.spec import ModelShape, rebuild
+from ollama_fit.memory.estimate import PIPELINE_COPIES, Runtime, compute_bytes, estimate, kv_bytes, split_for_ngl
+from ollama_fit.model.catalog import find_model
+from ollama_fit.model.quants import GGML_TYPES, MixContext, tensor_type, use_more_bits
+from ollama_fit.model.spec import ModelShape, rebuild
 
 GiB, MiB, KiB = 1024**3, 1024**2, 1024
 ROOT = Path(__file__).parent.parent
@@ -266,7 +266,7 @@ def test_split_for_ngl_follows_load_tensors(ngl, weights, expected):
     [(20, (10, 10)), (18, (5, 6, 7)), (32, (1, 31)), (32, (31, 1)), (3, (1, 1, 1)), (40, (10, 10)), (80, (1, 60))],
 )
 def test_serve_cmd_tensor_split_gives_every_gpu_its_planned_layers(n_layer, split):
-    from ollama_fit.llamacpp import tensor_split
+    from ollama_fit.runtime.llama_server import tensor_split
 
     assert split_for_ngl(n_layer, sum(split) + 1, tensor_split(split)) == (split, len(split) - 1)
 

@@ -9,13 +9,13 @@ import pytest
 from click.testing import CliRunner
 from ggufs import write_gguf
 
-from ollama_fit.catalog import catalog, find_model
 from ollama_fit.cli import cli
-from ollama_fit.exact import exact_plan
 from ollama_fit.hardware.model import Cpu, Hardware, ProbeReport, budget
 from ollama_fit.hardware.simulate import Simulation, simulate
-from ollama_fit.hub import Hub
-from ollama_fit.plan import PlanRequest
+from ollama_fit.hub.repos import Hub
+from ollama_fit.model.catalog import catalog, find_model
+from ollama_fit.plan.exact import exact_plan
+from ollama_fit.plan.planner import PlanRequest
 
 GiB = 1024**3
 HERE = Hardware(gpus=(), ram_total_bytes=4 * GiB, ram_available_bytes=4 * GiB, cpu=Cpu("Test CPU", 8, 16))

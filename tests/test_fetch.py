@@ -16,8 +16,8 @@ from fakes.hub import Fault
 from fetching import assert_complete, listed, make
 
 from ollama_fit.errors import BadModelFile, DiskSpaceError, HubError
-from ollama_fit.fetch import PARTIAL, RANGES, done_bytes
-from ollama_fit.hub import Hub, HubFile
+from ollama_fit.hub.fetch import PARTIAL, RANGES, done_bytes
+from ollama_fit.hub.repos import Hub, HubFile
 
 MiB = 1024**2
 REPO = "acme/Fetch-GGUF"
@@ -200,7 +200,7 @@ def test_offline_reuses_the_cache_and_refuses_the_rest(fake_hub, repo, tmp_path)
 
 
 def test_split_shards_land_in_one_folder_with_their_names(fake_hub, repo, tmp_path):
-    from ollama_fit.hub import group_quants
+    from ollama_fit.hub.repos import group_quants
 
     (group,) = [g for g in group_quants(Hub(fake_hub.endpoint).list_files(REPO)) if g.split]
     fetcher, _ = make(fake_hub, tmp_path)
@@ -289,8 +289,8 @@ def test_cli_pull_of_a_split_quant_and_errors(fake_hub, repo, tmp_path, monkeypa
 def test_cli_pull_of_a_catalog_model(fake_hub, repo, tmp_path, monkeypatch, request):
     from click.testing import CliRunner
 
-    from ollama_fit.catalog import find_model
     from ollama_fit.cli import cli
+    from ollama_fit.model.catalog import find_model
 
     model = find_model("qwen3:0.6b")
     name = model.file_for("Q8_0")

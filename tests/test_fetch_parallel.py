@@ -17,10 +17,10 @@ from fakes.hub import Fault
 from fetching import assert_complete, listed
 
 from ollama_fit.errors import HubError
-from ollama_fit.fetch import RANGES, done_bytes
-from ollama_fit.fetch.ranges import CHUNK, RangeState, part_size
-from ollama_fit.fetch.transfer import HostGate
-from ollama_fit.hub import HubFile
+from ollama_fit.hub.fetch import RANGES, done_bytes
+from ollama_fit.hub.fetch.ranges import CHUNK, RangeState, part_size
+from ollama_fit.hub.fetch.transfer import HostGate
+from ollama_fit.hub.repos import HubFile
 
 MiB = 1024**2
 REPO = "acme/Parallel-GGUF"

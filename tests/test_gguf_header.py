@@ -7,18 +7,11 @@ import pytest
 from conftest import tiny_shape
 from ggufs import write_gguf
 
-from ollama_fit.catalog import find_model
 from ollama_fit.errors import BadModelFile
-from ollama_fit.estimate import Runtime, estimate, kv_bytes
-from ollama_fit.gguf_header import (
-    MAX_KV,
-    ArrayInfo,
-    NeedMore,
-    parse_header,
-    read_header,
-    read_local_header,
-    spec_from_header,
-)
+from ollama_fit.memory.estimate import Runtime, estimate, kv_bytes
+from ollama_fit.model.catalog import find_model
+from ollama_fit.model.gguf.reader import MAX_KV, ArrayInfo, NeedMore, parse_header, read_header, read_local_header
+from ollama_fit.model.gguf.shape import spec_from_header
 
 
 def test_realistic_header_gives_the_exact_spec(llama1b_gguf):

@@ -17,7 +17,7 @@ from ggufs import ARR, I32, STR, U32, encode_gguf, patch_u32, read_local_header_
 
 from ollama_fit.cli import cli
 from ollama_fit.errors import BadModelFile
-from ollama_fit.gguf_header import FIRST_READ, MAX_KEPT, ArrayInfo, parse_header, read_header
+from ollama_fit.model.gguf.reader import FIRST_READ, MAX_KEPT, ArrayInfo, parse_header, read_header
 
 HERE = ["--vram", "24GiB", "--ram", "32GiB"]  # simulated: no probing
 MEMORY = 2 * 1024**3  # address space for a child: a 2^31-layer model would need ~16 GiB
@@ -153,7 +153,7 @@ def test_a_hybrid_model_with_recurrent_layers_and_no_op_layers_is_accepted(tmp_p
     tensors.append(("blk.1.attn_k.weight", (64, 2 * 16), F32, 0))
     path = tmp_path / "hybrid.gguf"
     path.write_bytes(encode_gguf(kvs, tensors))
-    from ollama_fit.gguf_header import spec_from_header
+    from ollama_fit.model.gguf.shape import spec_from_header
 
     spec = spec_from_header(parse_header(path.read_bytes()))
     assert spec.shape.n_layer == 4
@@ -161,7 +161,7 @@ def test_a_hybrid_model_with_recurrent_layers_and_no_op_layers_is_accepted(tmp_p
 
 
 def test_bad_types_and_layer_names_are_refused(tmp_path):
-    from ollama_fit.gguf_header import spec_from_header
+    from ollama_fit.model.gguf.shape import spec_from_header
 
     tensors = [("token_embd.weight", (64, 32), F32, 0), ("blk.0.attn_norm.weight", (64,), F32, 0)]
     arch, _, *rest = _llama_kvs(1)
@@ -287,7 +287,7 @@ def test_a_named_pipe_is_refused_before_it_is_opened(tmp_path):
 
 
 def test_a_damaged_header_cache_entry_is_read_again(tmp_path):
-    from ollama_fit.header_cache import HeaderCache
+    from ollama_fit.model.gguf.cache import HeaderCache
 
     cache = HeaderCache(tmp_path)
     header = parse_header(encode_gguf(_llama_kvs(1), [("token_embd.weight", (64, 32), F32, 0)]))

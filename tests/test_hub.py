@@ -6,7 +6,7 @@ from fakes.hub import Fault
 from ggufs import write_gguf
 
 from ollama_fit.errors import HubError, InvalidInput
-from ollama_fit.hub import Hub, HubFile, HubRef, group_quants, quant_label, select
+from ollama_fit.hub.repos import Hub, HubFile, HubRef, group_quants, quant_label, select
 
 GB = 1000**3
 

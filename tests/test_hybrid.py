@@ -8,10 +8,11 @@ import pytest
 from ggufs import write_gguf
 from hybrid_ggufs import GRANITE_H, LFM2, QWEN35, QWEN35MOE, write_hybrid
 
-from ollama_fit.estimate import Runtime, estimate, kv_bytes, state_bytes
-from ollama_fit.gguf_header import read_local_header, spec_from_header
-from ollama_fit.inspect_model import summarize
-from ollama_fit.spec import ModelShape, rebuild
+from ollama_fit.memory.estimate import Runtime, estimate, kv_bytes, state_bytes
+from ollama_fit.model.gguf.reader import read_local_header
+from ollama_fit.model.gguf.shape import spec_from_header
+from ollama_fit.model.spec import ModelShape, rebuild
+from ollama_fit.plan.inspect import summarize
 from ollama_fit.units import MiB
 
 
@@ -147,7 +148,7 @@ def test_gemma4_file_per_layer_embeddings_on_the_host_and_shared_caches(tmp_path
 )
 def test_damaged_hybrid_keys_are_a_clear_error(tmp_path, key, value):
     from ollama_fit.errors import BadModelFile
-    from ollama_fit.gguf_header import GGUFHeader
+    from ollama_fit.model.gguf.reader import GGUFHeader
 
     header = read_local_header(write_hybrid(tmp_path / "q.gguf", QWEN35, "Q8_0", mtp=True))
     bad = GGUFHeader(header.version, header.metadata | {f"qwen35.{key}": value}, header.tensors, header.data_offset, 32)

@@ -17,8 +17,9 @@ import real_assets
 from conftest import load_script, need
 from hybrid_ggufs import PRESETS, write_hybrid
 
-from ollama_fit.estimate import Runtime, estimate
-from ollama_fit.gguf_header import read_local_header, spec_from_header
+from ollama_fit.memory.estimate import Runtime, estimate
+from ollama_fit.model.gguf.reader import read_local_header
+from ollama_fit.model.gguf.shape import spec_from_header
 from ollama_fit.units import MiB
 
 FIXTURES = Path(__file__).parent / "fixtures"

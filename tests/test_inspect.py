@@ -8,12 +8,12 @@ from conftest import tiny_shape
 from ggufs import write_gguf
 
 from ollama_fit.cli import cli
-from ollama_fit.estimate import Runtime
 from ollama_fit.hardware.model import Cpu, Hardware, ProbeReport, budget
 from ollama_fit.hardware.simulate import Simulation, simulate
-from ollama_fit.hub import Hub, HubRef
-from ollama_fit.inspect_model import inspect_file, inspect_hub
-from ollama_fit.spec import rebuild
+from ollama_fit.hub.repos import Hub, HubRef
+from ollama_fit.memory.estimate import Runtime
+from ollama_fit.model.spec import rebuild
+from ollama_fit.plan.inspect import inspect_file, inspect_hub
 
 GiB = 1024**3
 HERE = Hardware(gpus=(), ram_total_bytes=32 * GiB, ram_available_bytes=32 * GiB, cpu=Cpu("Test CPU", 8, 16))
@@ -112,9 +112,9 @@ def test_cli_inspect_local_file_and_errors(tmp_path, fake_hub, multi_repo, monke
 
 
 def test_remote_headers_are_read_once_then_cached_by_sha256(fake_hub, llama_repo, llama1b_gguf, tmp_path):
-    from ollama_fit.header_cache import HeaderCache
-    from ollama_fit.hub import group_quants
-    from ollama_fit.inspect_model import hub_spec
+    from ollama_fit.hub.repos import group_quants
+    from ollama_fit.model.gguf.cache import HeaderCache
+    from ollama_fit.plan.inspect import hub_spec
 
     hub = Hub(fake_hub.endpoint)
     (group,) = group_quants(hub.list_files("bartowski/Llama-3.2-1B-Instruct-GGUF"))

@@ -10,9 +10,10 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ollama_fit.bars import Rates, bar_line, clock_text
 from ollama_fit.cli import cli
-from ollama_fit.render import fit, memory_bar, table, visible, wrap
+from ollama_fit.cli.bars import Rates, bar_line, clock_text
+from ollama_fit.cli.render import memory_bar
+from ollama_fit.cli.text import fit, table, visible, wrap
 
 MiB = 1024**2
 ROWS = [
@@ -133,10 +134,10 @@ def test_plan_without_a_terminal_fits_80_columns(monkeypatch):
 def _prepared(missing: int, name: str | None = "qwen3:8b-q4_k_m", keep: bool = False):
     from pathlib import Path
 
-    from ollama_fit.auto import Prepared
-    from ollama_fit.hub import HubFile, QuantFiles
-    from ollama_fit.ollama_adapter import ServerInfo
-    from ollama_fit.pull import Target
+    from ollama_fit.hub.repos import HubFile, QuantFiles
+    from ollama_fit.ollama.client import ServerInfo
+    from ollama_fit.provision.auto import Prepared
+    from ollama_fit.provision.pull import Target
 
     quant = QuantFiles("Q4_K_M", (HubFile("Qwen3-8B-Q4_K_M.gguf", 322 * MiB, "ab" * 32),))
     server = ServerInfo("http://127.0.0.1:11434", "0.30.1") if name else None
@@ -145,7 +146,7 @@ def _prepared(missing: int, name: str | None = "qwen3:8b-q4_k_m", keep: bool = F
 
 
 def test_the_question_states_the_download_its_destination_and_the_model():
-    from ollama_fit.render import render_confirmation
+    from ollama_fit.cli.render import render_confirmation
 
     block, question = render_confirmation(_prepared(322 * MiB), 80)
     assert "  download  322.0 MiB\n" in block + "\n"

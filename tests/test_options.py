@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from ollama_fit.cli import cli
 from ollama_fit.errors import InvalidInput
-from ollama_fit.hub import HubRef
+from ollama_fit.hub.repos import HubRef
 from ollama_fit.units import parse_size
 from ollama_fit.validate import MAX_CTX, parse_ctx
 
@@ -131,7 +131,7 @@ def test_valid_repository_ids_pass(ref):
 
 def test_the_hub_timeout_follows_hf_hub_etag_timeout(monkeypatch):
     from ollama_fit import config
-    from ollama_fit.hub import Hub
+    from ollama_fit.hub.repos import Hub
 
     monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "90")
     assert Hub.from_env().timeout == 90

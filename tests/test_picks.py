@@ -10,14 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plans import assert_fits, run, simulated
 
-from ollama_fit.catalog import catalog, find_model
 from ollama_fit.cli import cli
 from ollama_fit.errors import NothingFits
-from ollama_fit.estimate import Runtime
 from ollama_fit.hardware.model import Cpu, Hardware, ProbeReport, budget
 from ollama_fit.hardware.simulate import Simulation, simulate
-from ollama_fit.placement import Placement, place
-from ollama_fit.plan import PlanRequest, plan
+from ollama_fit.memory.estimate import Runtime
+from ollama_fit.model.catalog import catalog, find_model
+from ollama_fit.placement.offload import Placement, place
+from ollama_fit.plan.planner import PlanRequest, plan
 
 GiB = 1024**3
 HERE = Hardware(gpus=(), ram_total_bytes=24 * GiB, ram_available_bytes=24 * GiB, cpu=Cpu("Test CPU", 8, 16, 50.0))
@@ -144,7 +144,7 @@ def test_plan_quant_on_the_command_line_gives_choice_speed_in_json():
 
 def test_list_takes_offline_and_all():
     models = [replace(m, superseded=m.id == "qwen3:32b") for m in catalog()]
-    from ollama_fit.listing import catalog_rows
+    from ollama_fit.plan.listing import catalog_rows
 
     rep = report("RTX 4090", ram="64GiB")
     shown = {r.model.id for r in catalog_rows(rep, PlanRequest(), models)}

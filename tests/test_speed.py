@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import load_script
 
-from ollama_fit.catalog import find_model
-from ollama_fit.estimate import Runtime, estimate
 from ollama_fit.hardware.membw import cached_bandwidth
 from ollama_fit.hardware.model import Cpu, Gpu, Hardware
+from ollama_fit.memory.estimate import Runtime, estimate
+from ollama_fit.model.catalog import find_model
 from ollama_fit.speed import decode_speed
 from ollama_fit.speed.devices import DEFAULT_RAM_BANDWIDTH_GBS, cpu_device, gpu_device
 from ollama_fit.speed.model import SpeedDevice, Stage, stage_seconds, token_seconds

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from ollama_fit.calibrate import Observation, Observations
-from ollama_fit.catalog import catalog
 from ollama_fit.hardware.model import Cpu, Gpu, Hardware, ProbeReport, budget
-from ollama_fit.plan import PlanRequest, plan
+from ollama_fit.model.catalog import catalog
+from ollama_fit.ollama.learning import Observation, Observations
+from ollama_fit.plan.planner import PlanRequest, plan
 
 GiB = 1024**3
 HW = Hardware(
@@ -58,7 +58,7 @@ def test_a_learned_ratio_leaves_cpu_speeds_alone():
 def test_an_observation_keeps_both_speeds():
     from types import SimpleNamespace
 
-    from ollama_fit.calibrate import observe
+    from ollama_fit.ollama.learning import observe
 
     entry = SimpleNamespace(size_vram=5 * GiB, size=6 * GiB, context_length=8192)
     obs = observe(entry, "m:q", "Q4_K_M", 8192, 5 * GiB, 1, 42.0, 38.5)
@@ -72,7 +72,7 @@ def test_what_is_learned_settles_run_after_run(tmp_path):
     on a machine that really takes 300 MiB more and decodes at 0.7x, the corrections stay there."""
     from types import SimpleNamespace
 
-    from ollama_fit.auto import Smoke, learn
+    from ollama_fit.provision.auto import Smoke, learn
 
     rep = ProbeReport(HW, budget(HW))
     pinned = {"model": "qwen3:14b", "quant": "Q4_K_M"}

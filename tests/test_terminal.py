@@ -16,12 +16,12 @@ import pytest
 from fakes.ollama import FakeOllama
 from ggufs import write_gguf
 
-from ollama_fit.catalog import catalog, find_model
-from ollama_fit.exact import exact_plan
-from ollama_fit.fetch import PARTIAL
 from ollama_fit.hardware.model import Cpu, Hardware
 from ollama_fit.hardware.simulate import Simulation, hardware_report
-from ollama_fit.plan import PlanRequest
+from ollama_fit.hub.fetch import PARTIAL
+from ollama_fit.model.catalog import catalog, find_model
+from ollama_fit.plan.exact import exact_plan
+from ollama_fit.plan.planner import PlanRequest
 from ollama_fit.units import human
 
 if sys.platform == "win32":

@@ -8,11 +8,11 @@ import pytest
 from click.testing import CliRunner
 from fakes.ollama import Blob, FakeOllama, Model
 
-from ollama_fit.calibrate import MAX_CORRECTION, Observation, Observations
-from ollama_fit.catalog import catalog
 from ollama_fit.cli import cli, paint
 from ollama_fit.hardware.model import Cpu, Gpu, Hardware, ProbeReport, budget
-from ollama_fit.plan import PlanRequest, plan
+from ollama_fit.model.catalog import catalog
+from ollama_fit.ollama.learning import MAX_CORRECTION, Observation, Observations
+from ollama_fit.plan.planner import PlanRequest, plan
 
 GiB, MiB = 1024**3, 1024**2
 
@@ -159,8 +159,8 @@ def test_every_command_has_help_with_examples():
 
 
 def test_plans_follow_what_the_ollama_server_really_does(ollama):
-    from ollama_fit.auto import OLLAMA_FA_ARCHS, for_ollama
-    from ollama_fit.ollama_adapter import Ollama
+    from ollama_fit.ollama.client import Ollama
+    from ollama_fit.provision.auto import OLLAMA_FA_ARCHS, for_ollama
 
     client = Ollama(ollama.host)
     old, warnings = for_ollama(PlanRequest(parallel=2), client)  # 0.12.10: before FA auto
@@ -191,7 +191,7 @@ def test_plans_follow_what_the_ollama_server_really_does(ollama):
 def test_an_installed_hybrid_gets_its_state_and_unified_memory_counts_once():
     from plans import simulated
 
-    from ollama_fit.listing import installed_row
+    from ollama_fit.plan.listing import installed_row
 
     info = {
         "general.architecture": "qwen35",

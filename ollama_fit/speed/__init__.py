@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ollama_fit.estimate import MemoryEstimate
 from ollama_fit.hardware.model import Hardware
-from ollama_fit.spec import ModelSpec
+from ollama_fit.memory.estimate import MemoryEstimate
+from ollama_fit.model.spec import ModelSpec
 from ollama_fit.speed.devices import cpu_device, gpu_device
 from ollama_fit.speed.model import token_seconds
 from ollama_fit.speed.params import PARAMS, Params

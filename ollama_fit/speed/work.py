@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ollama_fit.estimate import MemoryEstimate
-from ollama_fit.spec import ModelSpec
+from ollama_fit.memory.estimate import MemoryEstimate
+from ollama_fit.model.spec import ModelSpec
 from ollama_fit.speed.model import SpeedDevice, Stage
 
 

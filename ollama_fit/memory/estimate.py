@@ -1,0 +1,371 @@
+"""Predict what llama.cpp (and so Ollama) allocates for a model, per device and on the host.
+
+Pure functions over frozen dataclasses. The terms and their calibration are in docs/estimator.md; the
+constants below are checked against the real runs in ../shared/calibration by scripts/calibrate.py.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ollama_fit.model.quants import KV_TYPES
+from ollama_fit.model.spec import ModelSpec
+from ollama_fit.units import MiB
+
+# Per-GPU memory llama.cpp does not account for (CUDA context, cuBLAS workspaces): 597-599 MiB measured on
+# an H200 with CUDA 13 (gpu_peak - llama.cpp's own total); ROCm assumed alike. Metal: Ollama's MinimumMemory.
+GPU_OVERHEAD = {"cuda": 600 * MiB, "rocm": 600 * MiB, "metal": 512 * MiB}
+# Pipeline parallelism across GPUs keeps GGML_SCHED_MAX_COPIES graph copies (conservative, uncalibrated).
+PIPELINE_COPIES = 4
+# CPU backends repack these types into interleaved layouts: a second copy next to the mmapped file.
+CPU_REPACK_TYPES = {"Q4_0", "Q4_K", "IQ4_NL"}
+BACKENDS = ("cuda", "rocm", "metal", "cpu")
+
+
+def pad256(n: int) -> int:
+    return -(-n // 256) * 256
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How the model will run: the knobs that change memory."""
+
+    ctx: int = 8192  # tokens per sequence (Ollama's num_ctx, llama-server's -c / parallel)
+    kv_type: str = "f16"  # K and V cache type
+    flash_attn: bool = True
+    ubatch: int = 512
+    parallel: int = 1  # sequences (OLLAMA_NUM_PARALLEL): each gets ctx cells
+    backend: str = "cuda"  # where offloaded layers run: cuda, rocm, metal; cpu = no GPU
+    extra_overhead: int = 0  # per GPU, learned from real loads on this machine (ollama/learning.py)
+    # the program that runs the model, for the rows of logits its worst-case graph reserves: "llama-server"
+    # one per slot; "ollama" and "llama-completion" one per token of the micro-batch
+    runner: str = "ollama"
+
+    @property
+    def cells(self) -> int:
+        return pad256(self.ctx)
+
+
+@dataclass(frozen=True)
+class DeviceMemory:
+    name: str
+    weights_bytes: int
+    kv_bytes: int
+    compute_bytes: int
+    overhead_bytes: int
+    layers: int = 0
+    state_bytes: int = 0  # recurrent / convolution state of the hybrid layers here (fixed per sequence)
+    # mmapped file pages whose data was copied (repacked) elsewhere: page cache the OS may drop, so they
+    # count in what llama.cpp reports but not in what must fit
+    evictable_bytes: int = 0
+    learned_bytes: int = 0  # the part of overhead_bytes learned from real loads here (Runtime.extra_overhead)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.kv_bytes + self.state_bytes + self.compute_bytes + self.overhead_bytes
+
+    @property
+    def required_bytes(self) -> int:
+        return self.total_bytes - self.evictable_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "total_bytes": self.total_bytes,
+            "weights_bytes": self.weights_bytes,
+            "kv_bytes": self.kv_bytes,
+            "state_bytes": self.state_bytes,
+            "compute_bytes": self.compute_bytes,
+            "overhead_bytes": self.overhead_bytes,
+            "layers": self.layers,
+            "evictable_bytes": self.evictable_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    gpus: tuple[DeviceMemory, ...]  # one per GPU that holds layers
+    host: DeviceMemory
+    n_layer: int
+    gpu_layers: int  # repeating layers offloaded (the output layer rides with the last one)
+    kv_cells: int  # per sequence
+    backend: str
+
+    @property
+    def device_bytes(self) -> int:
+        return sum(g.total_bytes for g in self.gpus)
+
+    @property
+    def host_bytes(self) -> int:
+        return self.host.total_bytes
+
+    @property
+    def host_required_bytes(self) -> int:
+        return self.host.required_bytes
+
+    def _sum(self, attr: str) -> int:
+        return sum(getattr(d, attr) for d in (*self.gpus, self.host))
+
+    @property
+    def weights_bytes(self) -> int:
+        return self._sum("weights_bytes")
+
+    @property
+    def kv_bytes(self) -> int:
+        return self._sum("kv_bytes")
+
+    @property
+    def state_bytes(self) -> int:
+        return self._sum("state_bytes")
+
+    @property
+    def full_offload(self) -> bool:
+        return bool(self.gpus) and self.gpu_layers == self.n_layer
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device_bytes": self.device_bytes,
+            "host_bytes": self.host_bytes,
+            "host_required_bytes": self.host_required_bytes,
+            "weights_bytes": self.weights_bytes,
+            "kv_bytes": self.kv_bytes,
+            "state_bytes": self.state_bytes,
+            "compute_bytes": self._sum("compute_bytes"),
+            "overhead_bytes": self._sum("overhead_bytes"),
+            "gpu_layers": self.gpu_layers,
+            "n_layer": self.n_layer,
+            "kv_cells": self.kv_cells,
+            "backend": self.backend,
+            "devices": [g.to_dict() for g in self.gpus],
+            "host": self.host.to_dict(),
+        }
+
+
+# ----- KV cache and recurrent state (llama-kv-cache.cpp, llama-memory-recurrent.cpp, llama-memory-hybrid.cpp) -----
+
+
+def layer_cells(spec: ModelSpec, layer: int, rt: Runtime) -> int:
+    """Cells one sequence's stream gets in this layer (sliding-window layers keep only the window)."""
+    s = spec.shape
+    if s.modelled and s.is_swa(layer):
+        return min(rt.cells, pad256(s.sliding_window + rt.ubatch))
+    return rt.cells
+
+
+def _kv_width(spec: ModelSpec, layer: int, rt: Runtime) -> int:
+    """K + V elements per cell: n_embd_k_gqa(il) + n_embd_v_gqa(il); without flash attention the V cache is
+    transposed and padded to the widest layer's ([TAG_V_CACHE_VARIABLE])."""
+    s = spec.shape
+    dk, dv = s.head_dims(layer)
+    v = s.kv_heads(layer) * dv
+    if not rt.flash_attn:
+        v = s.max_v_width
+    return s.kv_heads(layer) * dk + v
+
+
+def _kv_bound_width(spec: ModelSpec) -> int:
+    """Unknown architecture: the widest layer's K + V for every layer (a bound, never less than llama.cpp)."""
+    s = spec.shape
+    heads = max(s.n_head_kv, default=0) or s.n_head
+    dk = max(s.key_length, s.swa_key_length)
+    dv = max(s.value_length, s.swa_value_length)
+    return heads * (dk + dv)
+
+
+def layer_kv_bytes(spec: ModelSpec, layer: int, rt: Runtime) -> int:
+    s = spec.shape
+    per_elem = KV_TYPES[rt.kv_type]
+    if not s.modelled:
+        return int(_kv_bound_width(spec) * rt.cells * per_elem) * rt.parallel
+    if not s.has_kv(layer):
+        return 0  # recurrent layer (its state is counted apart), or one reusing an earlier layer's cache
+    if s.mla_kv_lora_rank:  # V-less MLA cache: only the compressed latent and the rope part
+        elems = s.mla_kv_lora_rank + s.mla_rope_dim
+    else:
+        elems = _kv_width(spec, layer, rt)
+    return int(elems * layer_cells(spec, layer, rt) * per_elem) * rt.parallel
+
+
+def kv_bytes(spec: ModelSpec, rt: Runtime, layers: Sequence[int] | None = None) -> int:
+    chosen = range(spec.shape.n_layer) if layers is None else layers
+    return sum(layer_kv_bytes(spec, i, rt) for i in chosen)
+
+
+def layer_state_bytes(spec: ModelSpec, layer: int, rt: Runtime) -> int:
+    """One layer's recurrent state: r_l (conv) + s_l (SSM) rows, F32, one row per sequence
+    (mem_size = max(1, n_seq_max)); it does not grow with the context. An unknown architecture that carries
+    SSM / convolution keys gets the state in every layer (a bound)."""
+    s = spec.shape
+    if not (s.is_recurrent(layer) or (not s.modelled and s.state_row)):
+        return 0
+    return 4 * s.state_row * max(1, rt.parallel)
+
+
+def state_bytes(spec: ModelSpec, rt: Runtime, layers: Sequence[int] | None = None) -> int:
+    chosen = range(spec.shape.n_layer) if layers is None else layers
+    return sum(layer_state_bytes(spec, i, rt) for i in chosen)
+
+
+# ----- compute buffers -----
+
+
+def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1) -> int:
+    """The graph buffer on a device that runs layers. ggml-alloc reuses memory between the graph's phases,
+    so the buffer is the largest of them (measured against llama.cpp b11434, docs/estimator.md):
+    - output: the logits, one row per reserved output. llama-server reserves one output per slot; Ollama and
+      llama-completion one per token of the micro-batch (then this phase dominates). GPUs keep the
+      per-token figure for every runner (llama-server on a GPU is not measured: it errs large);
+    - attention: the attention masks, with flash attention off the f32 KQ matrix of one layer
+      (b x context x heads), and the layer's activations;
+    - feed-forward: the masks and the FFN's activations, 4 x b x (3 n_ff + 5 n_embd)."""
+    s = spec.shape
+    cpu = rt.backend == "cpu"
+    slots = max(1, rt.parallel)
+    b = min(rt.ubatch, rt.cells * slots)
+    outputs = min(b, slots) if cpu and rt.runner == "llama-server" else b
+    out = 4 * outputs * (s.n_embd + s.n_vocab) + (4 * b * s.n_embd if cpu else 0)
+    q_width = s.n_head * s.key_length
+    kv_width = s.max_kv_width
+    mask = _mask_bytes(spec, rt, b)
+    kq = 0 if rt.flash_attn else 4 * b * rt.cells * s.n_head
+    if cpu:  # llama-server keeps one more q-sized activation than llama-completion
+        acts = 5 * q_width if rt.runner == "llama-server" else 4 * q_width
+        attention = mask + kq + 4 * b * (acts + s.n_embd + kv_width)
+    else:  # calibrated on CUDA: 4 x b x (1 + 4 n_embd + context x (1 + heads)) with the f32 mask
+        attention = mask + kq + 4 * b * (1 + 4 * s.n_embd) if not rt.flash_attn else 0
+    n_ff = max(s.n_ff, s.n_expert_used * s.expert_ff)
+    ffn = mask + 4 * b * (3 * n_ff + 5 * s.n_embd)
+    size = max(out, attention, ffn)
+    if cpu and rt.kv_type not in ("f16", "bf16", "f32") and rt.flash_attn:
+        size += int(b * q_width * KV_TYPES[rt.kv_type])  # Q converted to the cache's type
+    elif not cpu and rt.kv_type not in ("f16", "bf16", "f32"):
+        # GPU flash attention dequantizes K and V of one layer to f16 over the whole context
+        size += rt.cells * kv_width * 2
+    if gpus_holding_layers > 1:
+        size *= PIPELINE_COPIES
+    return size
+
+
+def _mask_bytes(spec: ModelSpec, rt: Runtime, b: int) -> int:
+    """The attention masks a graph keeps: one over each slot's context, and one over the sliding window
+    where some layers use it; f16 with flash attention, else f32."""
+    s = spec.shape
+    swa = [s.is_swa(i) for i in range(s.n_layer)]
+    cells = (rt.cells if not all(swa) else 0) + (min(rt.cells, pad256(s.sliding_window + rt.ubatch)) if any(swa) else 0)
+    return cells * b * (2 if rt.flash_attn else 4)
+
+
+def host_compute_bytes(spec: ModelSpec, rt: Runtime) -> int:
+    """Pinned host buffers beside GPU layers: input embeddings and the attention mask."""
+    b = min(rt.ubatch, rt.cells)
+    return 8 * b * spec.shape.n_embd + rt.cells * b * (2 if rt.flash_attn else 4)
+
+
+def output_buffer_bytes(spec: ModelSpec, rt: Runtime) -> int:
+    return 4 * spec.shape.n_vocab * max(1, rt.parallel)
+
+
+# ----- putting it together -----
+
+
+def _repack_bytes(spec: ModelSpec, layers: Sequence[int], with_output: bool) -> int:
+    chosen = set(layers)
+    total = 0
+    for t in spec.tensors:
+        if t.type not in CPU_REPACK_TYPES:
+            continue
+        if (t.layer is not None and t.layer in chosen) or (with_output and t.name == "output.weight"):
+            total += t.nbytes
+    return total
+
+
+def split_for_ngl(n_layer: int, ngl: int, weights: Sequence[float] = (1,)) -> tuple[tuple[int, ...], int | None]:
+    """llama.cpp's -ngl N (with --tensor-split `weights`, one per GPU) as (repeating layers per GPU, the GPU
+    that holds the output layer or None). As load_tensors does: the last N of the n_layer + 1 layers are
+    offloaded (the output layer counts as layer n_layer), and offloaded layer k of N goes to the first GPU
+    whose cumulative share of `weights` exceeds k / N."""
+    offloaded = max(0, min(ngl, n_layer + 1))
+    total = sum(weights)
+    if not offloaded or total <= 0:
+        return tuple(0 for _ in weights), None
+    bounds = [sum(weights[: d + 1]) / total for d in range(len(weights))]
+
+    def device(k: int) -> int:
+        return min(bisect_right(bounds, k / offloaded), len(weights) - 1)
+
+    counts = [0] * len(weights)
+    for k in range(offloaded - 1):  # the last offloaded layer is the output layer
+        counts[device(k)] += 1
+    return tuple(counts), device(offloaded - 1)
+
+
+def estimate(
+    spec: ModelSpec, rt: Runtime, split: Sequence[int] | None = None, *, output_gpu: int | None = None
+) -> MemoryEstimate:
+    """Memory per device, placed as llama.cpp places it (src/llama-model.cpp, load_tensors).
+
+    `split` is how many repeating layers each GPU holds, in GPU order; None puts every layer on one GPU (or,
+    with backend cpu, everything in RAM). As with llama.cpp's -ngl, the offloaded layers are the LAST
+    sum(split) layers (GPU 0 takes the first of them), the rest run on the CPU; the output layer sits on
+    the last GPU that holds layers whenever any layer is offloaded (`output_gpu`, an index into `split`,
+    names another: with -ngl 1 only the output layer is offloaded; see split_for_ngl). The input embedding
+    stays on the host. Each layer's KV cache lives on its layer's device; every GPU that runs layers keeps
+    a compute buffer; the CPU backend's buffer (inputs, mask) and the output buffer are on the host."""
+    s = spec.shape
+    if rt.backend == "cpu":
+        split = ()
+    elif split is None:
+        split = (s.n_layer,)
+    if rt.kv_type not in KV_TYPES:
+        raise ValueError(f"unknown KV cache type {rt.kv_type}")
+    offloaded = min(sum(split), s.n_layer)
+    out_dev = max((i for i, n in enumerate(split) if n), default=-1) if output_gpu is None else output_gpu
+    out_gpu = 0 <= out_dev < len(split)
+    holders = sum(1 for d, n in enumerate(split) if n or d == out_dev)
+    first_gpu_layer = s.n_layer - offloaded
+    gpus: list[DeviceMemory] = []
+    start = first_gpu_layer
+    for d, n in enumerate(split):
+        layers = range(start, min(start + n, s.n_layer))
+        start += n
+        if not n and d != out_dev:
+            continue
+        weights = sum(spec.layer_bytes[i] for i in layers) + (spec.output_bytes if d == out_dev else 0)
+        gpus.append(
+            DeviceMemory(
+                name=f"GPU {d}",
+                weights_bytes=weights,
+                kv_bytes=kv_bytes(spec, rt, layers),
+                state_bytes=state_bytes(spec, rt, layers),
+                compute_bytes=compute_bytes(spec, rt, gpus_holding_layers=holders),
+                overhead_bytes=GPU_OVERHEAD[rt.backend] + rt.extra_overhead,
+                layers=len(layers),
+                learned_bytes=rt.extra_overhead,
+            )
+        )
+    cpu_layers = range(first_gpu_layer)
+    host_weights = spec.input_bytes + sum(spec.layer_bytes[i] for i in cpu_layers)
+    if not out_gpu:
+        host_weights += spec.output_bytes - (spec.token_embd_bytes if spec.tied else 0)
+    # Only a CPU-only run repacks: beside a GPU, CPU layers stay in the mapped file (measured, -ngl 24)
+    repacked = 0 if gpus else _repack_bytes(spec, cpu_layers, with_output=not out_gpu)
+    host_kv = kv_bytes(spec, rt, cpu_layers)
+    host_compute = output_buffer_bytes(spec, rt)
+    if gpus:
+        host_compute += host_compute_bytes(spec, rt)
+    else:
+        host_compute += compute_bytes(spec, replace(rt, backend="cpu"))
+    host = DeviceMemory(
+        "RAM",
+        host_weights + repacked,
+        host_kv,
+        host_compute,
+        0,
+        len(cpu_layers),
+        state_bytes=state_bytes(spec, rt, cpu_layers),
+        evictable_bytes=repacked,
+    )
+    return MemoryEstimate(tuple(gpus), host, s.n_layer, offloaded, rt.cells, rt.backend)

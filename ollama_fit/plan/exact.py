@@ -1,0 +1,88 @@
+"""Exact figures for a plan: read the chosen quant's GGUF header(s) on the Hub and plan again with them.
+
+The planner stays pure; this module does the I/O around it. A pick is re-planned until its own figures are
+exact (at most a few rounds: each round can only move to a model whose header was not read yet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from ollama_fit.errors import BadModelFile, HubError
+from ollama_fit.hardware.model import ProbeReport
+from ollama_fit.model.catalog import CatalogModel, ExactQuant
+from ollama_fit.plan.planner import Plan, PlanRequest, plan
+
+if TYPE_CHECKING:  # the Hub side is imported only when a Hub is given: plan --offline starts faster
+    from ollama_fit.hub.repos import Hub, QuantFiles
+
+MAX_ROUNDS = 6
+
+
+@dataclass
+class _Listings:
+    hub: Hub
+    cache: dict[str, list[QuantFiles]]
+
+    def groups(self, repo: str) -> list[QuantFiles]:
+        from ollama_fit.hub.repos import group_quants
+
+        if repo not in self.cache:
+            self.cache[repo] = group_quants(self.hub.list_files(repo))
+        return self.cache[repo]
+
+    def group(self, repo: str, quant: str) -> QuantFiles:
+        from ollama_fit.hub.repos import select
+
+        return select(self.groups(repo), quant)
+
+    def published(self, model: CatalogModel) -> tuple[str, ...]:
+        """The model's quants its repository really has (a BF16 where the catalog expected F16, say)."""
+        from ollama_fit.model.quants import quant_table
+
+        labels = {g.label.upper() for g in self.groups(model.repo)}
+        return tuple(q for q in quant_table() if q in labels)
+
+
+def exact_plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel], hub: Hub | None) -> Plan:
+    """Plan from the catalog, then with the exact header of each pick; says which figures are exact."""
+    result = plan(report, req, models)
+    if hub is None:
+        return _note(result, "memory figures from the catalog's published shapes (Hub not consulted)")
+    listings = _Listings(hub, {})
+    current = list(models)
+    for _ in range(MAX_ROUNDS):
+        choice = result.choice
+        if choice.model.exact_for(choice.quant):
+            break
+        from ollama_fit.plan.inspect import hub_spec
+
+        try:
+            published = listings.published(choice.model)
+            if choice.quant not in published:  # plan again with the quants that exist
+                current = [replace(m, quants=published) if m.id == choice.model.id else m for m in current]
+                result = plan(report, req, current)
+                continue
+            group = listings.group(choice.model.repo, choice.quant)
+            spec, _ = hub_spec(hub, choice.model.repo, group)
+        except (HubError, BadModelFile) as exc:  # unreachable, or a published file that is not a sound GGUF
+            return _note(result, f"memory figures from the catalog's published shapes ({exc.message})")
+        found = ExactQuant(choice.quant, spec, tuple(f.path for f in group.files), group.total_bytes)
+        current = [m.with_exact(found) if m.id == choice.model.id else m for m in current]
+        result = plan(report, req, current)
+    c = result.choice
+    exact = c.model.exact_for(c.quant)
+    if exact is None:
+        return _note(result, "memory figures from the catalog's published shapes")
+    where = f"{c.model.repo}/{exact.files[0]}"
+    return _note(
+        result,
+        f"memory figures for {c.model.name} {c.quant} are exact (GGUF header of {where}); "
+        "alternatives use the catalog's shapes",
+    )
+
+
+def _note(result: Plan, text: str) -> Plan:
+    return replace(result, reasons=(*result.reasons, text))

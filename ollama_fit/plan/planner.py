@@ -1,0 +1,600 @@
+"""The planner: the largest model a user would run here, then the best quant that keeps it where it is.
+
+Pure: hardware, catalog and request in, a Plan out (no I/O, no clock, no environment). A candidate fits when
+it meets the task's quality floor (the seed measurements: a larger model at Q4_K_M beats a smaller one at
+FP16), fits the memory and decodes at the task's speed target. Among those the largest effective size wins
+(MoE models count sqrt(active x total), older generations of a family count 2/3 of their size), except that
+a model wholly on the GPU beats a partly offloaded one that is at most 1.5x its size. The quant is raised
+only while every layer stays where it was and the speed target still holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ollama_fit.errors import InvalidInput, NothingFits
+from ollama_fit.hardware.model import ProbeReport
+from ollama_fit.memory.estimate import Runtime, estimate
+from ollama_fit.model.catalog import CatalogModel
+from ollama_fit.model.quants import KV_TYPES, quant_table
+from ollama_fit.model.spec import ModelSpec
+from ollama_fit.placement.offload import KIND_TEXT, Placement, Shortfall, max_context, place
+from ollama_fit.plan.apple_advice import wired_limit_remedy
+from ollama_fit.plan.tasks import Task, floor_for, get_task, meets
+from ollama_fit.units import human
+
+DEFAULT_CTX = 8192
+ALTERNATIVES = 3
+NEARLY = 1.5  # a wholly-on-GPU model beats a partly offloaded one at most this many times its size
+# ... and one at most twice its size when the partly offloaded pick is marginal: its speed range (where 90% of
+# measurements fall) reaches below the target, so it may well crawl where the resident one would not
+MARGINAL_NEARLY = 2.0
+SUPERSEDED_WEIGHT = 2 / 3  # an older generation of a family ranks as if this share of its size
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    task: str = "chat"
+    ctx: int | None = DEFAULT_CTX  # None: the largest context that fits
+    kv_type: str = "f16"
+    flash_attn: bool | None = None  # None: on where the GPUs support it
+    min_quant: str | None = None
+    family: str | None = None
+    min_speed: float | None = None  # tokens/s; None: the task's target; 0: no target
+    quant: str | None = None  # pin the quant: plan that quant (or say why it does not fit)
+    parallel: int = 1
+    ubatch: int = 512
+    model: str | None = None  # plan only this catalog id
+    flash_attn_archs: tuple[str, ...] | None = None  # runtimes that turn flash attention on only for these
+    overhead_correction: int = 0  # per-GPU bytes learned from real loads here (ollama/learning.py)
+    correction_note: str = ""  # how it was learned, for the explanation
+    runtime_notes: tuple[str, ...] = ()  # what the target runtime imposes (old Ollama and flash attention)
+    speed_ratio: float = 1.0  # measured / predicted decode speed from real runs here (ollama/learning.py)
+    speed_note: str = ""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    model: CatalogModel
+    quant: str
+    ctx: int
+    placement: Placement
+
+    def to_dict(self) -> dict[str, Any]:
+        q = quant_table()[self.quant]
+        speed = self.placement.speed
+        return {
+            "model": self.model.to_dict(),
+            "quant": self.quant,
+            "ctx": self.ctx,
+            "memory": self.placement.memory.to_dict(),
+            "placement": self.placement.to_dict(),
+            "speed_tps": round(speed.tps, 1) if speed else None,
+            "speed": speed.to_dict() if speed else None,
+            "quality": {"loss": q.quality_loss, "ppl_increase": q.ppl_increase, "source": q.source},
+            "source": source(self.model, self.quant, self.placement.memory.weights_bytes),
+            "exact": self.model.exact_for(self.quant) is not None,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    choice: Candidate
+    alternatives: tuple[Candidate, ...]
+    reasons: tuple[str, ...]
+    warnings: tuple[str, ...]
+    task: str
+    report: ProbeReport
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "choice": self.choice.to_dict(),
+            "alternatives": [a.to_dict() for a in self.alternatives],
+            "reasons": list(self.reasons),
+            "warnings": list(self.warnings),
+            "task": self.task,
+            "hardware": self.report.to_dict(),
+        }
+
+
+HF_FILE_LIMIT = 50 * 1000**3  # the Hub stores files up to 50 GB: bigger quants are published as shards
+
+
+def source(model: CatalogModel, quant: str, weights_bytes: int) -> dict[str, Any]:
+    exact = model.exact_for(quant)
+    if exact:  # the files the Hub lists, shards included
+        return {
+            "repo": model.repo,
+            "files": list(exact.files),
+            "file_bytes": exact.file_bytes,
+            "split": len(exact.files) > 1,
+            "resolved": True,
+        }
+    name = model.file_for(quant)
+    split = weights_bytes > HF_FILE_LIMIT or "-of-" in name
+    return {
+        "repo": model.repo,
+        "files": [] if split and "-of-" not in name else [name],
+        "pattern": name,
+        "split": split,
+        "resolved": False,  # names from the catalog pattern; the Hub listing gives the exact files
+    }
+
+
+def runtime(req: PlanRequest, report: ProbeReport, ctx: int, arch: str | None = None) -> Runtime:
+    """The request's runtime on this hardware (flash attention where every GPU has it, or only for the
+    architectures the runtime turns it on for; learned overhead)."""
+    gpus = report.hardware.gpus
+    fa = req.flash_attn if req.flash_attn is not None else all(g.flash_attention for g in gpus)
+    if req.flash_attn is None and req.flash_attn_archs is not None and arch not in req.flash_attn_archs:
+        fa = False
+    if req.kv_type not in KV_TYPES:
+        raise InvalidInput(f"unknown KV cache type {req.kv_type!r}", hint=f"use one of {', '.join(KV_TYPES)}")
+    if req.kv_type not in ("f16", "bf16", "f32") and not fa:
+        raise InvalidInput(
+            f"a {req.kv_type} KV cache needs flash attention",
+            hint="drop --flash-attn off, or use --kv-type f16",
+        )
+    backend = report.budget.gpus[0].backend if report.budget.gpus else "cpu"
+    return Runtime(
+        ctx=ctx,
+        kv_type=req.kv_type,
+        flash_attn=fa,
+        ubatch=req.ubatch,
+        parallel=req.parallel,
+        backend=backend,
+        extra_overhead=req.overhead_correction if backend != "cpu" else 0,
+    )
+
+
+def rank_size(m: CatalogModel) -> float:
+    """The size a model ranks by: its effective size, an older generation of its family discounted."""
+    return m.effective_b * (SUPERSEDED_WEIGHT if m.superseded else 1.0)
+
+
+def rank_candidates(task: Task, req: PlanRequest, models: Sequence[CatalogModel]) -> list[CatalogModel]:
+    chosen = [m for m in models if task.capability in m.capabilities]
+    if req.family:
+        chosen = [m for m in chosen if m.family == req.family.lower()]
+    if req.model:
+        chosen = [m for m in chosen if m.id == req.model.lower()]
+    if req.quant:
+        chosen = [m for m in chosen if req.quant in m.quants]
+    if not chosen:
+        what = f"family {req.family!r}" if req.family else f"model {req.model!r}" if req.model else "catalog"
+        pinned = f" published at {req.quant}" if req.quant else ""
+        raise InvalidInput(
+            f"no {task.capability} model{pinned} in the {what} for the {task.name} task",
+            hint="`ollama-fit list` shows the models and what each is good for",
+        )
+    ordered = sorted(chosen, key=lambda m: m.id)
+    ordered.sort(key=lambda m: m.released, reverse=True)  # among equals, the newer release first
+    ordered.sort(key=lambda m: (-round(rank_size(m), 1), -m.priority))
+    return ordered
+
+
+def speed_target(req: PlanRequest, task: Task) -> float:
+    return task.min_speed if req.min_speed is None else req.min_speed
+
+
+def _ladder(model: CatalogModel, floor: str, req: PlanRequest) -> list[str]:
+    """The model's quants that meet the floor, best first; the last one is the floor's (a pinned quant
+    is the whole ladder)."""
+    if req.quant:
+        return [req.quant] if req.quant in model.quants else []
+    table = quant_table()
+    allowed = [q for q in model.quants if q in table and meets(q, floor)]
+    return sorted(allowed, key=lambda q: (table[q].quality_loss_max_pct, table[q].rank))
+
+
+def _fast_enough(p: Placement, target: float) -> bool:
+    """Unknown speeds pass; an upper bound (a GPU of unknown bandwidth left out) must still reach it."""
+    return target <= 0 or p.speed is None or p.speed.tps >= target
+
+
+@dataclass(frozen=True)
+class Miss:
+    model: CatalogModel
+    quant: str
+    why: str
+    result: Placement | Shortfall  # the placement that was too slow, or how far memory was off
+
+    @property
+    def too_slow(self) -> bool:
+        return isinstance(self.result, Placement)
+
+
+def _try(model: CatalogModel, quant: str, rt: Runtime, report: ProbeReport, req: PlanRequest) -> Placement | Shortfall:
+    p = place(model.spec(quant), rt, report.budget, report.hardware)
+    # what real runs here taught applies where they ran: wholly on the GPU
+    if isinstance(p, Placement) and p.speed is not None and p.on_gpu and req.speed_ratio != 1.0:
+        p = replace(p, speed=p.speed.scaled(req.speed_ratio, req.speed_note))
+    return p
+
+
+def _model_ctx(req: PlanRequest, model: CatalogModel) -> int:
+    trained = model.shape.context_length
+    return min(req.ctx or DEFAULT_CTX, trained)
+
+
+def _stays(p: Placement, base: Placement) -> bool:
+    """Every layer where it was: the same kind of placement and no layer moved off the GPU(s)."""
+    return p.kind == base.kind and p.memory.gpu_layers >= base.memory.gpu_layers
+
+
+def _upgrade(
+    model: CatalogModel, ladder: list[str], base: Placement, rt: Runtime, report: ProbeReport, req: PlanRequest
+) -> tuple[str, Placement, list[str]]:
+    """Raise the quant, one step up the ladder at a time, while every layer stays where it was and the whole
+    speed range stays above the target (a better quant is never smaller or faster: the first step that fails
+    ends the climb); the note says why the next step up was not taken."""
+    target = speed_target(req, get_task(req.task))
+    quant, placement = ladder[-1], base
+    for q in reversed(ladder[:-1]):
+        p = _try(model, q, rt, report, req)
+        why = _why_not_raised(q, p, base, target)
+        if why or not isinstance(p, Placement):
+            return quant, placement, [why]
+        quant, placement = q, p
+    return quant, placement, []
+
+
+def _why_not_raised(q: str, p: Placement | Shortfall, base: Placement, target: float) -> str:
+    """Why quant `q` cannot replace the base quant ("" when it can)."""
+    if isinstance(p, Shortfall):
+        return f"{q} would need {human(p.need_bytes)} on {p.device} ({human(p.have_bytes)} usable)"
+    if not _stays(p, base):
+        moved = base.memory.gpu_layers - p.memory.gpu_layers
+        where = f"move {moved} layer(s) to the CPU" if p.memory.gpu_layers else "run on the CPU"
+        return f"{q} would {where}" if moved or p.kind != base.kind else f"{q} would split differently"
+    if not _clears(p, target):  # a raise must not make the pick marginal: its whole range above the target
+        span = f" ({p.speed.low:.0f}-{p.speed.high:.0f})" if p.speed else ""
+        return f"{q} would decode at ~{_tps(p):.0f} tok/s{span}, which may fall below the {target:g} tok/s target"
+    return ""
+
+
+def _clears(p: Placement, target: float) -> bool:
+    """The speed range's low end (most real runs are faster) reaches the target."""
+    return target <= 0 or p.speed is None or p.speed.low >= target
+
+
+def _tps(p: Placement) -> float:
+    return p.speed.tps if p.speed else 0.0
+
+
+def _miss_reason(result: Placement | Shortfall, target: float) -> str:
+    if isinstance(result, Shortfall):
+        return (
+            f"needs {human(result.need_bytes)} on {result.device}, {human(result.have_bytes)} usable "
+            f"({human(result.missing_bytes)} short)"
+        )
+    return f"fits {KIND_TEXT[result.kind]} but would decode at ~{_tps(result):.1f} tok/s, below {target:g} tok/s"
+
+
+def evaluate(
+    model: CatalogModel, floor: str, req: PlanRequest, report: ProbeReport
+) -> tuple[Candidate, list[str]] | Miss | None:
+    """A model at its floor quant: a miss (with why), or the candidate raised as far as it goes and the
+    notes on the quants it could not reach; None when it offers no quant that meets the floor."""
+    ladder = _ladder(model, floor, req)
+    if not ladder:
+        return None
+    target = speed_target(req, get_task(req.task))
+    rt = runtime(req, report, _model_ctx(req, model), model.shape.arch)
+    result = _try(model, ladder[-1], rt, report, req)
+    if not isinstance(result, Placement) or not _fast_enough(result, target):
+        return Miss(model, ladder[-1], _miss_reason(result, target), result)
+    quant, placement, notes = _upgrade(model, ladder, result, rt, report, req)
+    return Candidate(model, quant, rt.ctx, placement), notes
+
+
+Outcome = tuple[Candidate, list[str]] | Miss | None
+Evaluate = Callable[[CatalogModel], Outcome]  # evaluate() for one plan's floor, request and machine, memoized
+
+
+def _first_fit(
+    candidates: Sequence[CatalogModel], evaluate: Evaluate
+) -> tuple[Candidate | None, list[str], list[Miss]]:
+    misses: list[Miss] = []
+    for model in candidates:
+        outcome = evaluate(model)
+        if isinstance(outcome, Miss):
+            misses.append(outcome)
+        elif outcome is not None:
+            return outcome[0], outcome[1], misses
+    return None, [], misses
+
+
+def _gpu_first_window(chosen: Candidate, target: float) -> float:
+    speed = chosen.placement.speed
+    return MARGINAL_NEARLY if target and speed is not None and speed.low < target else NEARLY
+
+
+def _gpu_first(
+    chosen: Candidate, candidates: Sequence[CatalogModel], evaluate: Evaluate, report: ProbeReport, target: float
+) -> tuple[Candidate, list[str]] | None:
+    """A model wholly on the GPU(s) of nearly the same size (at least 1/NEARLY of the pick's, 1/MARGINAL_NEARLY
+    where the pick is marginal) beats a partly offloaded pick."""
+    if chosen.placement.on_gpu or not report.budget.gpus:
+        return None
+    window = _gpu_first_window(chosen, target)
+    start = candidates.index(chosen.model) + 1
+    for model in candidates[start:]:
+        if rank_size(model) * window < rank_size(chosen.model):
+            return None
+        outcome = evaluate(model)
+        if isinstance(outcome, tuple) and outcome[0].placement.on_gpu:
+            return outcome
+    return None
+
+
+def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) -> Plan:
+    task = get_task(req.task)
+    floor, warnings = _floor(task, req)
+    if req.parallel < 1 or req.ubatch < 1 or (req.ctx is not None and req.ctx < 256):
+        raise InvalidInput(
+            "--ctx must be at least 256, --parallel and --ubatch at least 1", hint="e.g. --ctx 8192 --parallel 1"
+        )
+    target = speed_target(req, task)
+    candidates = rank_candidates(task, req, models)
+    reasons = [f"task {task.name}: quality floor {floor} ({task.note})", _target_reason(task, req, target)]
+    outcomes: dict[str, Outcome] = {}  # each model is evaluated once per plan, however many rules ask
+
+    def evaluated(model: CatalogModel) -> Outcome:
+        if model.id not in outcomes:
+            outcomes[model.id] = evaluate(model, floor, req, report)
+        return outcomes[model.id]
+
+    chosen, extra, misses = _first_fit(candidates, evaluated)
+    if chosen is None:
+        raise _nothing_fits(misses, report, req, target)
+    gpu_pick = _gpu_first(chosen, candidates, evaluated, report, target)
+    gpu_note = ""
+    displaced = None
+    if gpu_pick:
+        displaced = chosen
+        window = _gpu_first_window(chosen, target)
+        marginal = f", or {window:g}x when that one may fall below {target:g} tok/s" if window != NEARLY else ""
+        gpu_note = (
+            f"prefers {gpu_pick[0].model.name} wholly on the GPU to {chosen.model.name} "
+            f"{KIND_TEXT[chosen.placement.kind]} (~{_tps(chosen.placement):.0f} tok/s): a model wholly on the GPU "
+            f"wins over one at most {NEARLY:g}x its size that is not{marginal}"
+        )
+        chosen, extra = gpu_pick
+    if req.ctx is None:
+        chosen, ctx_note = _maximize_context(chosen, req, report, target)
+        reasons.append(ctx_note)
+    elif req.ctx > chosen.model.shape.context_length:
+        reasons.append(f"context capped at {chosen.model.name}'s trained length, {chosen.ctx} tokens")
+    reasons.extend(_explain(chosen, misses, extra, floor, req, report, task))
+    if gpu_note:
+        reasons.append(gpu_note)
+    if any(m.superseded for m in candidates) and not req.model:
+        reasons.append(
+            f"current generations first: an older generation of a family ranks as {SUPERSEDED_WEIGHT:.2g} of its "
+            "size (`--model` still plans it)"
+        )
+    reasons.extend(_memory_reasons(report))
+    if req.correction_note and report.budget.gpus:
+        reasons.append(req.correction_note)
+    if req.speed_note and req.speed_ratio != 1.0:
+        reasons.append(req.speed_note)
+    reasons.extend(req.runtime_notes)
+    alternatives = _alternatives(chosen, candidates, evaluated, displaced)
+    if chosen.quant == "Q2_K":
+        warnings.append(f"{chosen.model.name} at Q2_K: a last resort, expect clearly worse answers")
+    return Plan(chosen, alternatives, tuple(reasons), tuple(warnings), task.name, report)
+
+
+def _floor(task: Task, req: PlanRequest) -> tuple[str, list[str]]:
+    if not req.quant:
+        return floor_for(task, req.min_quant)
+    if req.quant not in quant_table():
+        raise InvalidInput(f"unknown quant {req.quant!r}", hint=f"quants: {', '.join(quant_table())}")
+    warnings = []
+    if not meets(req.quant, task.floor):
+        warnings.append(f"--quant {req.quant} is below what the {task.name} task needs ({task.floor}): {task.note}")
+    return req.quant, warnings
+
+
+def _target_reason(task: Task, req: PlanRequest, target: float) -> str:
+    if target <= 0:
+        return "no speed target (--min-speed 0)"
+    if req.min_speed is None:
+        return f"speed target {target:g} tok/s for {task.name} (--min-speed changes it, 0 turns it off)"
+    return f"speed target {target:g} tok/s (--min-speed)"
+
+
+def _memory_reasons(report: ProbeReport) -> list[str]:
+    host = report.budget.host
+    keep = f"{human(host.headroom_bytes)} of RAM kept for the system and the desktop (--ram-headroom)"
+    if report.budget.unified_memory:
+        gpu = report.budget.gpus[0]
+        return [f"unified memory, one pool: the GPU may hold {human(gpu.usable_bytes)}; {keep}"]
+    return [keep]
+
+
+def _maximize_context(c: Candidate, req: PlanRequest, report: ProbeReport, target: float) -> tuple[Candidate, str]:
+    rt = runtime(req, report, c.ctx, c.model.shape.arch)
+    trained = c.model.shape.context_length
+    best = max_context(
+        c.model.spec(c.quant),
+        rt,
+        report.budget,
+        report.hardware,
+        c.placement.kind,
+        trained,
+        accept=lambda p: _fast_enough(p, target) and p.memory.gpu_layers >= c.placement.memory.gpu_layers,
+    )
+    if best is None:
+        return c, f"context {c.ctx}: no larger context fits"
+    ctx = min(best.memory.kv_cells, trained)
+    capped = " (its trained length)" if ctx >= trained else ""
+    return Candidate(c.model, c.quant, ctx, best), f"--ctx max: {ctx} tokens is the largest context that fits{capped}"
+
+
+def _explain(
+    c: Candidate,
+    misses: list[Miss],
+    upgrade_notes: list[str],
+    floor: str,
+    req: PlanRequest,
+    report: ProbeReport,
+    task: Task,
+) -> list[str]:
+    out = []
+    rule = "MoE ranked by sqrt(active x total parameters)" if c.model.is_moe else "largest model first"
+    if c.model.rank_b:
+        rule = "ranked where its publisher compares it"
+    speed = f" at ~{_tps(c.placement):.0f} tok/s" if c.placement.speed else ""
+    out.append(
+        f"picked {c.model.name} ({c.model.effective_b:.1f}B effective; {rule}): the largest that fits "
+        f"{KIND_TEXT[c.placement.kind]}{speed} at {floor} or better"
+    )
+    if c.quant != floor:
+        stop = f": {upgrade_notes[-1]}" if upgrade_notes and upgrade_notes[-1] else ""
+        out.append(
+            f"raised to {c.quant}, the best quant that keeps every layer where it was and the speed target{stop}"
+        )
+    elif upgrade_notes:
+        out.append(f"stays at {c.quant}: " + "; ".join(upgrade_notes[-1:]))
+    if misses:
+        larger = misses[-1]
+        out.append(f"next larger, {larger.model.name} at {larger.quant}: {larger.why}")
+        out.extend(_remedies(larger, req, report, task))
+        if len(misses) > 1:
+            out.append(f"{len(misses) - 1} other larger model(s) do not fit or are too slow here")
+    return out
+
+
+def _remedies(miss: Miss, req: PlanRequest, report: ProbeReport, task: Task) -> list[str]:
+    """What would make the next-larger model a pick, for the reason it missed: memory or speed."""
+    target = speed_target(req, task)
+    rt = runtime(req, report, _model_ctx(req, miss.model), miss.model.shape.arch)
+    tips = _speed_remedies(miss, rt, req, report, task, target) if miss.too_slow else []
+    if not miss.too_slow:
+        tips = _memory_remedies(miss, rt, req, report, task, target)
+    return [f"  {t}" for t in tips]
+
+
+def _lower_quants(miss: Miss, task: Task) -> list[str]:
+    """Quants the task allows, below the one that missed, best first."""
+    table = quant_table()
+    worst = table[miss.quant].quality_loss_max_pct
+    quants = [q for q in miss.model.quants if q in table and meets(q, task.lowest)]
+    lower = [q for q in quants if table[q].quality_loss_max_pct > worst]
+    return sorted(lower, key=lambda q: table[q].quality_loss_max_pct)
+
+
+def _speed_remedies(
+    miss: Miss, rt: Runtime, req: PlanRequest, report: ProbeReport, task: Task, target: float
+) -> list[str]:
+    table = quant_table()
+    tips = []
+    found = _first_lower_quant(miss, rt, req, report, task, lambda p: p.on_gpu and _fast_enough(p, target))
+    if found:
+        q, p = found
+        tips.append(
+            f"to make it fast enough: at {q} it would fit wholly on the GPU at ~{_tps(p):.0f} tok/s "
+            f"({table[q].quality_loss} quality loss; allow with --min-quant {q})"
+        )
+    spec = miss.model.spec(miss.quant)
+    if rt.ctx > 2048 and report.budget.gpus:
+        shorter = max_context(
+            spec, rt, report.budget, report.hardware, "multi-gpu", rt.ctx - 256, lambda p: _fast_enough(p, target)
+        )
+        if shorter and shorter.memory.kv_cells >= 2048:
+            tips.append(
+                f"to make it fast enough: with --ctx {shorter.memory.kv_cells} it would fit wholly on the GPU "
+                f"at ~{_tps(shorter):.0f} tok/s"
+            )
+    more = _more_vram(spec, rt, report)
+    if more:
+        tips.append(more)
+    if not tips:
+        tips.append(f"it cannot reach {target:g} tok/s on this machine; --min-speed 0 accepts it")
+    return tips
+
+
+def _more_vram(spec: ModelSpec, rt: Runtime, report: ProbeReport) -> str | None:
+    gpus = report.budget.gpus
+    if not gpus or report.budget.unified_memory:
+        return None
+    need = estimate(spec, replace(rt, backend=gpus[0].backend)).device_bytes
+    biggest = max(gpus, key=lambda g: g.usable_bytes)
+    if len(gpus) > 1 or need <= biggest.usable_bytes:
+        return None
+    card = need + biggest.headroom_bytes
+    return f"a GPU with {human(card)} or more ({human(need - biggest.usable_bytes)} more) would hold it wholly"
+
+
+def _memory_remedies(
+    miss: Miss, rt: Runtime, req: PlanRequest, report: ProbeReport, task: Task, target: float
+) -> list[str]:
+    spec = miss.model.spec(miss.quant)
+    table = quant_table()
+    tips = []
+    if rt.ctx > 2048:
+        shorter = max_context(
+            spec, rt, report.budget, report.hardware, "cpu", rt.ctx - 256, accept=lambda p: _fast_enough(p, target)
+        )
+        if shorter and shorter.memory.kv_cells >= 2048:
+            tips.append(f"to fit it: --ctx {shorter.memory.kv_cells}")
+    if rt.kv_type == "f16" and rt.flash_attn:
+        q8 = place(spec, replace(rt, kv_type="q8_0"), report.budget, report.hardware)
+        if isinstance(q8, Placement) and _fast_enough(q8, target):
+            tips.append("to fit it: --kv-type q8_0 (a q8_0 KV cache halves its size)")
+    apple = wired_limit_remedy(spec, rt, report)
+    if apple:
+        tips.append(apple)
+    found = _first_lower_quant(miss, rt, req, report, task, lambda p: _fast_enough(p, target))
+    if found:
+        q = found[0]
+        tips.append(f"to fit it: {q} ({table[q].quality_loss} quality loss; allow with --min-quant {q})")
+    return tips
+
+
+def _first_lower_quant(
+    miss: Miss, rt: Runtime, req: PlanRequest, report: ProbeReport, task: Task, accept: Callable[[Placement], bool]
+) -> tuple[str, Placement] | None:
+    """The best quant below the one that missed (among those the task allows) whose placement `accept` takes."""
+    for q in _lower_quants(miss, task):
+        p = _try(miss.model, q, rt, report, req)
+        if isinstance(p, Placement) and accept(p):
+            return q, p
+    return None
+
+
+def _alternatives(
+    chosen: Candidate, candidates: Sequence[CatalogModel], evaluate: Evaluate, displaced: Candidate | None
+) -> tuple[Candidate, ...]:
+    """The larger pick the GPU-first rule set aside (if any), then the next models down the ranking."""
+    found: list[Candidate] = [displaced] if displaced else []
+    for model in candidates[candidates.index(chosen.model) + 1 :]:
+        if len(found) >= ALTERNATIVES:
+            break
+        outcome = evaluate(model)
+        if isinstance(outcome, tuple):
+            found.append(outcome[0])
+    return tuple(found)
+
+
+def _nothing_fits(misses: list[Miss], report: ProbeReport, req: PlanRequest, target: float) -> NothingFits:
+    budget = report.budget
+    where = ", ".join(f"{g.name}: {human(g.usable_bytes)}" for g in budget.gpus) or "no GPU"
+    if not misses:
+        return NothingFits(
+            "no catalog model offers a quant that meets this task's floor",
+            hint="`ollama-fit list --all` shows every model and its quants",
+        )
+    smallest = misses[-1]
+    pinned = f" at --quant {req.quant}" if req.quant else ""
+    slow = any(m.too_slow for m in misses)
+    speed_tip = f", or --min-speed 0 (the {target:g} tok/s target ruled out slower picks)" if slow else ""
+    return NothingFits(
+        f"nothing fits{pinned}: even {smallest.model.name} at {smallest.quant} {smallest.why}",
+        hint=f"usable memory is {where}; {budget.host.name} {human(budget.host.usable_bytes)}. Try a shorter --ctx, "
+        f"--kv-type q8_0, --min-quant Q3_K_M (low-sensitivity tasks){speed_tip}",
+    )
