@@ -115,14 +115,14 @@ def test_a_registered_model_at_another_context_is_an_update_to_confirm(fake_hub,
     assert auto(*GPU_ARGS, "--yes").exit_code == 0
     name = next(iter(ollama.models))
     before = downloaded(fake_hub, qwen_repo)
-    other = [a if a != "2048" else "4096" for a in GPU_ARGS]
+    other = [a if a != "2048" else "1024" for a in GPU_ARGS]  # the same pick, at a smaller context
     ask = auto(*other, "--json")  # no terminal to ask on: the change is stated, not made
     doc = json.loads(ask.stdout)
     assert doc["status"] == "needs-confirmation"
     assert ollama.models[name].parameters == {"num_ctx": 2048}
     done = auto(*other, "--yes", "--json")
     assert json.loads(done.stdout)["pull"]["registration"]["status"] == "updated"
-    assert ollama.models[name].parameters == {"num_ctx": 4096}
+    assert ollama.models[name].parameters == {"num_ctx": 1024}
     assert downloaded(fake_hub, qwen_repo) == before  # re-created from the blobs Ollama holds
 
 

@@ -304,12 +304,15 @@ def test_every_llama_server_run_is_within_target():
         assert abs(row.error_mib) < 1  # today's accuracy; loosen only with a reason
 
 
-def test_llama_server_reserves_one_output_per_slot_on_the_cpu():
+def test_llama_server_reserves_one_output_per_slot():
     spec = find_model("llama3.2:1b").spec("Q4_K_M")
     server = Runtime(ctx=4096, backend="cpu", runner="llama-server")
     completion = replace(server, runner="llama-completion")
     assert compute_bytes(spec, completion) == 4 * 512 * (2048 + 128256) + 4 * 512 * 2048  # 258.5 MiB, measured
     # the feed-forward phase and the f16 mask: 68.02 + 4 MiB logged by llama-server
     assert compute_bytes(spec, server) / MiB == pytest.approx(72.02, abs=0.05)
-    gpu = replace(server, backend="cuda")  # not measured on a GPU: keeps the per-token logits
-    assert compute_bytes(spec, gpu) == compute_bytes(spec, replace(gpu, runner="llama-completion"))
+    # on a GPU too (the context's n_outputs_max is backend-independent): the feed-forward phase and the mask,
+    # not 512 rows of logits (the per-token reservation of llama-completion and Ollama's old runner)
+    gpu = replace(server, backend="cuda")
+    assert compute_bytes(spec, gpu) == 2 * 4096 * 512 + 4 * 512 * (3 * 8192 + 5 * 2048)
+    assert compute_bytes(spec, replace(gpu, runner="llama-completion")) == 4 * 512 * (2048 + 128256)

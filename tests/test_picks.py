@@ -265,7 +265,7 @@ def test_scout_ranks_where_meta_places_it_and_coders_stay_out_of_chat():
 
 @pytest.mark.parametrize(
     ("gpu", "ram", "raised_to"),
-    [("RTX 4060", "16GiB", "Q5_K_M"), ("M4 Pro 24GB", None, "Q6_K"), ("M4 Max 128GB", None, "Q6_K")],
+    [("RTX 4060", "16GiB", "Q5_K_M"), ("RTX 3090", "32GiB", "Q5_K_M"), ("M4 Max 128GB", None, "Q6_K")],
 )
 def test_a_raised_quant_keeps_every_layer_where_the_floor_quant_had_it(gpu, ram, raised_to):
     p = run(report(gpu, ram=ram))

@@ -143,7 +143,7 @@ def test_gpu_flags_serve_cmd_prints_are_accepted(gemma, llama_server, measure):
     """A plan for a small simulated GPU (part of the layers, q8_0 cache): every flag serve-cmd prints parses
     and serves (this CPU build ignores -ngl, after parsing it)."""
     port = measure.free_port()
-    sim = ["--vram", "1300MiB", "--headroom", "0", "--ram", "8GiB", "--ctx", "2048", "--kv-type", "q8_0"]
+    sim = ["--vram", "850MiB", "--headroom", "0", "--ram", "8GiB", "--ctx", "2048", "--kv-type", "q8_0"]
     result = run("serve-cmd", str(gemma), *sim, "--flash-attn", "on", "--port", str(port), "--json")
     assert result.exit_code == 0, result.output
     argv = json.loads(result.stdout)["argv"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -69,6 +70,8 @@ def auto(
 
     report = report_for(hardware)
     ollama = Ollama.from_env() if runner == "ollama" else None
+    if ollama is None:  # llama-server itself runs it, not Ollama
+        request = replace(request, ollama=None)
     server_warnings: list[str] = []
     if ollama is not None:
         request, server_warnings = for_ollama(request, ollama)

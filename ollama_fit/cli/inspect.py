@@ -20,7 +20,9 @@ from ollama_fit.cli.options import (
 @click.option("--ctx", default="8192", show_default=True, metavar="TOKENS", help="Context length per request.")
 @click.option("--kv-type", default="f16", show_default=True, type=click.Choice(["f16", "q8_0", "q4_0"]))
 @click.option("--flash-attn", default="auto", show_default=True, type=click.Choice(["auto", "on", "off"]))
-@click.option("--ubatch", default=512, show_default=True, type=int, help="Micro-batch (llama.cpp -ub).")
+@click.option(
+    "--ubatch", type=int, help="Micro-batch (llama.cpp -ub; Ollama's num_batch). Default: the runner's own choice."
+)
 @click.option("--parallel", default=1, show_default=True, type=int, help="Requests served at once.")
 @click.option(
     "--backend",
@@ -29,6 +31,7 @@ from ollama_fit.cli.options import (
     type=click.Choice(["auto", "cuda", "rocm", "metal", "cpu"]),
     help="Where offloaded layers run.",
 )
+@click.option("--ollama-version", metavar="VERSION", help="Plan for this Ollama (default: the newest modelled).")
 @click.option(
     "--gpu-layers",
     type=int,
@@ -43,9 +46,10 @@ def inspect_cmd(
     ctx: str,
     kv_type: str,
     flash_attn: str,
-    ubatch: int,
+    ubatch: int | None,
     parallel: int,
     backend: str,
+    ollama_version: str | None,
     gpu_layers: int | None,
     as_json: bool,
 ) -> None:
@@ -60,12 +64,15 @@ def inspect_cmd(
       ollama-fit inspect hf.co/unsloth/Qwen3-8B-GGUF --gpu "RTX 4060 Laptop"
       ollama-fit inspect hf.co/bartowski/google_gemma-3-12b-it-GGUF:Q4_K_M --ctx 32768 --json
       ollama-fit inspect ./Llama-3.1-8B-Q4_K_M.gguf --gpu "RTX 4060" --gpu-layers 24
+      ollama-fit inspect ./gemma-3-270m-it-Q4_K_M.gguf --backend cpu --ollama-version 0.24.0
     """
     from ollama_fit.cli import render
     from ollama_fit.plan.inspect import inspect_ref, inspect_runtime
+    from ollama_fit.runtime.ollama import parse_version
 
     report = report_for(hardware)
-    rt = inspect_runtime(report, ctx, kv_type, flash_attn, ubatch, parallel, backend)
+    ollama = parse_version(ollama_version) if ollama_version else None
+    rt = inspect_runtime(report, ctx, kv_type, flash_attn, ubatch, parallel, backend, ollama)
     result = inspect_ref(ref, rt, report, gpu_layers)
     if as_json:
         emit_json(result.to_dict())

@@ -42,7 +42,7 @@ def list_cmd(hardware: Any, request: Any, installed: bool, show_all: bool, offli
     if installed:
         from ollama_fit.ollama.client import Ollama
 
-        rows: Any = installed_rows(Ollama.from_env(), report, request.ctx)
+        rows: Any = installed_rows(Ollama.from_env(), report)  # each at its own context
         text = render.render_installed
     else:
         rows = catalog_rows(report, learned(request, report, hardware), catalog(), show_all=show_all)

@@ -90,7 +90,7 @@ def plan_options(fn: F) -> F:
     def wrapper(
         *args: Any,
         task: str,
-        ctx: str,
+        ctx: str | None,
         kv_type: str,
         flash_attn: str,
         min_quant: str | None,
@@ -98,15 +98,18 @@ def plan_options(fn: F) -> F:
         model_id: str | None,
         min_speed: float | None,
         parallel: int,
+        ollama_version: str | None,
         **kwargs: Any,
     ) -> Any:
-        from ollama_fit.plan.planner import PlanRequest
+        from ollama_fit.plan.planner import DEFAULT_CTX, PlanRequest
+        from ollama_fit.runtime.ollama import NEWEST, check_modelled, parse_version
         from ollama_fit.validate import at_least_one, parse_ctx
         from ollama_fit.validate import min_speed as check_speed
 
         request = PlanRequest(
             task=task,
-            ctx=parse_ctx(ctx),
+            ctx=DEFAULT_CTX if ctx is None else parse_ctx(ctx),
+            ctx_auto=ctx is None,
             kv_type=kv_type,
             flash_attn=None if flash_attn == "auto" else flash_attn == "on",
             min_quant=min_quant,
@@ -114,7 +117,11 @@ def plan_options(fn: F) -> F:
             min_speed=None if min_speed is None else check_speed(min_speed),
             parallel=at_least_one(parallel, "--parallel"),
             model=model_id,
+            ollama=parse_version(ollama_version) if ollama_version else NEWEST,
+            ollama_from="option" if ollama_version else "newest",
         )
+        if request.ollama:
+            check_modelled(request.ollama)
         return fn(*args, request=request, **kwargs)
 
     return _apply(
@@ -130,10 +137,10 @@ def plan_options(fn: F) -> F:
             ),
             click.option(
                 "--ctx",
-                default="8192",
-                show_default=True,
                 metavar="TOKENS|max",
-                help="Context length per request (8192, 32k), or 'max' for the largest that fits.",
+                help="Context length per request (8192, 32k), or 'max' for the largest that fits. Default: what "
+                "Ollama gives a model on this machine (32k with 23 GiB of VRAM, 256k with 47 GiB), or the largest "
+                "step of that which fits, but at least 8192.",
             ),
             click.option(
                 "--kv-type",
@@ -170,6 +177,12 @@ def plan_options(fn: F) -> F:
                 type=int,
                 help="Requests served at once (OLLAMA_NUM_PARALLEL): each gets its own context.",
             ),
+            click.option(
+                "--ollama-version",
+                metavar="VERSION",
+                help="Plan for this Ollama (0.13 or newer; default: the running server's for auto and pull, "
+                "else the newest modelled). Ignored with --target llama.cpp.",
+            ),
         ],
     )
 
@@ -190,7 +203,7 @@ def report_for(hardware: Any, *, remeasure: bool = False) -> Any:
 
 
 def learned(request: Any, report: Any, hardware: Any) -> Any:
-    """Plans on this machine (not simulated ones) add what real loads here taught (calibrate.py)."""
+    """Plans on this machine (not simulated ones) add what real loads here taught (ollama/learning.py)."""
     from dataclasses import replace
 
     from ollama_fit.ollama.learning import Observations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -68,6 +69,8 @@ def pull(
     from ollama_fit.provision.pull import pull as run_pull
 
     needs_ctx(request, ref, quant, "pull")
+    if runner == "llama.cpp":  # llama-server itself runs it, not Ollama
+        request = replace(request, ollama=None)
     hub = Hub.from_env()
     register = runner == "ollama" and not no_register
     if register:

@@ -97,6 +97,13 @@ def render_known_gpus(gpus: Sequence[KnownGpu], chips: Sequence[AppleChip], widt
 
 # ----- plans -----
 
+# the program a Runtime describes, as a reader knows it
+RUNNERS = {
+    "llama-server": "llama-server",
+    "ollama-engine": "Ollama's Go engine",
+    "ollama": "Ollama's llama.cpp runner",
+    "llama-completion": "llama-completion",
+}
 BAR_CHARS = {"utf-8": ("█", "▓", "▒", "░", "·"), "ascii": ("#", "=", "+", "-", ".")}
 BAR_COLORS = ("blue", "magenta", "yellow", "cyan", "")  # weights, KV, compute, overhead; free stays plain
 BAR_WIDTH = 36
@@ -258,7 +265,9 @@ def render_inspection(insp: Any, width: int | None = None, paint: Paint = plain)
         *[f"  {note}" for note in m["notes"]],
         "",
         f"Memory at ctx {rt.ctx}, KV {rt.kv_type}, flash attention {'on' if rt.flash_attn else 'off'}, "
-        f"{rt.parallel} slot(s)" + (f", -ngl {insp.gpu_layers}" if insp.gpu_layers is not None else "") + ":",
+        f"{rt.parallel} slot(s), batch {rt.ubatch}, {RUNNERS.get(rt.runner, rt.runner)}"
+        + (f", -ngl {insp.gpu_layers}" if insp.gpu_layers is not None else "")
+        + ":",
     ]
     bound = "" if m["memory_model"] == "modelled" else " (bound)"
     rows = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ def serve_cmd(
     from ollama_fit.plan.inspect import is_local_ref, local_shards, local_spec
 
     needs_ctx(request, ref, quant, "serve-cmd")
+    request = replace(request, ollama=None)  # llama-server itself runs it, not Ollama
     report = report_for(hardware)
     if ref is not None and is_local_ref(ref):
         paths = local_shards(Path(ref))

@@ -41,12 +41,34 @@ class Runtime:
     backend: str = "cuda"  # where offloaded layers run: cuda, rocm, metal; cpu = no GPU
     extra_overhead: int = 0  # per GPU, learned from real loads on this machine (ollama/learning.py)
     # the program that runs the model, for the rows of logits its worst-case graph reserves: "llama-server"
-    # one per slot; "ollama" and "llama-completion" one per token of the micro-batch
+    # one per slot; "ollama" (Ollama's vendored llama.cpp runner before 0.30) and "llama-completion" one per
+    # token of the micro-batch; "ollama-engine" (Ollama's own Go engine before 0.30) one per slot, with its
+    # own cache layout, graph and weights (engine_cells, _engine_compute_bytes, estimate)
     runner: str = "ollama"
+    # A runner that picks its micro-batch from the context it is launched with (Ollama >= 0.30 gives
+    # llama-server -b = -ub by num_ctx x parallel): (limit, batch) steps, the first whose limit the effective
+    # context does not exceed, else the last step's batch; then at most `batch_cap` (its headroom rule).
+    # Empty: `ubatch` as given. Resolved on every construction, so a context search keeps the rule.
+    batch_steps: tuple[tuple[int, int], ...] = ()
+    batch_cap: int = 0
+    # False: the weights are read into memory, not mapped (Ollama on CPU-only machines): the CPU backend's
+    # repacked tensors then replace their originals instead of sitting beside mapped pages the OS may drop
+    mmap: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_steps:
+            effective = self.ctx * max(1, self.parallel)
+            batch = next((b for limit, b in self.batch_steps if effective <= limit), self.batch_steps[-1][1])
+            object.__setattr__(self, "ubatch", min(batch, self.batch_cap) if self.batch_cap else batch)
 
     @property
     def cells(self) -> int:
         return pad256(self.ctx)
+
+    @property
+    def engine(self) -> bool:
+        """Ollama's own Go engine (0.13-0.29 for the architectures it requires), not a llama.cpp program."""
+        return self.runner == "ollama-engine"
 
 
 @dataclass(frozen=True)
@@ -155,6 +177,26 @@ def layer_cells(spec: ModelSpec, layer: int, rt: Runtime) -> int:
     return rt.cells
 
 
+def engine_cells(spec: ModelSpec, layer: int, rt: Runtime) -> int:
+    """Cells of one layer for all slots together in Ollama's Go engine (kvcache/causal.go `Init`, v0.24.0):
+    one cache of num_ctx x slots padded to 256, and for sliding-window layers the window per slot (one more
+    cell with several slots) plus one batch, or the full size when the window reaches the context."""
+    s = spec.shape
+    slots = max(1, rt.parallel)
+    full = pad256(rt.ctx * slots)
+    if not (s.modelled and s.is_swa(layer)):
+        return full
+    window = s.sliding_window + (1 if slots > 1 else 0)
+    if window >= rt.ctx:
+        return full
+    return pad256(slots * window + engine_batch(rt))
+
+
+def engine_batch(rt: Runtime) -> int:
+    """The Go engine's one batch size: num_batch (512 unless set) but never more than num_ctx (llm/server.go)."""
+    return min(rt.ubatch, rt.ctx)
+
+
 def _kv_width(spec: ModelSpec, layer: int, rt: Runtime) -> int:
     """K + V elements per cell: n_embd_k_gqa(il) + n_embd_v_gqa(il); without flash attention the V cache is
     transposed and padded to the widest layer's ([TAG_V_CACHE_VARIABLE])."""
@@ -186,6 +228,8 @@ def layer_kv_bytes(spec: ModelSpec, layer: int, rt: Runtime) -> int:
         elems = s.mla_kv_lora_rank + s.mla_rope_dim
     else:
         elems = _kv_width(spec, layer, rt)
+    if rt.engine:
+        return int(elems * engine_cells(spec, layer, rt) * per_elem)
     return int(elems * layer_cells(spec, layer, rt) * per_elem) * rt.parallel
 
 
@@ -215,17 +259,20 @@ def state_bytes(spec: ModelSpec, rt: Runtime, layers: Sequence[int] | None = Non
 def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1) -> int:
     """The graph buffer on a device that runs layers. ggml-alloc reuses memory between the graph's phases,
     so the buffer is the largest of them (measured against llama.cpp b11434, docs/estimator.md):
-    - output: the logits, one row per reserved output. llama-server reserves one output per slot; Ollama and
-      llama-completion one per token of the micro-batch (then this phase dominates). GPUs keep the
-      per-token figure for every runner (llama-server on a GPU is not measured: it errs large);
+    - output: the logits, one row per reserved output. llama-server (and so Ollama since 0.30) reserves one
+      output per slot, on every backend (llama_context's n_outputs_max: measured on the CPU, the same code
+      on a GPU); Ollama's vendored runner before 0.30 and llama-completion one per token of the micro-batch
+      (then this phase dominates);
     - attention: the attention masks, with flash attention off the f32 KQ matrix of one layer
       (b x context x heads), and the layer's activations;
     - feed-forward: the masks and the FFN's activations, 4 x b x (3 n_ff + 5 n_embd)."""
     s = spec.shape
     cpu = rt.backend == "cpu"
     slots = max(1, rt.parallel)
+    if rt.engine:
+        return _engine_compute_bytes(spec, rt)
     b = min(rt.ubatch, rt.cells * slots)
-    outputs = min(b, slots) if cpu and rt.runner == "llama-server" else b
+    outputs = min(b, slots) if rt.runner == "llama-server" else b
     out = 4 * outputs * (s.n_embd + s.n_vocab) + (4 * b * s.n_embd if cpu else 0)
     q_width = s.n_head * s.key_length
     kv_width = s.max_kv_width
@@ -258,6 +305,26 @@ def _mask_bytes(spec: ModelSpec, rt: Runtime, b: int) -> int:
     return cells * b * (2 if rt.flash_attn else 4)
 
 
+def _engine_compute_bytes(spec: ModelSpec, rt: Runtime) -> int:
+    """The Go engine's graph (runner/ollamarunner `reserveWorstCaseGraph`): one batch over every slot's cells,
+    `parallel` rows of logits, f16 masks over the whole cache and, where some layers slide, over the window
+    cache; the largest phase as for llama.cpp. Fitted to the real 0.24.0 on this CPU (Gemma 3 270M, num_ctx
+    2k-32k, 1-4 slots: within 2 MiB, tests/fixtures/ollama-real-gemma.jsonl); on GPUs it is unmeasured."""
+    s = spec.shape
+    b = engine_batch(rt)
+    slots = max(1, rt.parallel)
+    swa = [s.modelled and s.is_swa(i) for i in range(s.n_layer)]
+    full = pad256(rt.ctx * slots) if not all(swa) else 0
+    window = max((engine_cells(spec, i, rt) for i in range(s.n_layer) if swa[i]), default=0)
+    mask = (full + window) * b * (2 if rt.flash_attn else 4)
+    out = 4 * slots * (s.n_embd + s.n_vocab)
+    kq = 0 if rt.flash_attn else 4 * b * pad256(rt.ctx * slots) * s.n_head
+    attention = mask + kq + 4 * b * (5 * s.n_head * s.key_length + s.n_embd + s.max_kv_width)
+    n_ff = max(s.n_ff, s.n_expert_used * s.expert_ff)
+    ffn = mask + 4 * b * (3 * n_ff + 5 * s.n_embd)
+    return max(out, attention, ffn)
+
+
 def host_compute_bytes(spec: ModelSpec, rt: Runtime) -> int:
     """Pinned host buffers beside GPU layers: input embeddings and the attention mask."""
     b = min(rt.ubatch, rt.cells)
@@ -265,7 +332,8 @@ def host_compute_bytes(spec: ModelSpec, rt: Runtime) -> int:
 
 
 def output_buffer_bytes(spec: ModelSpec, rt: Runtime) -> int:
-    return 4 * spec.shape.n_vocab * max(1, rt.parallel)
+    """llama.cpp's output buffer: one row of logits per slot. The Go engine keeps its logits in the graph."""
+    return 0 if rt.engine else 4 * spec.shape.n_vocab * max(1, rt.parallel)
 
 
 # ----- putting it together -----
@@ -349,9 +417,16 @@ def estimate(
     cpu_layers = range(first_gpu_layer)
     host_weights = spec.input_bytes + sum(spec.layer_bytes[i] for i in cpu_layers)
     if not out_gpu:
-        host_weights += spec.output_bytes - (spec.token_embd_bytes if spec.tied else 0)
-    # Only a CPU-only run repacks: beside a GPU, CPU layers stay in the mapped file (measured, -ngl 24)
-    repacked = 0 if gpus else _repack_bytes(spec, cpu_layers, with_output=not out_gpu)
+        # llama.cpp shares a tied embedding with the output layer on the same device; the Go engine loads
+        # it a second time as output.weight (ml/backend/ggml/ggml.go `New`)
+        shared = spec.token_embd_bytes if spec.tied and not rt.engine else 0
+        host_weights += spec.output_bytes - shared
+    # Only a CPU-only llama.cpp run repacks: beside a GPU, CPU layers stay in the mapped file (measured,
+    # -ngl 24); the Go engine never repacks. Mapped, the repacked copy sits beside pages the OS may drop;
+    # read into memory (no mmap), it replaces the originals.
+    repacked = 0 if gpus or rt.engine else _repack_bytes(spec, cpu_layers, with_output=not out_gpu)
+    if not rt.mmap:
+        repacked = 0
     host_kv = kv_bytes(spec, rt, cpu_layers)
     host_compute = output_buffer_bytes(spec, rt)
     if gpus:

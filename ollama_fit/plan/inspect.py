@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -71,6 +72,8 @@ class Inspection:
                 "ubatch": self.runtime.ubatch,
                 "parallel": self.runtime.parallel,
                 "backend": self.runtime.backend,
+                "runner": self.runtime.runner,
+                "mmap": self.runtime.mmap,
             },
             "estimates": [q.to_dict() for q in self.quants],
             "header_bytes_read": self.header_bytes_read,
@@ -111,10 +114,11 @@ def _estimate(
     files: tuple[str, ...],
     size: int,
     spec: ModelSpec,
-    rt: Runtime,
+    runtime: RuntimeOf,
     report: ProbeReport,
     gpu_layers: int | None = None,
 ) -> QuantReport:
+    rt = _runtime_of(runtime, spec)
     budget = report.budget
     if rt.backend == "cpu":  # --backend cpu: plan on RAM alone, whatever GPUs there are
         budget = replace(budget, gpus=())
@@ -123,14 +127,23 @@ def _estimate(
     return QuantReport(quant, files, size, spec, place(spec, rt, budget, report.hardware))
 
 
-def inspect_file(path: Path, rt: Runtime, report: ProbeReport, gpu_layers: int | None = None) -> Inspection:
+# one runtime for every file, or the runtime of each file (an Ollama target's batch depends on the file's size)
+RuntimeOf = Runtime | Callable[[ModelSpec], Runtime]
+
+
+def _runtime_of(runtime: RuntimeOf, spec: ModelSpec) -> Runtime:
+    return runtime if isinstance(runtime, Runtime) else runtime(spec)
+
+
+def inspect_file(path: Path, rt: RuntimeOf, report: ProbeReport, gpu_layers: int | None = None) -> Inspection:
     """A local GGUF, or the whole model when `path` is one shard of a split file (as serve-cmd reads it)."""
     paths = local_shards(path)
     headers = [read_local_header(p) for p in paths]
     spec = _merged_spec(headers, paths)
     size = sum(p.stat().st_size for p in paths)
     quant = _estimate(spec.quant, tuple(p.name for p in paths), size, spec, rt, report, gpu_layers)
-    return Inspection(str(path), "local", spec, (quant,), headers[0].data_offset, rt, report, gpu_layers)
+    shown = _runtime_of(rt, spec)
+    return Inspection(str(path), "local", spec, (quant,), headers[0].data_offset, shown, report, gpu_layers)
 
 
 def hub_spec(hub: Hub, repo: str, group: QuantFiles, cache: HeaderCache | None = None) -> tuple[ModelSpec, int]:
@@ -160,7 +173,7 @@ def _range(hub: Hub, repo: str, path: str, start: int, end: int) -> bytes:
     return hub.read_range(repo, path, start, end)
 
 
-def inspect_hub(ref: HubRef, hub: Hub, rt: Runtime, report: ProbeReport, gpu_layers: int | None = None) -> Inspection:
+def inspect_hub(ref: HubRef, hub: Hub, rt: RuntimeOf, report: ProbeReport, gpu_layers: int | None = None) -> Inspection:
     groups = group_quants(hub.list_files(ref.repo))
     if ref.quant:
         groups = [select(groups, ref.quant)]
@@ -175,25 +188,45 @@ def inspect_hub(ref: HubRef, hub: Hub, rt: Runtime, report: ProbeReport, gpu_lay
         read_total += used
         paths = tuple(f.path for f in group.files)
         reports.append(_estimate(group.label, paths, group.total_bytes, spec, rt, report, gpu_layers))
-    return Inspection(str(ref), "hub", reports[0].spec, tuple(reports), read_total, rt, report, gpu_layers)
+    shown = _runtime_of(rt, reports[0].spec)
+    return Inspection(str(ref), "hub", reports[0].spec, tuple(reports), read_total, shown, report, gpu_layers)
 
 
 def inspect_runtime(
-    report: ProbeReport, ctx: str, kv_type: str, flash_attn: str, ubatch: int, parallel: int, backend: str
-) -> Runtime:
-    """The inspect options as the planner's Runtime; --backend overrides where offloaded layers run."""
-    from ollama_fit.plan.planner import PlanRequest, runtime
+    report: ProbeReport,
+    ctx: str,
+    kv_type: str,
+    flash_attn: str,
+    ubatch: int | None,
+    parallel: int,
+    backend: str,
+    ollama: tuple[int, int, int] | None = None,
+) -> Callable[[ModelSpec], Runtime]:
+    """The inspect options as the planner's runtime of each file (for Ollama `ollama`, by default the newest
+    modelled; None: llama-server itself); --backend overrides where offloaded layers run."""
+    from ollama_fit.plan.planner import PlanRequest, runtime_for
+    from ollama_fit.runtime.ollama import NEWEST
     from ollama_fit.validate import at_least_one, parse_ctx
 
     tokens = parse_ctx(ctx, allow_max=False, command="inspect") or 0  # never None without max
-    ubatch, parallel = at_least_one(ubatch, "--ubatch"), at_least_one(parallel, "--parallel")
+    parallel = at_least_one(parallel, "--parallel")
+    if ubatch is not None:
+        ubatch = at_least_one(ubatch, "--ubatch")
     fa = None if flash_attn == "auto" else flash_attn == "on"
-    request = PlanRequest(ctx=tokens, kv_type=kv_type, flash_attn=fa, ubatch=ubatch, parallel=parallel)
-    rt = runtime(request, report, tokens)
-    return rt if backend == "auto" else replace(rt, backend=backend, extra_overhead=0)
+    if backend == "cpu":  # what runs it sees no GPU: Ollama's CPU-only rules (mmap, batch) apply
+        report = replace(report, hardware=replace(report.hardware, gpus=()))
+    request = PlanRequest(
+        ctx=tokens, kv_type=kv_type, flash_attn=fa, ubatch=ubatch, parallel=parallel, ollama=ollama or NEWEST
+    )
+
+    def of(spec: ModelSpec) -> Runtime:
+        rt = runtime_for(request, report, spec, tokens)
+        return rt if backend == "auto" else replace(rt, backend=backend, extra_overhead=0)
+
+    return of
 
 
-def inspect_ref(ref: str, rt: Runtime, report: ProbeReport, gpu_layers: int | None = None) -> Inspection:
+def inspect_ref(ref: str, rt: RuntimeOf, report: ProbeReport, gpu_layers: int | None = None) -> Inspection:
     """A path to a .gguf file, or a Hub reference; `gpu_layers` is llama.cpp's -ngl (None: plan it)."""
     if gpu_layers is not None and gpu_layers < 0:
         from ollama_fit.errors import InvalidInput

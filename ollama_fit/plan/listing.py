@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ollama_fit.hardware.model import ProbeReport
-from ollama_fit.memory.estimate import Runtime, compute_bytes, kv_bytes, state_bytes
+from ollama_fit.memory.estimate import compute_bytes, kv_bytes, state_bytes
 from ollama_fit.model.catalog import CatalogModel
 from ollama_fit.model.spec import ModelShape, ModelSpec, Tensor
 from ollama_fit.placement.offload import KIND_TEXT
 from ollama_fit.plan.planner import Candidate, Miss, PlanRequest, evaluate, rank_candidates
 from ollama_fit.plan.tasks import floor_for, get_task
+from ollama_fit.runtime.ollama import NEWEST
 
 
 @dataclass(frozen=True)
@@ -98,16 +99,29 @@ def _shape_from_info(info: dict[str, Any]) -> ModelShape | None:
         return None
 
 
-def installed_row(name: str, size: int, info: dict[str, Any], ctx: int, report: ProbeReport) -> InstalledRow:
+def installed_row(
+    name: str,
+    size: int,
+    info: dict[str, Any],
+    ctx: int | None,
+    report: ProbeReport,
+    version: tuple[int, int, int] = NEWEST,
+) -> InstalledRow:
     """An approximate check from what Ollama shows: the blob size as weights, KV and compute from the
-    hyper-parameters in model_info (Ollama empties long arrays, so no tensor table)."""
+    hyper-parameters in model_info (Ollama empties long arrays, so no tensor table), as Ollama `version` loads
+    it at `ctx` (None: the model has no num_ctx, so the context Ollama gives it here)."""
+    from ollama_fit.plan.planner import PlanRequest, ollama_load
+
     shape = _shape_from_info(info)
     if shape is None:
-        return InstalledRow(name, size, ctx, None, None, "unknown (no hyper-parameters in model_info)")
+        return InstalledRow(name, size, ctx or 0, None, None, "unknown (no hyper-parameters in model_info)")
     spec = ModelSpec(shape, (Tensor("weights", (size,), "I8"),), "installed")
     budget = report.budget
     backend = budget.gpus[0].backend if budget.gpus else "cpu"
-    rt = Runtime(ctx=ctx, backend=backend)
+    load = ollama_load(PlanRequest(ollama=version), report, ctx, shape, size)
+    fa = all(g.flash_attention for g in report.hardware.gpus) if load.flash_attn == "auto" else load.flash_attn == "on"
+    rt = load.runtime(backend, fa)
+    ctx = load.num_ctx
     need = size + kv_bytes(spec, rt) + state_bytes(spec, rt) + compute_bytes(spec, rt)
     if budget.gpus:
         from ollama_fit.memory.estimate import GPU_OVERHEAD
@@ -124,12 +138,17 @@ def installed_row(name: str, size: int, info: dict[str, Any], ctx: int, report: 
     )
 
 
-def installed_rows(ollama: Any, report: ProbeReport, ctx: int | None) -> list[InstalledRow]:
+def installed_rows(ollama: Any, report: ProbeReport, ctx: int | None = None) -> list[InstalledRow]:
+    """Each model Ollama has, at its own num_ctx (else the context Ollama gives it here, or `ctx` when asked),
+    as the running Ollama version loads it."""
+    from ollama_fit.runtime.ollama import OLDEST, parse_version
+
+    version = max(parse_version(ollama.check().version), OLDEST)
     rows = []
     for name, size in ollama.models():
         shown = ollama.show(name)
         info = dict(getattr(shown, "modelinfo", None) or {}) if shown is not None else {}
         params = str(getattr(shown, "parameters", "") or "") if shown is not None else ""
         found = re.search(r"(?m)^num_ctx\s+(\d+)", params)
-        rows.append(installed_row(name, size, info, int(found.group(1)) if found else ctx or 4096, report))
+        rows.append(installed_row(name, size, info, int(found.group(1)) if found else ctx, report, version))
     return rows

@@ -19,10 +19,11 @@ from ollama_fit.hardware.model import ProbeReport
 from ollama_fit.memory.estimate import Runtime, estimate
 from ollama_fit.model.catalog import CatalogModel
 from ollama_fit.model.quants import KV_TYPES, quant_table
-from ollama_fit.model.spec import ModelSpec
+from ollama_fit.model.spec import ModelShape, ModelSpec
 from ollama_fit.placement.offload import KIND_TEXT, Placement, Shortfall, max_context, place
 from ollama_fit.plan.apple_advice import wired_limit_remedy
 from ollama_fit.plan.tasks import Task, floor_for, get_task, meets
+from ollama_fit.runtime.ollama import NEWEST, OllamaLoad
 from ollama_fit.units import human
 
 DEFAULT_CTX = 8192
@@ -45,8 +46,14 @@ class PlanRequest:
     min_speed: float | None = None  # tokens/s; None: the task's target; 0: no target
     quant: str | None = None  # pin the quant: plan that quant (or say why it does not fit)
     parallel: int = 1
-    ubatch: int = 512
+    ubatch: int | None = None  # None: the runner's own (Ollama's automatic batch, llama-server's 512)
     model: str | None = None  # plan only this catalog id
+    # the Ollama version that will run the model (runtime/ollama.py); None: llama.cpp's llama-server itself
+    ollama: tuple[int, int, int] | None = NEWEST
+    ollama_from: str = "newest"  # where that version came from: newest (modelled), option, server
+    # no --ctx given: plan at least the context Ollama gives a model without num_ctx on this machine (its VRAM
+    # tier, lowered as it lowers it when that does not fit), never less than `ctx`
+    ctx_auto: bool = False
     flash_attn_archs: tuple[str, ...] | None = None  # runtimes that turn flash attention on only for these
     overhead_correction: int = 0  # per-GPU bytes learned from real loads here (ollama/learning.py)
     correction_note: str = ""  # how it was learned, for the explanation
@@ -61,6 +68,8 @@ class Candidate:
     quant: str
     ctx: int
     placement: Placement
+    # without --ctx: the larger contexts Ollama would give it that it missed, and why (evaluate)
+    ctx_misses: tuple[tuple[int, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         q = quant_table()[self.quant]
@@ -87,9 +96,11 @@ class Plan:
     warnings: tuple[str, ...]
     task: str
     report: ProbeReport
+    load: OllamaLoad | None = None  # what Ollama runs for the choice; None when planned for llama.cpp
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "runtime": self.load.to_dict() if self.load else {"program": "llama-server"},
             "choice": self.choice.to_dict(),
             "alternatives": [a.to_dict() for a in self.alternatives],
             "reasons": list(self.reasons),
@@ -123,10 +134,15 @@ def source(model: CatalogModel, quant: str, weights_bytes: int) -> dict[str, Any
     }
 
 
-def runtime(req: PlanRequest, report: ProbeReport, ctx: int, arch: str | None = None) -> Runtime:
-    """The request's runtime on this hardware (flash attention where every GPU has it, or only for the
-    architectures the runtime turns it on for; learned overhead)."""
+def runtime(
+    req: PlanRequest, report: ProbeReport, ctx: int, shape: ModelShape | None = None, file_bytes: int = 0
+) -> Runtime:
+    """The request's runtime on this hardware: for an Ollama target what that version will run (its program,
+    batch, flash attention and mmap rules; `shape` and the file's size give its batch headroom check), else
+    llama-server as `serve-cmd` starts it; flash attention where every GPU has it, or only for the
+    architectures the runtime turns it on for; learned overhead."""
     gpus = report.hardware.gpus
+    arch = shape.arch if shape else None
     fa = req.flash_attn if req.flash_attn is not None else all(g.flash_attention for g in gpus)
     if req.flash_attn is None and req.flash_attn_archs is not None and arch not in req.flash_attn_archs:
         fa = False
@@ -138,15 +154,42 @@ def runtime(req: PlanRequest, report: ProbeReport, ctx: int, arch: str | None = 
             hint="drop --flash-attn off, or use --kv-type f16",
         )
     backend = report.budget.gpus[0].backend if report.budget.gpus else "cpu"
+    overhead = req.overhead_correction if backend != "cpu" else 0
+    if req.ollama is not None:
+        load = ollama_load(req, report, ctx, shape, file_bytes)
+        rt = load.runtime(backend, fa, overhead)
+        return rt if req.ubatch is None else replace(rt, ubatch=req.ubatch, batch_steps=(), batch_cap=0)
     return Runtime(
         ctx=ctx,
         kv_type=req.kv_type,
         flash_attn=fa,
-        ubatch=req.ubatch,
+        ubatch=req.ubatch or 512,
         parallel=req.parallel,
         backend=backend,
-        extra_overhead=req.overhead_correction if backend != "cpu" else 0,
+        extra_overhead=overhead,
+        runner="llama-server",
     )
+
+
+def ollama_load(
+    req: PlanRequest, report: ProbeReport, ctx: int | None, shape: ModelShape | None = None, file_bytes: int = 0
+) -> OllamaLoad:
+    """What the request's Ollama version loads at `ctx` (None: the model has no num_ctx) on this hardware (the
+    plan's `runtime` in JSON)."""
+    from ollama_fit.runtime.ollama import Machine, plan_load
+
+    hw = report.hardware
+    # Ollama's mmap rules differ by OS; a plan is pure, so the OS is the one the GPUs imply (Metal: macOS)
+    macos = any(g.backend == "metal" for g in hw.gpus)
+    machine = Machine(hw.gpus, hw.ram_available_bytes, hw.ram_total_bytes, "darwin" if macos else "linux")
+    env = {} if req.flash_attn is None else {"OLLAMA_FLASH_ATTENTION": "1" if req.flash_attn else "0"}
+    version = req.ollama or NEWEST
+    return plan_load(version, shape, machine, ctx, file_bytes, req.parallel, req.kv_type, env)
+
+
+def runtime_for(req: PlanRequest, report: ProbeReport, spec: ModelSpec, ctx: int) -> Runtime:
+    """The runtime of one file: an Ollama target's batch depends on the file's size (its headroom check)."""
+    return runtime(req, report, ctx, spec.shape, spec.file_bytes or spec.weights_bytes)
 
 
 def rank_size(m: CatalogModel) -> float:
@@ -207,7 +250,10 @@ class Miss:
 
 
 def _try(model: CatalogModel, quant: str, rt: Runtime, report: ProbeReport, req: PlanRequest) -> Placement | Shortfall:
-    p = place(model.spec(quant), rt, report.budget, report.hardware)
+    spec = model.spec(quant)
+    if req.ollama is not None and report.hardware.gpus:  # its batch headroom check reads the file's size
+        rt = runtime_for(req, report, spec, rt.ctx)
+    p = place(spec, rt, report.budget, report.hardware)
     # what real runs here taught applies where they ran: wholly on the GPU
     if isinstance(p, Placement) and p.speed is not None and p.on_gpu and req.speed_ratio != 1.0:
         p = replace(p, speed=p.speed.scaled(req.speed_ratio, req.speed_note))
@@ -277,17 +323,36 @@ def evaluate(
     model: CatalogModel, floor: str, req: PlanRequest, report: ProbeReport
 ) -> tuple[Candidate, list[str]] | Miss | None:
     """A model at its floor quant: a miss (with why), or the candidate raised as far as it goes and the
-    notes on the quants it could not reach; None when it offers no quant that meets the floor."""
+    notes on the quants it could not reach; None when it offers no quant that meets the floor. Without --ctx,
+    the largest of the contexts Ollama would give it (`contexts`) at which it fits and is fast enough."""
     ladder = _ladder(model, floor, req)
     if not ladder:
         return None
     target = speed_target(req, get_task(req.task))
-    rt = runtime(req, report, _model_ctx(req, model), model.shape.arch)
-    result = _try(model, ladder[-1], rt, report, req)
-    if not isinstance(result, Placement) or not _fast_enough(result, target):
-        return Miss(model, ladder[-1], _miss_reason(result, target), result)
-    quant, placement, notes = _upgrade(model, ladder, result, rt, report, req)
-    return Candidate(model, quant, rt.ctx, placement), notes
+    missed: list[tuple[int, str]] = []
+    for ctx in contexts(req, report, model):
+        rt = runtime(req, report, ctx, model.shape)
+        result = _try(model, ladder[-1], rt, report, req)
+        if isinstance(result, Placement) and _fast_enough(result, target):
+            quant, placement, notes = _upgrade(model, ladder, result, rt, report, req)
+            return Candidate(model, quant, rt.ctx, placement, tuple(missed)), notes
+        missed.append((ctx, _miss_reason(result, target)))
+    return Miss(model, ladder[-1], _miss_reason(result, target), result)
+
+
+def contexts(req: PlanRequest, report: ProbeReport, model: CatalogModel) -> list[int]:
+    """The contexts to plan a model at, largest first: the one asked for; without --ctx, for Ollama, first the
+    context `ollama run` would give it here (server/routes.go's VRAM tiers, lowered 262144 -> 32768 as its
+    out-of-memory retry does), then the default. Capped at the model's trained context."""
+    base = _model_ctx(req, model)
+    if not (req.ctx_auto and req.ollama is not None):
+        return [base]
+    from ollama_fit.runtime.ollama import default_num_ctx
+
+    tier = default_num_ctx([g.memory_total_bytes for g in report.hardware.gpus])
+    trained = model.shape.context_length
+    steps = [min(c, trained) for c in (tier, 32768) if c <= tier and min(c, trained) > base]
+    return [*dict.fromkeys(steps), base]
 
 
 Outcome = tuple[Candidate, list[str]] | Miss | None
@@ -333,7 +398,7 @@ def _gpu_first(
 def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) -> Plan:
     task = get_task(req.task)
     floor, warnings = _floor(task, req)
-    if req.parallel < 1 or req.ubatch < 1 or (req.ctx is not None and req.ctx < 256):
+    if req.parallel < 1 or (req.ubatch is not None and req.ubatch < 1) or (req.ctx is not None and req.ctx < 256):
         raise InvalidInput(
             "--ctx must be at least 256, --parallel and --ubatch at least 1", hint="e.g. --ctx 8192 --parallel 1"
         )
@@ -382,10 +447,32 @@ def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) 
     if req.speed_note and req.speed_ratio != 1.0:
         reasons.append(req.speed_note)
     reasons.extend(req.runtime_notes)
+    load = None
+    if req.ollama is not None:
+        spec = chosen.model.spec(chosen.quant)
+        load = ollama_load(req, report, chosen.ctx, spec.shape, spec.file_bytes or spec.weights_bytes)
+        reasons.append(_ollama_reason(load, req))
     alternatives = _alternatives(chosen, candidates, evaluated, displaced)
     if chosen.quant == "Q2_K":
         warnings.append(f"{chosen.model.name} at Q2_K: a last resort, expect clearly worse answers")
-    return Plan(chosen, alternatives, tuple(reasons), tuple(warnings), task.name, report)
+    return Plan(chosen, alternatives, tuple(reasons), tuple(warnings), task.name, report, load)
+
+
+def _ollama_reason(load: OllamaLoad, req: PlanRequest) -> str:
+    from ollama_fit.runtime.ollama import show
+
+    source = {"server": "the running server", "option": "--ollama-version"}.get(
+        req.ollama_from, "the newest modelled; --ollama-version changes it"
+    )
+    if load.engine == "llama-server":
+        how = (
+            f"llama-server with -c {load.num_ctx * load.parallel} -np {load.parallel} -b/-ub {load.batch} "
+            f"(Ollama's batch for that context){'' if load.mmap else ', weights read into RAM (no mmap)'}"
+        )
+    else:
+        engine = "its own Go engine" if load.engine == "ollama-engine" else "its vendored llama.cpp runner"
+        how = f"{engine}, batch {load.batch}"
+    return f"planned for Ollama {show(load.version)} ({source}): {how}"
 
 
 def _floor(task: Task, req: PlanRequest) -> tuple[str, list[str]]:
@@ -417,7 +504,7 @@ def _memory_reasons(report: ProbeReport) -> list[str]:
 
 
 def _maximize_context(c: Candidate, req: PlanRequest, report: ProbeReport, target: float) -> tuple[Candidate, str]:
-    rt = runtime(req, report, c.ctx, c.model.shape.arch)
+    rt = runtime_for(req, report, c.model.spec(c.quant), c.ctx)
     trained = c.model.shape.context_length
     best = max_context(
         c.model.spec(c.quant),
@@ -460,6 +547,7 @@ def _explain(
         )
     elif upgrade_notes:
         out.append(f"stays at {c.quant}: " + "; ".join(upgrade_notes[-1:]))
+    out.extend(_context_reasons(c, req, report))
     if misses:
         larger = misses[-1]
         out.append(f"next larger, {larger.model.name} at {larger.quant}: {larger.why}")
@@ -469,10 +557,20 @@ def _explain(
     return out
 
 
+def _context_reasons(c: Candidate, req: PlanRequest, report: ProbeReport) -> list[str]:
+    """Why the pick's context is what it is, when no --ctx chose it: Ollama's default here, or why less."""
+    if c.ctx_misses:
+        ctx, why = c.ctx_misses[0]
+        return [f"context {c.ctx} tokens, below the {ctx} Ollama gives a model here by default: at {ctx} it {why}"]
+    if req.ctx_auto and c.ctx > (req.ctx or DEFAULT_CTX):
+        return [f"context {c.ctx} tokens: what Ollama gives a model on this machine by default (--ctx sets it)"]
+    return []
+
+
 def _remedies(miss: Miss, req: PlanRequest, report: ProbeReport, task: Task) -> list[str]:
     """What would make the next-larger model a pick, for the reason it missed: memory or speed."""
     target = speed_target(req, task)
-    rt = runtime(req, report, _model_ctx(req, miss.model), miss.model.shape.arch)
+    rt = runtime_for(req, report, miss.model.spec(miss.quant), _model_ctx(req, miss.model))
     tips = _speed_remedies(miss, rt, req, report, task, target) if miss.too_slow else []
     if not miss.too_slow:
         tips = _memory_remedies(miss, rt, req, report, task, target)

@@ -39,6 +39,15 @@ def for_ollama(request: PlanRequest, ollama: Ollama) -> tuple[PlanRequest, list[
         return request, []
     version = version_tuple(info.version)
     warnings = []
+    if request.ollama_from != "option":  # plan for the Ollama that will run it
+        from ollama_fit.runtime.ollama import OLDEST, parse_version
+
+        served = parse_version(info.version)
+        request = replace(request, ollama=max(served, OLDEST), ollama_from="server")
+        if served < OLDEST:
+            oldest = ".".join(map(str, OLDEST))
+            note = f"Ollama {info.version} is older than any version modelled: planned with {oldest}'s rules"
+            request = replace(request, runtime_notes=(*request.runtime_notes, note))
     if version < FA_AUTO and request.flash_attn is None and request.kv_type == "f16":
         note = (
             f"Ollama {info.version} turns flash attention on only for {', '.join(OLLAMA_FA_ARCHS[:3])} and "
