@@ -46,8 +46,8 @@ def concern(module: str, mods: dict[str, Path]) -> str:
     """The folder a module belongs to; a top-level module belongs to the basics."""
     if module in ("", TOP):
         return TOP if module == TOP else BASICS
-    first = module.split(".")[0]
-    return first if (PACKAGE / first).is_dir() else BASICS
+    first = module.split(".")[0]  # a package folder; the wheel's profiles/ data folder is no package
+    return first if (PACKAGE / first / "__init__.py").is_file() else BASICS
 
 
 def imports(path: Path, mods: dict[str, Path]) -> set[str]:
