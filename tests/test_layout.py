@@ -177,3 +177,19 @@ def test_the_question_states_the_download_its_destination_and_the_model():
     assert "num_ctx 8192 -> 32768" in block
     assert "nothing to download" in " ".join(block.split())
     assert question == "Update qwen3:8b-q4_k_m in Ollama?"
+
+
+def test_ram_weights_say_what_the_mapped_file_and_the_repacked_copy_are():
+    """llama.cpp with mmap on the CPU: the file is mapped and some tensors repacked beside it; the file's pages
+    of those tensors are page cache the OS may drop, so the bar counts them once and the text says why."""
+    from ollama_fit.cli.render import _host_weights_text
+    from ollama_fit.memory.estimate import DeviceMemory
+
+    mapped = DeviceMemory("RAM", 6 * 1024 * MiB, 0, 0, 0, evictable_bytes=2 * 1024 * MiB)
+    assert _host_weights_text(mapped) == (
+        "weights 4.0 GiB mapped file + 2.0 GiB repacked copy (its 2.0 GiB of the file's pages are cache the OS "
+        "may drop)"
+    )
+    read_in = DeviceMemory("RAM", 4 * 1024 * MiB, 0, 0, 0)  # Ollama on a CPU-only machine: no mmap
+    assert _host_weights_text(read_in) == "weights 4.0 GiB"
+    assert mapped.required_bytes == read_in.required_bytes  # what must fit is the same 4 GiB either way

@@ -99,6 +99,7 @@ def plan_options(fn: F) -> F:
         min_speed: float | None,
         parallel: int,
         ollama_version: str | None,
+        text_only: bool,
         **kwargs: Any,
     ) -> Any:
         from ollama_fit.plan.planner import DEFAULT_CTX, PlanRequest
@@ -119,6 +120,7 @@ def plan_options(fn: F) -> F:
             model=model_id,
             ollama=parse_version(ollama_version) if ollama_version else NEWEST,
             ollama_from="option" if ollama_version else "newest",
+            vision=not text_only,
         )
         if request.ollama:
             check_modelled(request.ollama)
@@ -182,6 +184,12 @@ def plan_options(fn: F) -> F:
                 metavar="VERSION",
                 help="Plan for this Ollama (0.13 or newer; default: the running server's for auto and pull, "
                 "else the newest modelled). Ignored with --target llama.cpp.",
+            ),
+            click.option(
+                "--text-only",
+                is_flag=True,
+                help="Leave out the vision projector a multimodal model's repository publishes (it is pulled and "
+                "registered with the model by default, for Ollama 0.30 and newer).",
             ),
         ],
     )

@@ -67,6 +67,7 @@ def pull(
     from ollama_fit.provision.auto import for_ollama
     from ollama_fit.provision.pull import RegisterOptions, lister, picker, resolve
     from ollama_fit.provision.pull import pull as run_pull
+    from ollama_fit.runtime.ollama import separate_projector
 
     needs_ctx(request, ref, quant, "pull")
     if runner == "llama.cpp":  # llama-server itself runs it, not Ollama
@@ -81,7 +82,8 @@ def pull(
         lambda: report_for(hardware), request, hub_for_plans(offline), lambda req, rep: learned(req, rep, hardware)
     )
     files = lister(hub, config.hf_cache_dir()) if runner == "llama.cpp" else None  # offline: the cache
-    target = resolve(ref or request.model, quant, hub, pick, files)
+    vision = register and request.vision and request.ollama is not None and separate_projector(request.ollama)
+    target = resolve(ref or request.model, quant, hub, pick, files, vision)
     view = ProgressView(as_json)
     fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=view, connections=connections)
     options = RegisterOptions(name, force, keep_gguf, target.ctx or request.ctx or 8192)

@@ -143,52 +143,79 @@ def _state(dev: Any) -> str:
     return f"  state {human(dev.state_bytes)}" if dev.state_bytes else ""
 
 
+def _projector_bytes(plan: Any, device: str) -> int:
+    """The vision projector's weights on `device` ("GPU 0", "RAM", "pool"): in the bar with the model's weights,
+    and back in the capacity, since the plan kept them out of that device's budget."""
+    p = getattr(plan, "projector", None)
+    if p is None:
+        return 0
+    return p.size if device in (p.device, "pool") else 0
+
+
+def _projector_text(extra: int) -> str:
+    return f"  projector {human(extra)}" if extra else ""
+
+
 def _device_lines(plan: Any, charset: str, width: int | None = None, paint: Paint = plain) -> list[str]:
     mem = plan.choice.placement.memory
     budgets = {g.index: g for g in plan.report.budget.gpus}
     lines = []
     for dev, index in zip(mem.gpus, plan.choice.placement.gpu_indices, strict=True):
         b = budgets[index]
-        parts = [dev.weights_bytes, dev.kv_bytes + dev.state_bytes, dev.compute_bytes, dev.overhead_bytes]
-        free = b.usable_bytes - dev.total_bytes
-        tail = f"{human(dev.total_bytes)} of {human(b.usable_bytes)} usable ({dev.layers} layers)"
-        bar = memory_bar(parts, b.usable_bytes, _bar_width(width, len(tail)), charset, paint)
+        extra = _projector_bytes(plan, f"GPU {index}")
+        parts = [dev.weights_bytes + extra, dev.kv_bytes + dev.state_bytes, dev.compute_bytes, dev.overhead_bytes]
+        usable, used = b.usable_bytes + extra, dev.total_bytes + extra
+        tail = f"{human(used)} of {human(usable)} usable ({dev.layers} layers)"
+        bar = memory_bar(parts, usable, _bar_width(width, len(tail)), charset, paint)
         lines.append(f"  GPU {index}  {bar}  {tail}")
         lines.append(
-            f"         weights {human(dev.weights_bytes)}  KV {human(dev.kv_bytes)}{_state(dev)}  compute "
-            f"{human(dev.compute_bytes)}  overhead {human(dev.overhead_bytes)}  free {human(free)}"
+            f"         weights {human(dev.weights_bytes)}{_projector_text(extra)}  KV {human(dev.kv_bytes)}"
+            f"{_state(dev)}  compute {human(dev.compute_bytes)}  overhead {human(dev.overhead_bytes)}  "
+            f"free {human(usable - used)}"
         )
     host = mem.host
     hb = plan.report.budget.host
     if plan.report.budget.unified_memory:
-        return lines + _pool_lines(mem, hb, charset, width, paint)
-    parts = [host.weights_bytes, host.kv_bytes + host.state_bytes, host.compute_bytes, host.overhead_bytes]
+        return lines + _pool_lines(mem, hb, charset, width, paint, _projector_bytes(plan, "pool"))
+    extra = _projector_bytes(plan, "RAM")
+    parts = [host.weights_bytes + extra, host.kv_bytes + host.state_bytes, host.compute_bytes, host.overhead_bytes]
     parts[0] -= host.evictable_bytes
-    tail = f"{human(host.required_bytes)} of {human(hb.usable_bytes)} usable" + (
-        f" ({host.layers} layers)" if host.layers else ""
-    )
-    lines.append(f"  RAM    {memory_bar(parts, hb.usable_bytes, _bar_width(width, len(tail)), charset, paint)}  {tail}")
-    evictable = f"  (of which {human(host.evictable_bytes)} page cache)" if host.evictable_bytes else ""
+    usable, used = hb.usable_bytes + extra, host.required_bytes + extra
+    tail = f"{human(used)} of {human(usable)} usable" + (f" ({host.layers} layers)" if host.layers else "")
+    lines.append(f"  RAM    {memory_bar(parts, usable, _bar_width(width, len(tail)), charset, paint)}  {tail}")
     lines.append(
-        f"         weights {human(host.weights_bytes)}  KV {human(host.kv_bytes)}{_state(host)}  compute "
-        f"{human(host.compute_bytes)}  free {human(hb.usable_bytes - host.required_bytes)}{evictable}"
+        f"         {_host_weights_text(host)}{_projector_text(extra)}  KV {human(host.kv_bytes)}"
+        f"{_state(host)}  compute {human(host.compute_bytes)}  free {human(usable - used)}"
     )
     return lines
 
 
-def _pool_lines(mem: Any, pool: Any, charset: str, width: int | None, paint: Paint) -> list[str]:
-    """Unified memory: the GPU's share and the host's part out of one pool, shown as one figure."""
-    used = mem.device_bytes + mem.host_required_bytes
+def _host_weights_text(host: Any) -> str:
+    """The weights in RAM as a user reads them: with mmap, the mapped file plus llama.cpp's repacked copy of
+    some tensors, whose pages in the file are page cache the OS may drop (so they count once in the bar)."""
+    if not host.evictable_bytes:
+        return f"weights {human(host.weights_bytes)}"
+    repacked = host.evictable_bytes
+    return (
+        f"weights {human(host.weights_bytes - repacked)} mapped file + {human(repacked)} repacked copy (its "
+        f"{human(repacked)} of the file's pages are cache the OS may drop)"
+    )
+
+
+def _pool_lines(mem: Any, pool: Any, charset: str, width: int | None, paint: Paint, extra: int = 0) -> list[str]:
+    """Unified memory: the GPU's share and the host's part out of one pool, shown as one figure (`extra`: the
+    projector, beside the model's weights)."""
+    used = mem.device_bytes + mem.host_required_bytes + extra
     devices = (*mem.gpus, mem.host)
     parts = [sum(getattr(d, k) for d in devices) for k in ("weights_bytes", "kv_bytes", "compute_bytes")]
-    parts[0] -= mem.host.evictable_bytes
+    parts[0] += extra - mem.host.evictable_bytes
     parts[1] += sum(d.state_bytes for d in devices)
     parts.append(sum(d.overhead_bytes for d in devices))
     tail = f"{human(used)} of {human(pool.usable_bytes)} usable (one pool)"
     return [
         f"  Pool   {memory_bar(parts, pool.usable_bytes, _bar_width(width, len(tail)), charset, paint)}  {tail}",
-        f"         GPU share {human(mem.device_bytes)}  rest {human(mem.host_required_bytes)}  "
-        f"free {human(pool.usable_bytes - used)}  (+{human(pool.headroom_bytes)} kept)",
+        f"         GPU share {human(mem.device_bytes)}  rest {human(mem.host_required_bytes)}"
+        f"{_projector_text(extra)}  free {human(pool.usable_bytes - used)}  (+{human(pool.headroom_bytes)} kept)",
     ]
 
 
@@ -198,6 +225,14 @@ def _memory_text(mem: Any, unified: bool) -> str:
     if mem.gpus:
         return f"GPU {human(mem.device_bytes)} + RAM {human(mem.host_required_bytes)}"
     return f"RAM {human(mem.host_required_bytes)}"
+
+
+def _vision_lines(plan: Any) -> list[str]:
+    """The projector that comes with the pick, and where its weights go (kept out of that device's budget)."""
+    p = plan.projector
+    if p is None:
+        return []
+    return [f"         vision: yes (+{human(p.size)} on {p.device}, {p.name})"]
 
 
 def render_plan(plan: Any, charset: str = "utf-8", width: int | None = None, paint: Paint = plain) -> str:
@@ -218,6 +253,7 @@ def render_plan(plan: Any, charset: str = "utf-8", width: int | None = None, pai
         f"         {_speed_text(c.placement.speed)}   quality loss {q.quality_loss} ({q.source})   "
         f"license {c.model.license}",
         f"         hf.co/{src['repo']}  {files}",
+        *_vision_lines(plan),
         "",
         "Memory (" + " ".join(f"{paint(ch, color) if color else ch} {part}" for ch, color, part in legend) + ")",
         *_device_lines(plan, charset, width, paint),
@@ -302,7 +338,7 @@ def _fetched_text(result: Any) -> str:
     done = result.to_dict()
     if done["reused"]:
         return "already in the cache (verified)"
-    got, total = done["downloaded_bytes"], result.target.quant.total_bytes
+    got, total = done["downloaded_bytes"], result.target.total_bytes
     if 0 < got < total:
         return f"downloaded {human(got)} of {human(total)} ({human(total - got)} were already on disk), sha256 verified"
     return f"downloaded {human(got)}, sha256 verified"
@@ -327,6 +363,8 @@ def render_pull(result: Any, width: int | None = None) -> str:
         )
         if reg.freed_bytes:
             lines.append(f"removed the downloaded copy: {human(reg.freed_bytes)} freed (Ollama keeps its own)")
+    if reg is not None and result.target.projector is not None and reg.status not in ("unchanged", "updated"):
+        lines.append(f"with its vision projector {result.target.projector.name}: images work in Ollama")
     if reg is not None:
         lines.append(f"run it: ollama run {reg.name}")
     return fit(lines, width)
@@ -336,8 +374,8 @@ def render_confirmation(prep: Any, width: int | None = None) -> tuple[str, str]:
     """What `auto` is about to do, and the question: the bytes still to download, where they go, the model
     name Ollama gets."""
     t = prep.target
-    total = t.quant.total_bytes
-    files = ", ".join(f.path for f in t.quant.files)
+    total = t.total_bytes
+    files = ", ".join(f.path for f in t.files)
     if prep.missing_bytes == 0:
         size = f"nothing: all {human(total)} are already in the cache"
     elif prep.missing_bytes < total:

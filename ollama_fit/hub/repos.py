@@ -162,6 +162,23 @@ def is_model_file(path: str) -> bool:
     return name.endswith(".gguf") and not name.startswith("mmproj") and "imatrix" not in low
 
 
+# the projector precision Ollama and llama.cpp expect first: mmproj files are small and usually published
+# as F16 (BF16 and Q8_0 where F16 is missing; F32 last, at twice the memory)
+PROJECTOR_ORDER = ("F16", "BF16", "Q8_0", "F32")
+
+
+def projector(files: Iterable[HubFile]) -> HubFile | None:
+    """The vision projector (mmproj*.gguf) of a repository to load beside its model, F16 first; None when it
+    publishes none (a text-only model)."""
+    found = [f for f in files if f.name.lower().startswith("mmproj") and f.name.lower().endswith(".gguf")]
+
+    def rank(f: HubFile) -> tuple[int, str]:
+        words = set(re.split(r"[-_.]", f.name.upper()))  # whole words: F16 is not BF16
+        return next((i for i, p in enumerate(PROJECTOR_ORDER) if p in words), len(PROJECTOR_ORDER)), f.name
+
+    return min(found, key=rank, default=None)
+
+
 def group_quants(files: Iterable[HubFile]) -> list[QuantFiles]:
     """Group a repository's files into quants: shards by prefix (all of 1..N present), singles as they are."""
     singles: list[QuantFiles] = []

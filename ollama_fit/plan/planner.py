@@ -54,6 +54,7 @@ class PlanRequest:
     # no --ctx given: plan at least the context Ollama gives a model without num_ctx on this machine (its VRAM
     # tier, lowered as it lowers it when that does not fit), never less than `ctx`
     ctx_auto: bool = False
+    vision: bool = True  # pull and plan the repository's vision projector with the pick (False: --text-only)
     flash_attn_archs: tuple[str, ...] | None = None  # runtimes that turn flash attention on only for these
     overhead_correction: int = 0  # per-GPU bytes learned from real loads here (ollama/learning.py)
     correction_note: str = ""  # how it was learned, for the explanation
@@ -89,6 +90,23 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Projector:
+    """A vision projector loaded beside the model (Ollama 0.30+ passes it to llama-server as --mmproj)."""
+
+    repo: str
+    path: str
+    size: int
+    device: str  # where Ollama puts its weights: "GPU 0", or "RAM"
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"repo": self.repo, "file": self.path, "bytes": self.size, "device": self.device}
+
+
+@dataclass(frozen=True)
 class Plan:
     choice: Candidate
     alternatives: tuple[Candidate, ...]
@@ -97,10 +115,12 @@ class Plan:
     task: str
     report: ProbeReport
     load: OllamaLoad | None = None  # what Ollama runs for the choice; None when planned for llama.cpp
+    projector: Projector | None = None  # vision: the projector pulled and registered with the pick
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "runtime": self.load.to_dict() if self.load else {"program": "llama-server"},
+            "vision": self.projector.to_dict() if self.projector else None,
             "choice": self.choice.to_dict(),
             "alternatives": [a.to_dict() for a in self.alternatives],
             "reasons": list(self.reasons),

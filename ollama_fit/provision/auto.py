@@ -121,8 +121,12 @@ class AutoResult:
 
 
 def target_of(plan: Plan, hub: Hub) -> Target:
+    """The plan's files: the pick's quant, and its vision projector where the plan has one."""
     c = plan.choice
-    return Target(c.model.repo, select(group_quants(hub.list_files(c.model.repo)), c.quant), c.model, c.ctx)
+    listing = hub.list_files(c.model.repo)
+    wanted = plan.projector.path if plan.projector else None
+    found = next((f for f in listing if f.path == wanted), None)
+    return Target(c.model.repo, select(group_quants(listing), c.quant), c.model, c.ctx, found)
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,7 @@ def prepare(
     from ollama_fit import config
 
     target = target_of(plan, hub)
-    files = list(target.quant.files)
+    files = list(target.files)
     missing = fetcher.missing_bytes(target.repo, files)
     cache = fetcher.cache_dir
     if ollama is None:
@@ -171,7 +175,7 @@ def prepare(
         ollama,
         name,
         digests,
-        target.quant.total_bytes,
+        target.total_bytes,
         target.quant.split,
         options.force,
         records or Records.load(),
@@ -267,6 +271,8 @@ def learn(ollama: Ollama, name: str, plan: Plan, smoke: Smoke | None = None) -> 
     # compared with the model's own predictions, not with ones the earlier runs already corrected: the
     # median of the corrections then settles instead of halving towards zero run after run
     predicted = mem.device_bytes - sum(g.learned_bytes for g in mem.gpus)
+    if plan.projector is not None and plan.projector.device != "RAM":  # Ollama loaded it beside the model
+        predicted += plan.projector.size
     speed = c.placement.speed
     speeds = (0.0, 0.0)
     if smoke is not None and smoke.answered and speed is not None:

@@ -27,13 +27,24 @@ class Target:
     quant: QuantFiles
     model: CatalogModel | None = None  # when it came from the catalog (or a plan)
     ctx: int | None = None  # the plan's context, when a plan chose it
+    projector: HubFile | None = None  # the vision projector registered beside the model (Ollama 0.30+)
+
+    @property
+    def files(self) -> tuple[HubFile, ...]:
+        """Everything fetched and registered: the model's file(s), then its projector."""
+        return (*self.quant.files, *((self.projector,) if self.projector else ()))
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "repo": self.repo,
             "quant": self.quant.label,
             "files": [f.path for f in self.quant.files],
-            "bytes": self.quant.total_bytes,
+            "projector": self.projector.path if self.projector else None,
+            "bytes": self.total_bytes,
             "model": self.model.id if self.model else None,
         }
 
@@ -70,7 +81,7 @@ class RegisterOptions:
         return {"num_ctx": self.ctx}
 
 
-Pick = Callable[[str | None], tuple[str, str, int]]
+Pick = Callable[[str | None], "Picked"]
 Lister = Callable[[str], list[HubFile]]
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -106,25 +117,49 @@ def lister(hub: Hub, cache_dir: Path) -> Lister:
     return (lambda repo: cached_files(cache_dir, repo)) if hub.offline else hub.list_files
 
 
-def resolve(ref: str | None, quant: str | None, hub: Hub, pick: Pick, files: Lister | None = None) -> Target:
-    """REF -> the files to fetch. No REF: the plan's pick. A catalog id (qwen3:8b): that model, at --quant or
-    the best quant that fits. hf.co/org/repo[:QUANT]: that repository, Q4_K_M when no quant is named.
-    `pick(model_id or None)` runs the planner and returns its (model id, quant, context); `files` lists a
-    repository (default: the Hub; see `lister`)."""
+@dataclass(frozen=True)
+class Picked:
+    """What a plan chose for `pull`: the model, its quant and context, and its projector file (or None)."""
+
+    model_id: str
+    quant: str
+    ctx: int | None = None
+    projector: str | None = None
+
+
+def resolve(
+    ref: str | None, quant: str | None, hub: Hub, pick: Pick, files: Lister | None = None, vision: bool = False
+) -> Target:
+    """REF -> the files to fetch. No REF: the plan's pick (with the projector the plan chose). A catalog id
+    (qwen3:8b): that model, at --quant or the best quant that fits. hf.co/org/repo[:QUANT]: that repository,
+    Q4_K_M when no quant is named; with `vision`, the repository's projector too. `pick(model_id or None)`
+    runs the planner; `files` lists a repository (default: the Hub; see `lister`)."""
     list_files = files or hub.list_files
     if ref is None or "/" not in ref:
-        model_id, chosen, ctx = (ref, quant, None) if ref is not None and quant else pick(ref)
-        model = find_model(model_id)
-        return Target(model.repo, select(group_quants(list_files(model.repo)), quant or chosen), model, ctx)
+        picked = Picked(ref, quant) if ref is not None and quant else pick(ref)
+        model = find_model(picked.model_id)
+        listing = list_files(model.repo)
+        found = _projector(listing, picked.projector, vision and picked.projector is None and quant is not None)
+        return Target(model.repo, select(group_quants(listing), quant or picked.quant), model, picked.ctx, found)
     hub_ref = HubRef.parse(ref)
-    groups = group_quants(list_files(hub_ref.repo))
+    listing = list_files(hub_ref.repo)
+    groups = group_quants(listing)
     wanted = quant or hub_ref.quant
     if wanted is None:
         if not any(g.label == DEFAULT_QUANT for g in groups):
             labels = ", ".join(g.label for g in groups) or "none"
             raise HubError(f"{hub_ref.repo} has no {DEFAULT_QUANT}", hint=f"name one: {hub_ref}:QUANT ({labels})")
         wanted = DEFAULT_QUANT
-    return Target(hub_ref.repo, select(groups, wanted))
+    return Target(hub_ref.repo, select(groups, wanted), projector=_projector(listing, None, vision))
+
+
+def _projector(listing: list[HubFile], chosen: str | None, any_found: bool) -> HubFile | None:
+    """The projector a plan chose (by path), or with `any_found` the repository's own (hub.projector)."""
+    from ollama_fit.hub.repos import projector
+
+    if chosen is not None:
+        return next((f for f in listing if f.path == chosen), None)
+    return projector(listing) if any_found else None
 
 
 def pull(
@@ -138,8 +173,8 @@ def pull(
     first byte; a model already registered from the same files is left as it is, without downloading. The
     files stay locked from the checks to the cleanup, so a second pull of them waits, then finds it done."""
     if ollama is None:
-        return PullResult(target, tuple(fetcher.fetch_all(target.repo, list(target.quant.files))))
-    with fetcher.hold(target.repo, list(target.quant.files)):
+        return PullResult(target, tuple(fetcher.fetch_all(target.repo, list(target.files))))
+    with fetcher.hold(target.repo, list(target.files)):
         # read once the files are ours: a pull that held them before us may have just recorded its model
         records = Records.load(records.path if records else None)
         return _pull_and_register(target, fetcher, ollama, options or RegisterOptions(), records)
@@ -149,10 +184,10 @@ def _pull_and_register(
     target: Target, fetcher: Fetcher, ollama: Ollama, options: RegisterOptions, records: Records
 ) -> PullResult:
     name = options.name_for(target)
-    files = file_map([(f.name, str(f.sha256)) for f in target.quant.files])
-    files_list = list(target.quant.files)
+    files = file_map([(f.name, str(f.sha256)) for f in target.files])
+    files_list = list(target.files)
     download = (fetcher.missing_bytes(target.repo, files_list), fetcher.device(target.repo))
-    pre = preflight(ollama, name, files, target.quant.total_bytes, target.quant.split, options.force, records, download)
+    pre = preflight(ollama, name, files, target.total_bytes, target.quant.split, options.force, records, download)
     parameters = options.parameters
     origin = {"repo": target.repo, "quant": target.quant.label}
     kept = keep_registered(ollama, pre, name, files, parameters, records, origin)
@@ -177,13 +212,14 @@ def picker(
     """The plan's (model id, quant, context), for the whole catalog or one model; the hardware is read only
     when a plan is needed, and `adjust` adds what this machine learned (cli.learned)."""
 
-    def pick(model_id: str | None) -> tuple[str, str, int]:
+    def pick(model_id: str | None) -> Picked:
         from ollama_fit.model.catalog import catalog
         from ollama_fit.plan.exact import exact_plan
 
         rep = report()
         req = adjust(replace(request, model=model_id) if model_id else request, rep)
         result = exact_plan(rep, req, catalog(), hub)
-        return result.choice.model.id, result.choice.quant, result.choice.ctx
+        c = result.choice
+        return Picked(c.model.id, c.quant, c.ctx, result.projector.path if result.projector else None)
 
     return pick

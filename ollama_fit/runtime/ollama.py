@@ -85,6 +85,9 @@ DEFAULT_BATCH = 512  # api.DefaultOptions().NumBatch
 CTX_TIERS = ((47 * GiB, 262144), (23 * GiB, 32768))
 CTX_FALLBACK = 4096
 NUM_KEEP = 4  # api.DefaultOptions().NumKeep, passed as --keep with --context-shift
+# llm/llama_server.go `mmprojOffloadHeadroom`: a projector goes to the GPU only where the projector and this
+# much more are free, and LLAMA_ARG_FIT_TARGET becomes projector + this (llama.cpp's own margin is the same 1 GiB)
+PROJECTOR_HEADROOM = GiB
 
 
 def parse_version(text: str) -> Version:
@@ -169,6 +172,19 @@ def _batch_fits(batch: int, predicted: int, available: int) -> bool:
     threshold = available * 80 // 100
     share, surcharge = BATCH_HEADROOM[batch]
     return predicted <= threshold and predicted <= available * share and surcharge <= threshold - predicted
+
+
+def separate_projector(version: Version) -> bool:
+    """Whether a model created with a projector GGUF beside it loads both: from 0.30 llama-server takes it as
+    --mmproj; before, the Go engine refused split vision models ("split vision models aren't supported")."""
+    return version >= LLAMA_SERVER_SINCE
+
+
+def projector_on_gpu(gpus: Sequence[Gpu], projector_bytes: int) -> bool:
+    """llm/llama_server.go `shouldDisableMMProjOffload` (num_gpu unset): the projector is offloaded unless
+    there is no GPU or some GPU has less than projector + 1 GiB (free, else total, memory)."""
+    need = projector_bytes + PROJECTOR_HEADROOM
+    return bool(gpus) and all((g.memory_free_bytes or g.memory_total_bytes) >= need for g in gpus)
 
 
 def use_mmap(gpus: Sequence[Gpu], predicted: int, available: int, free_ram: int, total_ram: int, os: str) -> bool:

@@ -245,9 +245,11 @@ def _handler(o: FakeOllama) -> type[BaseHTTPRequestHandler]:
                 if not key.endswith((".gguf", ".safetensors")) and not blob.head.startswith(b"GGUF"):
                     return 400, "unknown type"
             if len(gguf) > 1 and o.shards_supported:
-                counts = {SHARD.search(k).group(2) if SHARD.search(k) else None for k in gguf}
-                if None in counts or len(counts) != 1:
-                    return 400, "shard names must follow <prefix>-0000N-of-0000M.gguf"
+                # server/create.go (v0.32.15): each GGUF is a layer of its own (a projector is told by its
+                # metadata); the shards of a split file are merged, and must agree on their count
+                counts = {SHARD.search(k).group(2) for k in gguf if SHARD.search(k)}
+                if len(counts) > 1:
+                    return 400, "split GGUF has 2 shard counts: shard names must follow <prefix>-0000N-of-0000M.gguf"
             return None
 
         def stream(self, lines: list[dict[str, Any]], req: dict[str, Any]) -> None:
