@@ -24,7 +24,7 @@ import gguf
 from ggufs import LABEL_TO_FTYPE, finish_sparse
 
 from ollama_fit.model.catalog import find_model
-from ollama_fit.model.spec import ModelShape, Tensor, rebuild
+from ollama_fit.model.spec import ModelShape, ModelSpec, Tensor, rebuild
 
 
 def catalog_layers(model_id: str, layers: Sequence[int], n_vocab: int = 4096) -> ModelShape:
@@ -258,3 +258,14 @@ def write_hybrid(path: Path, shape: ModelShape, quant: str, *, mtp: bool = False
     w.add_eos_token_id(0)
     w.add_bos_token_id(0)
     return finish_sparse(w, tensors, path)
+
+
+def preset_specs(folder: Path) -> dict[str, ModelSpec]:
+    """Every preset written at Q4_K_M (the Qwen3.5 ones with their MTP block) and read back as llama.cpp will."""
+    from ollama_fit.model.gguf import read_local_header, spec_from_header
+
+    out = {}
+    for name, shape in PRESETS.items():
+        path = write_hybrid(folder / f"{name}.gguf", shape, "Q4_K_M", mtp=name.startswith("qwen3"))
+        out[name] = spec_from_header(read_local_header(path), path.stat().st_size)
+    return out

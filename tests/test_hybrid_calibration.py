@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import real_assets
 from conftest import load_script, need
-from hybrid_ggufs import PRESETS, write_hybrid
+from hybrid_ggufs import PRESETS, preset_specs, write_hybrid
 
 from ollama_fit.memory.estimate import Runtime, estimate
 from ollama_fit.model.gguf.reader import read_local_header
@@ -32,12 +32,7 @@ def _mib(row: dict, kind: str, where: str | None = None) -> float:
 
 @pytest.fixture(scope="module")
 def specs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hybrid")
-    out = {}
-    for name, shape in PRESETS.items():
-        path = write_hybrid(folder / f"{name}.gguf", shape, "Q4_K_M", mtp=name.startswith("qwen3"))
-        out[name] = spec_from_header(read_local_header(path), path.stat().st_size)
-    return out
+    return preset_specs(tmp_path_factory.mktemp("hybrid"))
 
 
 def _runtime(row: dict) -> Runtime:

@@ -23,6 +23,10 @@ PIPELINE_COPIES = 4
 # CPU backends repack these types into interleaved layouts: a second copy next to the mmapped file.
 CPU_REPACK_TYPES = {"Q4_0", "Q4_K", "IQ4_NL"}
 BACKENDS = ("cuda", "rocm", "metal", "cpu")
+# Architectures whose loader creates the tied output (TENSOR_DUPLICATED) before the token embedding
+# (src/models/gemma4.cpp, gemma3n.cpp): mapped, both are the file's pages; read in without mmap, the embedding
+# is a second tensor of its own (measured: tests/fixtures/ollama-argv-llama-cpu.jsonl)
+OUTPUT_FIRST_ARCHS = frozenset({"gemma4", "gemma3n"})
 
 
 def pad256(n: int) -> int:
@@ -265,7 +269,7 @@ def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1)
       (then this phase dominates);
     - attention: the attention masks, with flash attention off the f32 KQ matrix of one layer
       (b x context x heads), and the layer's activations;
-    - feed-forward: the masks and the FFN's activations, 4 x b x (3 n_ff + 5 n_embd)."""
+    - feed-forward: the masks and the FFN's activations, 4 x b x (ModelSpec.ffn_floats + 5 n_embd)."""
     s = spec.shape
     cpu = rt.backend == "cpu"
     slots = max(1, rt.parallel)
@@ -283,8 +287,7 @@ def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1)
         attention = mask + kq + 4 * b * (acts + s.n_embd + kv_width)
     else:  # calibrated on CUDA: 4 x b x (1 + 4 n_embd + context x (1 + heads)) with the f32 mask
         attention = mask + kq + 4 * b * (1 + 4 * s.n_embd) if not rt.flash_attn else 0
-    n_ff = max(s.n_ff, s.n_expert_used * s.expert_ff)
-    ffn = mask + 4 * b * (3 * n_ff + 5 * s.n_embd)
+    ffn = mask + 4 * b * (spec.ffn_floats + 5 * s.n_embd)
     size = max(out, attention, ffn)
     if cpu and rt.kv_type not in ("f16", "bf16", "f32") and rt.flash_attn:
         size += int(b * q_width * KV_TYPES[rt.kv_type])  # Q converted to the cache's type
@@ -320,8 +323,7 @@ def _engine_compute_bytes(spec: ModelSpec, rt: Runtime) -> int:
     out = 4 * slots * (s.n_embd + s.n_vocab)
     kq = 0 if rt.flash_attn else 4 * b * pad256(rt.ctx * slots) * s.n_head
     attention = mask + kq + 4 * b * (5 * s.n_head * s.key_length + s.n_embd + s.max_kv_width)
-    n_ff = max(s.n_ff, s.n_expert_used * s.expert_ff)
-    ffn = mask + 4 * b * (3 * n_ff + 5 * s.n_embd)
+    ffn = mask + 4 * b * (spec.ffn_floats + 5 * s.n_embd)
     return max(out, attention, ffn)
 
 
@@ -420,6 +422,8 @@ def estimate(
         # llama.cpp shares a tied embedding with the output layer on the same device; the Go engine loads
         # it a second time as output.weight (ml/backend/ggml/ggml.go `New`)
         shared = spec.token_embd_bytes if spec.tied and not rt.engine else 0
+        if shared and not rt.mmap and spec.shape.arch in OUTPUT_FIRST_ARCHS:
+            shared = 0  # read in, not mapped: the output's copy and the embedding's are two tensors
         host_weights += spec.output_bytes - shared
     # Only a CPU-only llama.cpp run repacks: beside a GPU, CPU layers stay in the mapped file (measured,
     # -ngl 24); the Go engine never repacks. Mapped, the repacked copy sits beside pages the OS may drop;

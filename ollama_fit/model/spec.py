@@ -199,6 +199,26 @@ class ModelSpec:
         return own + (self.token_embd_bytes if self.tied else 0)
 
     @cached_property
+    def ffn_floats(self) -> int:
+        """Floats per token the widest feed-forward keeps live at once: a dense FFN's gate, up and their
+        product (3 n_ff); an MoE layer's per-expert gate, up and product for each expert used (2 without a
+        gate) and each expert's down projection before they are summed (measured against llama-server,
+        tests/fixtures/ollama-argv-llama-cpu.jsonl). A dense FFN beside the experts (Gemma 4 MoE) counts when
+        wider."""
+        s = self.shape
+        names = [t.name for t in self.tensors]
+        dense = (
+            3 * s.n_ff
+            if not s.n_expert or any(n.endswith((".ffn_up.weight", ".ffn_gate.weight")) for n in names)
+            else 0
+        )
+        if not s.n_expert:
+            return dense
+        gated = any("ffn_gate_exps" in n or "ffn_gate_up_exps" in n for n in names)
+        moe = (3 if gated else 2) * s.n_expert_used * s.expert_ff + s.n_expert_used * s.n_embd
+        return max(dense, moe)
+
+    @cached_property
     def layer_bytes(self) -> tuple[int, ...]:
         sizes = [0] * self.shape.n_layer
         for t in self.tensors:
