@@ -88,11 +88,32 @@ def test_what_is_learned_settles_run_after_run(tmp_path):
             ),
             catalog(),
         )
-        real = SimpleNamespace(
-            model="m:q", size_vram=raw.memory.device_bytes + 300 * 2**20, size=0, context_length=8192
-        )
+        # what Ollama 0.30+ reports: llama-server's GPU buffers (no CUDA context), here 300 MiB more than planned
+        buffers = raw.memory.device_bytes - sum(g.overhead_bytes for g in raw.memory.gpus)
+        real = SimpleNamespace(model="m:q", size_vram=buffers + 300 * 2**20, size=0, context_length=8192)
         ollama = SimpleNamespace(ps=lambda real=real: [real])
         smoke = Smoke(True, "hi", 0.7 * raw.speed.tps, p.choice.placement.speed.tps)
         store.record(HW, learn(ollama, "m:q", p, smoke))
         assert store.correction(HW)[0] == 300 * 2**20
         assert store.speed_ratio(HW)[0] == pytest.approx(0.7)
+
+
+def test_what_ollama_reports_is_predicted_like_for_like():
+    """Since 0.30 /api/ps sums llama-server's GPU buffer lines: no GPU context, and for a model with sliding-window
+    and full-attention layers one KV line per device (the full-attention one is lost); before, Ollama's own total."""
+    from ollama_fit.memory.estimate import kv_bytes
+    from ollama_fit.provision.auto import reported_vram
+
+    rep = ProbeReport(HW, budget(HW))
+    gemma = plan(rep, PlanRequest(model="gemma3:12b", quant="Q4_K_M"), catalog())
+    mem = gemma.choice.placement.memory
+    assert gemma.load is not None
+    assert gemma.load.engine == "llama-server"
+    s = gemma.choice.model.shape
+    full = [i for i in range(s.n_layer) if not s.is_swa(i)]
+    spec = gemma.choice.model.spec("Q4_K_M")
+    lost = kv_bytes(spec, gemma.load.runtime("cuda", True), full)
+    assert 0 < lost < mem.kv_bytes
+    assert reported_vram(gemma) == mem.device_bytes - mem.gpus[0].overhead_bytes - lost
+    old = plan(rep, PlanRequest(model="gemma3:12b", quant="Q4_K_M", ollama=(0, 24, 0)), catalog())
+    assert reported_vram(old) == old.choice.placement.memory.device_bytes  # the Go engine's own total

@@ -12,6 +12,7 @@ from typing import Any
 from ollama_fit.errors import OllamaError
 from ollama_fit.hub.fetch import Fetcher, Progress
 from ollama_fit.hub.repos import Hub, group_quants, select
+from ollama_fit.memory.estimate import kv_bytes
 from ollama_fit.ollama.client import Ollama, ServerInfo, canonical
 from ollama_fit.ollama.learning import Observation, Observations, observe
 from ollama_fit.ollama.register import Records, file_map, parameter_changes, preflight
@@ -257,6 +258,29 @@ def smoke_test(ollama: Ollama, name: str, plan: Plan) -> Smoke:
     return Smoke(True, answer.text.strip(), answer.tokens_per_second, predicted)
 
 
+def reported_vram(plan: Plan) -> int:
+    """What /api/ps will say the plan's model holds in VRAM, so that a real load is compared like with like.
+    It is the model's own prediction, not one earlier runs already corrected (the median of the corrections
+    then settles instead of halving towards zero run after run), with the projector Ollama loads beside it.
+    Since 0.30 Ollama sums llama-server's GPU buffer lines (llm/llama_server.go `memoryParsingWriter`): that
+    leaves out the GPU's own context (the plan's overhead), and, keeping one line per device and kind, the
+    full-attention cache of a model that also has sliding-window layers (its KV line comes first)."""
+    mem = plan.choice.placement.memory
+    predicted = mem.device_bytes - sum(g.learned_bytes for g in mem.gpus)
+    if plan.projector is not None and plan.projector.device != "RAM":
+        predicted += plan.projector.size
+    if plan.load is None or plan.load.engine != "llama-server":
+        return predicted
+    predicted -= sum(g.overhead_bytes - g.learned_bytes for g in mem.gpus)
+    spec = plan.choice.model.spec(plan.choice.quant)
+    s = spec.shape
+    full = [i for i in range(s.n_layer) if s.has_kv(i) and not s.is_swa(i)]
+    if full and len(full) < sum(1 for i in range(s.n_layer) if s.has_kv(i)):
+        fa = all(g.flash_attention for g in plan.report.hardware.gpus)
+        predicted -= kv_bytes(spec, plan.load.runtime(mem.backend, fa), full)
+    return predicted
+
+
 def learn(ollama: Ollama, name: str, plan: Plan, smoke: Smoke | None = None) -> Observation | None:
     """What Ollama really loaded (/api/ps) and how fast it decoded, against the prediction."""
     try:
@@ -268,11 +292,7 @@ def learn(ollama: Ollama, name: str, plan: Plan, smoke: Smoke | None = None) -> 
         return None
     c = plan.choice
     mem = c.placement.memory
-    # compared with the model's own predictions, not with ones the earlier runs already corrected: the
-    # median of the corrections then settles instead of halving towards zero run after run
-    predicted = mem.device_bytes - sum(g.learned_bytes for g in mem.gpus)
-    if plan.projector is not None and plan.projector.device != "RAM":  # Ollama loaded it beside the model
-        predicted += plan.projector.size
+    predicted = reported_vram(plan)
     speed = c.placement.speed
     speeds = (0.0, 0.0)
     if smoke is not None and smoke.answered and speed is not None:
