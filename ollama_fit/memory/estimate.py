@@ -280,7 +280,9 @@ def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1)
     out = 4 * outputs * (s.n_embd + s.n_vocab) + (4 * b * s.n_embd if cpu else 0)
     q_width = s.n_head * s.key_length
     kv_width = s.max_kv_width
-    mask = _mask_bytes(spec, rt, b)
+    # the masks, and the per-layer inputs of Gemma 3n/4 E-models ([per-layer width, layers] a token), built once
+    # before the first layer and read by every one: alive through every layer's phases
+    mask = _mask_bytes(spec, rt, b) + 4 * b * s.per_layer_embd * s.n_layer
     kq = 0 if rt.flash_attn else 4 * b * rt.cells * s.n_head
     if cpu:  # llama-server keeps one more q-sized activation than llama-completion
         acts = 5 * q_width if rt.runner == "llama-server" else 4 * q_width
