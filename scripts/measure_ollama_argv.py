@@ -63,18 +63,17 @@ def measure(binary: Path, preset: str, folder: Path) -> list[dict[str, Any]]:
 
 
 def main() -> int:
+    import argparse
+
     from hybrid_ggufs import PRESETS
 
-    args = sys.argv[1:]
-    chosen = []
-    while args[:1] == ["--preset"] and len(args) > 1:
-        chosen.append(args[1])
-        args = args[2:]
-    unknown = [p for p in chosen if p not in PRESETS]
-    if unknown:
-        print(f"unknown preset(s) {unknown}; presets: {', '.join(PRESETS)}", file=sys.stderr)
-        return 2
-    out = Path(args[0]) if args else ROOT / "tests" / "fixtures" / "ollama-argv-llama-cpu.jsonl"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", action="append", choices=list(PRESETS), default=[], help="only these layouts")
+    parser.add_argument(
+        "out", nargs="?", type=Path, default=ROOT / "tests" / "fixtures" / "ollama-argv-llama-cpu.jsonl"
+    )
+    args = parser.parse_args()
+    chosen, out = args.preset, args.out
     binary = default_binary()
     if not binary.exists():
         print(f"no llama-server at {binary} (run scripts/build_llama_cpp.sh, or set LLAMA_SERVER)", file=sys.stderr)

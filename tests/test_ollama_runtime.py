@@ -103,6 +103,9 @@ def test_predicted_vram_is_ollamas_own_guess():
     18 layers: 2 x 18 x 160 x 2 bytes = 11,520 bytes a token, beside the whole file."""
     shape = ModelShape("gemma3", 18, 640, 4, (1,) * 18, 256, 256, 2048, 262144, 32768)
     assert predict_server_vram(253_113_024, shape, 8192) == 253_113_024 + 11_520 * 8192
+    # HeadCountKVMin takes a recurrent layer's 0, then counts 1 head: 2 x 2 x 16 x 2 bytes a token
+    hybrid = ModelShape("qwen35", 2, 64, 4, (0, 8), 16, 16, 128, 1000, 4096)
+    assert predict_server_vram(0, hybrid, 100) == 2 * 2 * 1 * 16 * 100 * 2
 
 
 def test_flash_attention_rule():
@@ -114,14 +117,18 @@ def test_flash_attention_rule():
 
 
 def test_mmap_rule():
-    assert not use_mmap([], 0, 0, 16 * GiB, 32 * GiB, "linux")  # CPU only: read into RAM
-    assert not use_mmap([gpu()], 5 * GiB, 24 * GiB, 64 * GiB, 64 * GiB, "windows")  # Windows CUDA
+    assert not use_mmap([], 0, 0, 16 * GiB, 32 * GiB, "linux", 4 * GiB)  # CPU only: read into RAM
+    assert not use_mmap([gpu()], 5 * GiB, 24 * GiB, 64 * GiB, 64 * GiB, "windows", 4 * GiB)  # Windows CUDA
     metal = gpu("M4 Max", 96 * GiB, vendor="apple", cc=None, unified_memory=True)
-    assert use_mmap([metal], 40 * GiB, 96 * GiB, 100 * GiB, 128 * GiB, "darwin")
-    assert not use_mmap([metal], 120 * GiB, 96 * GiB, 100 * GiB, 128 * GiB, "darwin")  # a Metal partial offload
+    assert use_mmap([metal], 40 * GiB, 96 * GiB, 100 * GiB, 128 * GiB, "darwin", 4 * GiB)
+    assert not use_mmap(
+        [metal], 120 * GiB, 96 * GiB, 100 * GiB, 128 * GiB, "darwin", 4 * GiB
+    )  # a Metal partial offload
     # Linux, a model expected to fit the card: mmap unless free RAM is under the file + max(8 GB, RAM/10)
-    assert use_mmap([gpu()], 5 * GiB, 24 * GiB, 32 * GiB, 64 * GiB, "linux")
-    assert not use_mmap([gpu()], 5 * GiB, 24 * GiB, 12 * GiB, 64 * GiB, "linux")
+    file = 4 * GiB  # 4.29 GB; with 64 GiB of RAM the headroom is 8 GB: 12.29 GB = 11.45 GiB needed free
+    assert use_mmap([gpu()], 5 * GiB, 24 * GiB, 12 * GiB, 64 * GiB, "linux", file)
+    assert not use_mmap([gpu()], 5 * GiB, 24 * GiB, 11 * GiB, 64 * GiB, "linux", file)
+    assert not use_mmap([gpu()], 5 * GiB, 24 * GiB, 12 * GiB, 64 * GiB, "linux", 5 * GiB)  # a bigger file
 
 
 def test_some_architectures_get_one_slot_whatever_num_parallel_says():

@@ -19,6 +19,7 @@ import real_ollama
 from click.testing import CliRunner
 
 from ollama_fit.cli import cli
+from ollama_fit.memory.estimate import kv_bytes
 from ollama_fit.model.gguf import read_local_header, spec_from_header
 from ollama_fit.runtime.ollama import Machine, parse_version, plan_load
 
@@ -105,3 +106,10 @@ def test_pull_registers_generates_and_allocates_as_planned(server, real_gemma, f
         argv[argv.index("--model") + 1], argv[argv.index("--port") + 1] = "MODEL", "PORT"
         assert argv == list(expected)
         assert argv[argv.index("-ub") + 1] == "1024"  # Ollama's batch above 4096 tokens
+        # what /api/ps reports, which learning compares with (provision/auto.reported_vram): the buffers less
+        # the full-attention cache's KV line, lost behind the sliding-window one (one line kept per device)
+        load = plan_load(parse_version(version), spec.shape, Machine(), CTX, spec.file_bytes)
+        full = [i for i in range(spec.shape.n_layer) if not spec.shape.is_swa(i)]
+        lost = kv_bytes(spec, load.runtime("cpu", True), full) / MiB
+        assert 0 < lost < kv
+        assert close(host["total_bytes"] / MiB - lost, loaded.size / MiB), (host["total_bytes"] / MiB, lost, loaded)

@@ -103,7 +103,7 @@ def plan_options(fn: F) -> F:
         **kwargs: Any,
     ) -> Any:
         from ollama_fit.plan.planner import DEFAULT_CTX, PlanRequest
-        from ollama_fit.runtime.ollama import NEWEST, check_modelled, parse_version
+        from ollama_fit.runtime.ollama import NEWEST, parse_version
         from ollama_fit.validate import at_least_one, parse_ctx
         from ollama_fit.validate import min_speed as check_speed
 
@@ -122,8 +122,6 @@ def plan_options(fn: F) -> F:
             ollama_from="option" if ollama_version else "newest",
             vision=not text_only,
         )
-        if request.ollama:
-            check_modelled(request.ollama)
         return fn(*args, request=request, **kwargs)
 
     return _apply(

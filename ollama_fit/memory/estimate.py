@@ -47,7 +47,7 @@ class Runtime:
     # the program that runs the model, for the rows of logits its worst-case graph reserves: "llama-server"
     # one per slot; "ollama" (Ollama's vendored llama.cpp runner before 0.30) and "llama-completion" one per
     # token of the micro-batch; "ollama-engine" (Ollama's own Go engine before 0.30) one per slot, with its
-    # own cache layout, graph and weights (engine_cells, _engine_compute_bytes, estimate)
+    # own cache layout, batch and weights (engine_cells, compute_bytes, estimate)
     runner: str = "ollama"
     # A runner that picks its micro-batch from the context it is launched with (Ollama >= 0.30 gives
     # llama-server -b = -ub by num_ctx x parallel): (limit, batch) steps, the first whose limit the effective
@@ -273,19 +273,21 @@ def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1)
     s = spec.shape
     cpu = rt.backend == "cpu"
     slots = max(1, rt.parallel)
-    if rt.engine:
-        return _engine_compute_bytes(spec, rt)
-    b = min(rt.ubatch, rt.cells * slots)
-    outputs = min(b, slots) if rt.runner == "llama-server" else b
+    # Ollama's Go engine (runner/ollamarunner `reserveWorstCaseGraph`): one batch over every slot's cells, its
+    # masks over the whole cache, `parallel` rows of logits (fitted to the real 0.24.0 on a CPU within 2 MiB,
+    # tests/fixtures/ollama-real-gemma.jsonl; unmeasured on GPUs)
+    b = engine_batch(rt) if rt.engine else min(rt.ubatch, rt.cells * slots)
+    outputs = min(b, slots) if rt.runner in ("llama-server", "ollama-engine") else b
     out = 4 * outputs * (s.n_embd + s.n_vocab) + (4 * b * s.n_embd if cpu else 0)
     q_width = s.n_head * s.key_length
     kv_width = s.max_kv_width
     # the masks, and the per-layer inputs of Gemma 3n/4 E-models ([per-layer width, layers] a token), built once
     # before the first layer and read by every one: alive through every layer's phases
     mask = _mask_bytes(spec, rt, b) + 4 * b * s.per_layer_embd * s.n_layer
-    kq = 0 if rt.flash_attn else 4 * b * rt.cells * s.n_head
+    kq_cells = pad256(rt.ctx * slots) if rt.engine else rt.cells
+    kq = 0 if rt.flash_attn else 4 * b * kq_cells * s.n_head
     if cpu:  # llama-server keeps one more q-sized activation than llama-completion
-        acts = 5 * q_width if rt.runner == "llama-server" else 4 * q_width
+        acts = 4 * q_width if rt.runner == "llama-completion" or rt.runner == "ollama" else 5 * q_width
         attention = mask + kq + 4 * b * (acts + s.n_embd + kv_width)
     else:  # calibrated on CUDA: 4 x b x (1 + 4 n_embd + context x (1 + heads)) with the f32 mask
         attention = mask + kq + 4 * b * (1 + 4 * s.n_embd) if not rt.flash_attn else 0
@@ -302,31 +304,17 @@ def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1)
 
 
 def _mask_bytes(spec: ModelSpec, rt: Runtime, b: int) -> int:
-    """The attention masks a graph keeps: one over each slot's context, and one over the sliding window
-    where some layers use it; f16 with flash attention, else f32."""
+    """The attention masks a graph keeps: one over each slot's context (the Go engine: over every slot's
+    cells), and one over the sliding-window cache where some layers use it; f16 with flash attention, else
+    f32."""
     s = spec.shape
     swa = [s.is_swa(i) for i in range(s.n_layer)]
-    cells = (rt.cells if not all(swa) else 0) + (min(rt.cells, pad256(s.sliding_window + rt.ubatch)) if any(swa) else 0)
-    return cells * b * (2 if rt.flash_attn else 4)
-
-
-def _engine_compute_bytes(spec: ModelSpec, rt: Runtime) -> int:
-    """The Go engine's graph (runner/ollamarunner `reserveWorstCaseGraph`): one batch over every slot's cells,
-    `parallel` rows of logits, f16 masks over the whole cache and, where some layers slide, over the window
-    cache; the largest phase as for llama.cpp. Fitted to the real 0.24.0 on this CPU (Gemma 3 270M, num_ctx
-    2k-32k, 1-4 slots: within 2 MiB, tests/fixtures/ollama-real-gemma.jsonl); on GPUs it is unmeasured."""
-    s = spec.shape
-    b = engine_batch(rt)
-    slots = max(1, rt.parallel)
-    swa = [s.modelled and s.is_swa(i) for i in range(s.n_layer)]
-    full = pad256(rt.ctx * slots) if not all(swa) else 0
-    window = max((engine_cells(spec, i, rt) for i in range(s.n_layer) if swa[i]), default=0)
-    mask = (full + window) * b * (2 if rt.flash_attn else 4)
-    out = 4 * slots * (s.n_embd + s.n_vocab)
-    kq = 0 if rt.flash_attn else 4 * b * pad256(rt.ctx * slots) * s.n_head
-    attention = mask + kq + 4 * b * (5 * s.n_head * s.key_length + s.n_embd + s.max_kv_width)
-    ffn = mask + 4 * b * (spec.ffn_floats + 5 * s.n_embd)
-    return max(out, attention, ffn)
+    full = (pad256(rt.ctx * max(1, rt.parallel)) if rt.engine else rt.cells) if not all(swa) else 0
+    if rt.engine:
+        window = max((engine_cells(spec, i, rt) for i in range(s.n_layer) if swa[i]), default=0)
+    else:
+        window = min(rt.cells, pad256(s.sliding_window + rt.ubatch)) if any(swa) else 0
+    return (full + window) * b * (2 if rt.flash_attn else 4)
 
 
 def host_compute_bytes(spec: ModelSpec, rt: Runtime) -> int:
@@ -430,9 +418,7 @@ def estimate(
     # Only a CPU-only llama.cpp run repacks: beside a GPU, CPU layers stay in the mapped file (measured,
     # -ngl 24); the Go engine never repacks. Mapped, the repacked copy sits beside pages the OS may drop;
     # read into memory (no mmap), it replaces the originals.
-    repacked = 0 if gpus or rt.engine else _repack_bytes(spec, cpu_layers, with_output=not out_gpu)
-    if not rt.mmap:
-        repacked = 0
+    repacked = 0 if gpus or rt.engine or not rt.mmap else _repack_bytes(spec, cpu_layers, with_output=not out_gpu)
     host_kv = kv_bytes(spec, rt, cpu_layers)
     host_compute = output_buffer_bytes(spec, rt)
     if gpus:

@@ -7,7 +7,6 @@ again and never asks first whether the server already has the blob. Constructors
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,22 +23,25 @@ INSTALL_HINT = "start it with `ollama serve` (install from https://ollama.com/do
 UPLOAD_CHUNK = 1 * MiB
 
 
-def version_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in re.findall(r"\d+", text)[:3]) or (0,)
-
-
 @dataclass(frozen=True)
 class ServerInfo:
     host: str
     version: str
 
     @property
+    def release(self) -> tuple[int, int, int]:
+        """The version as numbers (runtime/ollama.parse_version: a development build counts as the newest)."""
+        from ollama_fit.runtime.ollama import parse_version
+
+        return parse_version(self.version, strict=False)
+
+    @property
     def json_create(self) -> bool:
-        return version_tuple(self.version) >= JSON_CREATE
+        return self.release >= JSON_CREATE
 
     @property
     def shards(self) -> bool:
-        return version_tuple(self.version) >= SHARDS
+        return self.release >= SHARDS
 
     @property
     def local(self) -> bool:

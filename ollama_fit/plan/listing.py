@@ -110,7 +110,7 @@ def installed_row(
     """An approximate check from what Ollama shows: the blob size as weights, KV and compute from the
     hyper-parameters in model_info (Ollama empties long arrays, so no tensor table), as Ollama `version` loads
     it at `ctx` (None: the model has no num_ctx, so the context Ollama gives it here)."""
-    from ollama_fit.plan.planner import PlanRequest, ollama_load
+    from ollama_fit.plan.planner import PlanRequest, ollama_load, runtime
 
     shape = _shape_from_info(info)
     if shape is None:
@@ -118,10 +118,9 @@ def installed_row(
     spec = ModelSpec(shape, (Tensor("weights", (size,), "I8"),), "installed")
     budget = report.budget
     backend = budget.gpus[0].backend if budget.gpus else "cpu"
-    load = ollama_load(PlanRequest(ollama=version), report, ctx, shape, size)
-    fa = all(g.flash_attention for g in report.hardware.gpus) if load.flash_attn == "auto" else load.flash_attn == "on"
-    rt = load.runtime(backend, fa)
-    ctx = load.num_ctx
+    request = PlanRequest(ollama=version)
+    ctx = ollama_load(request, report, ctx, shape, size).num_ctx  # no num_ctx: the one Ollama gives it here
+    rt = runtime(request, report, ctx, shape, size)
     need = size + kv_bytes(spec, rt) + state_bytes(spec, rt) + compute_bytes(spec, rt)
     if budget.gpus:
         from ollama_fit.memory.estimate import GPU_OVERHEAD
@@ -141,9 +140,9 @@ def installed_row(
 def installed_rows(ollama: Any, report: ProbeReport, ctx: int | None = None) -> list[InstalledRow]:
     """Each model Ollama has, at its own num_ctx (else the context Ollama gives it here, or `ctx` when asked),
     as the running Ollama version loads it."""
-    from ollama_fit.runtime.ollama import OLDEST, parse_version
+    from ollama_fit.runtime.ollama import OLDEST
 
-    version = max(parse_version(ollama.check().version), OLDEST)
+    version = max(ollama.check().release, OLDEST)
     rows = []
     for name, size in ollama.models():
         shown = ollama.show(name)

@@ -32,22 +32,18 @@ def for_ollama(request: PlanRequest, ollama: Ollama) -> tuple[PlanRequest, list[
     the pre-flight says so later."""
     from dataclasses import replace
 
-    from ollama_fit.ollama.client import version_tuple
-
     try:
         info = ollama.check()
     except OllamaError:
         return request, []
-    version = version_tuple(info.version)
+    version = info.release
     warnings = []
     if request.ollama_from != "option":  # plan for the Ollama that will run it
-        from ollama_fit.runtime.ollama import OLDEST, parse_version
+        from ollama_fit.runtime.ollama import OLDEST, show
 
-        served = parse_version(info.version)
-        request = replace(request, ollama=max(served, OLDEST), ollama_from="server")
-        if served < OLDEST:
-            oldest = ".".join(map(str, OLDEST))
-            note = f"Ollama {info.version} is older than any version modelled: planned with {oldest}'s rules"
+        request = replace(request, ollama=max(version, OLDEST), ollama_from="server")
+        if version < OLDEST:
+            note = f"Ollama {info.version} is older than any version modelled: planned with {show(OLDEST)}'s rules"
             request = replace(request, runtime_notes=(*request.runtime_notes, note))
     if version < FA_AUTO and request.flash_attn is None and request.kv_type == "f16":
         note = (

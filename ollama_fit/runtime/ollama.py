@@ -90,9 +90,12 @@ NUM_KEEP = 4  # api.DefaultOptions().NumKeep, passed as --keep with --context-sh
 PROJECTOR_HEADROOM = GiB
 
 
-def parse_version(text: str) -> Version:
-    """'0.32.15', 'v0.30.0-rc2' or '0.24' -> (0, 32, 15); a development build ('0.0.0') counts as the newest."""
+def parse_version(text: str, strict: bool = True) -> Version:
+    """'0.32.15', 'v0.30.0-rc2' or '0.24' -> (0, 32, 15); a development build ('0.0.0') counts as the newest.
+    Not `strict` (what a server reports): anything else is (0, 0, 0), older than every version."""
     match = re.match(r"^v?(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
+    if not match and not strict:
+        return (0, 0, 0)
     if not match:
         raise InvalidInput(
             f"invalid Ollama version {text!r}", hint=f"give it as `ollama --version` prints it, e.g. {show(NEWEST)}"
@@ -109,7 +112,8 @@ def check_modelled(version: Version) -> None:
     if version < OLDEST:
         raise InvalidInput(
             f"Ollama {show(version)} is older than the oldest version ollama-fit models ({show(OLDEST)})",
-            hint=f"update Ollama (the newest modelled is {show(NEWEST)}), or plan with --target llama.cpp",
+            hint=f"give --ollama-version {show(OLDEST)} or newer, or update Ollama (the newest modelled is "
+            f"{show(NEWEST)})",
         )
 
 
@@ -138,7 +142,7 @@ def predict_server_vram(file_bytes: int, s: ModelShape, effective_ctx: int) -> i
     """llm/llama_server.go `PredictServerVRAM`: the whole file plus an f16 KV cache of every layer at the
     fewest KV heads and embedding / most heads as the head size. Ollama's own rough guess, used only for its
     batch and mmap decisions (which is why it is copied exactly, head size and all)."""
-    kv_heads = min((h for h in s.n_head_kv if h), default=1) or 1
+    kv_heads = min(s.n_head_kv, default=0) or 1  # HeadCountKVMin: a recurrent layer's 0 counts, then 1
     head_dim = s.n_embd // max(1, s.n_head)
     return file_bytes + 2 * s.n_layer * kv_heads * head_dim * effective_ctx * 2
 
@@ -187,7 +191,9 @@ def projector_on_gpu(gpus: Sequence[Gpu], projector_bytes: int) -> bool:
     return bool(gpus) and all((g.memory_free_bytes or g.memory_total_bytes) >= need for g in gpus)
 
 
-def use_mmap(gpus: Sequence[Gpu], predicted: int, available: int, free_ram: int, total_ram: int, os: str) -> bool:
+def use_mmap(
+    gpus: Sequence[Gpu], predicted: int, available: int, free_ram: int, total_ram: int, os: str, file_bytes: int
+) -> bool:
     """sched.go `applyLlamaServerMmapDefaults` (the user's use_mmap aside): off on CPU-only machines, with
     CUDA on Windows, for a partial offload on Metal, and on Linux when the model is expected to fit discrete
     GPUs but free RAM is below the file plus max(8 GB, RAM/10) (host-memory pressure)."""
@@ -198,7 +204,7 @@ def use_mmap(gpus: Sequence[Gpu], predicted: int, available: int, free_ram: int,
     if any(g.backend == "metal" for g in gpus) and predicted > available > 0:
         return False
     if os == "linux" and not any(g.unified_memory for g in gpus) and 0 < predicted <= available * 80 // 100:
-        file_bytes = predicted  # the file dominates; Ollama adds the other mapped models, none here
+        # Ollama adds the files of other models it has mapped; a plan loads one
         return free_ram >= file_bytes + max(8 * 10**9, total_ram // 10)
     return True
 
@@ -295,7 +301,7 @@ def plan_load(
     available = sum(g.memory_free_bytes for g in machine.gpus)
     cuda = [g.memory_free_bytes or g.memory_total_bytes for g in machine.gpus if g.backend == "cuda"]
     batch = generation_batch(ctx * n_slots, predicted, available, fa, cuda)
-    mmap = use_mmap(machine.gpus, predicted, available, machine.free_ram, machine.total_ram, machine.os)
+    mmap = use_mmap(machine.gpus, predicted, available, machine.free_ram, machine.total_ram, machine.os, file_bytes)
     load = OllamaLoad(version, engine, ctx, n_slots, batch, fa, kv_type, mmap, shift)
     return replace(load, argv=tuple(server_argv(load)))
 
