@@ -5,8 +5,8 @@
     (default OUT: tests/fixtures/hybrid-llama-cpu.jsonl, rewritten; default runner: server when built, else lib;
     default presets: all of them; --preset measures only the named ones, --append adds their rows to OUT)
 
-The files are tests/hybrid_ggufs.py's presets (real tensor tables, zero data, Qwen3.5 files with their MTP
-block) written to a temporary folder. Each run: `llama-server -m FILE -c CTX*NP -np NP --no-kv-unified -ngl 0
+The files are tests/hybrid_ggufs.py's presets (real tensor tables, zero data, the MTP_PRESETS files with their
+MTP block) written to a temporary folder. Each run: `llama-server -m FILE -c CTX*NP -np NP --no-kv-unified -ngl 0
 -fa on|off -ctk T -ctv T --no-warmup --no-repack -lv 4` on loopback, stopped once /health answers (bounded
 wait). The binary: $LLAMA_SERVER, else ~/.cache/ollama-fit/llama.cpp/build-11434/bin/llama-server.
 The `lib` runner compiles scripts/hybrid_load.c against that build's libllama (the same allocation code, with
@@ -42,7 +42,7 @@ RUNS = [
 ]
 PRESETS = (
     "qwen35", "qwen35moe", "qwen3next", "granitehybrid", "lfm2", "nemotron_h", "gemma4",
-    "gemma4moe", "gemma4e2b", "llama4", "mistral3", "nemotron_h_moe",
+    "gemma4moe", "gemma4e2b", "llama4", "mistral3", "nemotron_h_moe", "glm4moe", "minimax_m2", "deepseek2",
 )  # fmt: skip
 
 
@@ -78,10 +78,11 @@ def run_server(binary: Path, model: Path, ctx: int, slots: int, fa: str, kv: str
 
 
 def measure(run: Any, runner: str, preset: str, quant: str, folder: Path) -> list[dict[str, Any]]:
+    from hybrid_ggufs import MTP_PRESETS, write_hybrid
     from hybrid_ggufs import PRESETS as SHAPES
-    from hybrid_ggufs import write_hybrid
 
-    path = write_hybrid(folder / f"{preset}-{quant}.gguf", SHAPES[preset], quant, mtp=preset.startswith("qwen3"))
+    mtp = preset in MTP_PRESETS
+    path = write_hybrid(folder / f"{preset}-{quant}.gguf", SHAPES[preset], quant, mtp=mtp)
     rows = []
     for ctx, slots, fa, kv in RUNS:
         log = run(path, ctx, slots, fa, kv)
@@ -91,7 +92,7 @@ def measure(run: Any, runner: str, preset: str, quant: str, folder: Path) -> lis
                 "preset": preset,
                 "runner": runner,
                 "quant": quant,
-                "mtp_block": preset.startswith("qwen3"),
+                "mtp_block": mtp,
                 "file_bytes": path.stat().st_size,
                 "ctx": ctx,
                 "parallel": slots,

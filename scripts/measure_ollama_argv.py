@@ -35,9 +35,9 @@ SETTINGS = [(4096, 1), (16384, 1), (8192, 2), (32768, 4)]
 
 
 def measure(binary: Path, preset: str, folder: Path) -> list[dict[str, Any]]:
-    from hybrid_ggufs import PRESETS, write_hybrid
+    from hybrid_ggufs import MTP_PRESETS, PRESETS, write_hybrid
 
-    path = write_hybrid(folder / f"{preset}.gguf", PRESETS[preset], "Q4_K_M", mtp=preset.startswith("qwen3"))
+    path = write_hybrid(folder / f"{preset}.gguf", PRESETS[preset], "Q4_K_M", mtp=preset in MTP_PRESETS)
     spec = spec_from_header(read_local_header(path), path.stat().st_size)
     rows = []
     for num_ctx, parallel in SETTINGS:

@@ -141,6 +141,16 @@ MISTRAL3 = catalog_layers("ministral-3:3b", range(3))
 # Nemotron 3 Nano 30B-A3B's layers 0-2 and 5-7: M E M * E M (Mamba-2, MoE with gateless experts and a shared
 # expert, attention).
 NEMOTRON_H_MOE = catalog_layers("nemotron-3-nano:30b", [0, 1, 2, 5, 6, 7])
+# GLM-4.7's first 4 layers (glm4moe): 3 dense, then a MoE layer of 160 experts with a shared expert; Q/K/V biases
+# and Q/K norms; the file keeps the MTP layer (blk.4) that llama.cpp skips.
+GLM4MOE = catalog_layers("glm-4.7:355b-a32b", range(4))
+# MiniMax-M2.7's first 2 layers (minimax-m2): whole-width Q/K norms, 256 experts of 1536, no shared expert.
+MINIMAX_M2 = catalog_layers("minimax-m2.7:229b-a10b", range(2))
+# DeepSeek-V3.1's layer 0 (dense) and layer 3 (its first MoE layer: 256 experts and a shared expert) with multi-head
+# latent attention (deepseek2, MLA: q_a/q_b, kv_a_mqa, k_b/v_b), and the MTP layer llama.cpp skips.
+DEEPSEEK2 = replace(catalog_layers("deepseek-v3.1:671b", [0, 3]), n_dense_lead=1)
+# the presets whose files keep the multi-token-prediction block the converters write (not loaded by llama.cpp)
+MTP_PRESETS = frozenset({"qwen35", "qwen35moe", "qwen3next", "glm4moe", "deepseek2"})
 PRESETS = {
     "qwen35": QWEN35,
     "qwen35moe": QWEN35MOE,
@@ -154,6 +164,9 @@ PRESETS = {
     "gemma4e2b": GEMMA4_E2B,
     "llama4": LLAMA4,
     "mistral3": MISTRAL3,
+    "glm4moe": GLM4MOE,
+    "minimax_m2": MINIMAX_M2,
+    "deepseek2": DEEPSEEK2,
 }
 
 
@@ -238,6 +251,30 @@ def _keys(w: gguf.GGUFWriter, s: ModelShape, n_blocks: int, nextn: int) -> None:
         w.add_uint32(f"{a}.embedding_length_per_layer_input", s.per_layer_embd)
         w.add_uint32(f"{a}.rope.dimension_count", s.key_length)  # conversion/gemma.py's rope dims
         w.add_uint32(f"{a}.rope.dimension_count_swa", s.swa_key_length)
+    if a in ("glm4moe", "minimax-m2", "deepseek2"):
+        _sigmoid_moe_keys(w, s)
+
+
+def _sigmoid_moe_keys(w: gguf.GGUFWriter, s: ModelShape) -> None:
+    """GLM-4.5+, MiniMax-M2 and DeepSeek-V3 (conversion/glm.py, minimax.py, deepseek.py): sigmoid routing, the
+    leading dense layers and shared experts, partial rotary dims, and DeepSeek's MLA ranks and head sizes."""
+    a = s.arch
+    w.add_uint32(f"{a}.expert_gating_func", 2)  # LLAMA_EXPERT_GATING_FUNC_TYPE_SIGMOID
+    if a == "minimax-m2":
+        w.add_uint32(f"{a}.rope.dimension_count", s.key_length // 2)  # rotary_dim 64 of 128
+        return
+    w.add_uint32(f"{a}.leading_dense_block_count", s.n_dense_lead)
+    w.add_uint32(f"{a}.expert_shared_count", s.shared_ff // s.expert_ff)
+    w.add_float32(f"{a}.expert_weights_scale", 2.5)
+    w.add_bool(f"{a}.expert_weights_norm", True)
+    if a == "glm4moe":
+        w.add_uint32(f"{a}.rope.dimension_count", s.key_length // 2)  # partial_rotary_factor 0.5
+    else:  # deepseek2: the cached latent is key_length (rank + rope) wide; the per-head sizes after decompression
+        w.add_uint32(f"{a}.rope.dimension_count", s.mla_rope_dim)
+        w.add_uint32(f"{a}.attention.q_lora_rank", s.mla_q_lora_rank)
+        w.add_uint32(f"{a}.attention.kv_lora_rank", s.mla_kv_lora_rank)
+        w.add_uint32(f"{a}.attention.key_length_mla", s.mla_key_length)
+        w.add_uint32(f"{a}.attention.value_length_mla", s.mla_value_length)
 
 
 def write_hybrid(path: Path, shape: ModelShape, quant: str, *, mtp: bool = False) -> Path:
@@ -261,11 +298,11 @@ def write_hybrid(path: Path, shape: ModelShape, quant: str, *, mtp: bool = False
 
 
 def preset_specs(folder: Path) -> dict[str, ModelSpec]:
-    """Every preset written at Q4_K_M (the Qwen3.5 ones with their MTP block) and read back as llama.cpp will."""
+    """Every preset written at Q4_K_M (those of MTP_PRESETS with their MTP block) and read back as llama.cpp will."""
     from ollama_fit.model.gguf import read_local_header, spec_from_header
 
     out = {}
     for name, shape in PRESETS.items():
-        path = write_hybrid(folder / f"{name}.gguf", shape, "Q4_K_M", mtp=name.startswith("qwen3"))
+        path = write_hybrid(folder / f"{name}.gguf", shape, "Q4_K_M", mtp=name in MTP_PRESETS)
         out[name] = spec_from_header(read_local_header(path), path.stat().st_size)
     return out

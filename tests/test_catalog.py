@@ -59,6 +59,13 @@ REQUIRED = [
     "ministral-3:8b",
     "ministral-3:14b",
     "devstral-small-2:24b",
+    "qwen3-next:80b-a3b",
+    "qwen3.5:122b-a10b",
+    "qwen3.5:397b-a17b",
+    "glm-4.5-air:106b-a12b",
+    "glm-4.7:355b-a32b",
+    "minimax-m2.7:229b-a10b",
+    "deepseek-v3.1:671b",
 ]
 
 
@@ -156,6 +163,39 @@ def test_llama4_is_chunked_moe_with_a_shared_expert():
     assert kv_bytes(scout, rt) == (12 * 65536 + 36 * cells) * 2 * 8 * 128 * 2  # K + V, 8 heads of 128, f16
 
 
+def test_large_moe_layouts_follow_llama_cpp():
+    """GLM-4.7 (glm4moe), MiniMax-M2.7 (minimax-m2) and DeepSeek-V3.1 (deepseek2 with MLA) as llama.cpp b11434's
+    load_arch_tensors creates them: leading dense layers, routers with a selection bias, shared experts; the MTP
+    layer the converters keep is not part of the table (llama.cpp skips it)."""
+    glm = find_model("glm-4.7:355b-a32b").spec("Q4_K_M")
+    shapes = {t.name: t.shape for t in glm.tensors}
+    assert shapes["blk.2.ffn_up.weight"] == (5120, 12288)  # first_k_dense_replace 3
+    assert shapes["blk.3.ffn_up_exps.weight"] == (5120, 1536, 160)
+    assert shapes["blk.3.ffn_up_shexp.weight"] == (5120, 1536)
+    assert {"blk.3.exp_probs_b.bias", "blk.0.attn_q.bias", "blk.0.attn_k_norm.weight"} <= set(shapes)
+    assert "blk.3.ffn_up.weight" not in shapes
+    assert "blk.92.attn_norm.weight" not in shapes  # the MTP layer
+    air = {t.name for t in find_model("glm-4.5-air:106b-a12b").spec("Q8_0").tensors}
+    assert "blk.0.attn_q_norm.weight" not in air
+
+    minimax = find_model("minimax-m2.7:229b-a10b").spec("Q4_K_M")
+    shapes = {t.name: t.shape for t in minimax.tensors}
+    assert (shapes["blk.0.attn_q_norm.weight"], shapes["blk.0.attn_k_norm.weight"]) == ((6144,), (1024,))
+    assert shapes["blk.61.ffn_down_exps.weight"] == (1536, 3072, 256)
+    assert not any("shexp" in name for name in shapes)
+
+    deepseek = find_model("deepseek-v3.1:671b").spec("Q4_K_M")
+    shapes = {t.name: t.shape for t in deepseek.tensors}
+    assert shapes["blk.0.attn_q_b.weight"] == (1536, 128 * 192)
+    assert shapes["blk.0.attn_kv_a_mqa.weight"] == (7168, 512 + 64)
+    assert (shapes["blk.0.attn_k_b.weight"], shapes["blk.0.attn_v_b.weight"]) == ((128, 512, 128), (512, 128, 128))
+    assert shapes["blk.0.attn_output.weight"] == (128 * 128, 7168)
+    assert {"blk.2.ffn_up.weight", "blk.3.ffn_up_exps.weight"} <= set(shapes)
+    assert deepseek.active_params / 1e9 == pytest.approx(37.0, rel=0.02)
+    rt = Runtime(ctx=32768, flash_attn=False)  # one latent of rank + rope per layer and cell, no V, whatever FA
+    assert kv_bytes(deepseek, rt) == 61 * (512 + 64) * 32768 * 2
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -164,6 +204,8 @@ def test_llama4_is_chunked_moe_with_a_shared_expert():
         ({"layer_pattern": "M*-"}, "layer_pattern must give one of M * - E for each of 4 layers"),
         ({"layer_pattern": "MXM*"}, "layer_pattern must give one of"),
         ({"kv_shared_layers": 4}, "kv_shared_layers 4 of 4 layers"),
+        ({"kv_lora_rank": 512, "rope_dim": 64}, "an MLA entry (kv_lora_rank) needs rope_dim and v_head_dim"),
+        ({"dense_layers": 4}, "dense_layers must be fewer than the 4 layers"),
     ],
 )
 def test_a_damaged_catalog_entry_is_a_profile_error(fields, message):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import real_assets
 from conftest import load_script, need
-from hybrid_ggufs import PRESETS, preset_specs, write_hybrid
+from hybrid_ggufs import MTP_PRESETS, PRESETS, preset_specs, write_hybrid
 
 from ollama_fit.memory.estimate import Runtime, estimate
 from ollama_fit.model.gguf.reader import read_local_header
@@ -67,9 +67,10 @@ def test_weights_kv_and_state_match_llama_cpp(row, specs):
 
 
 def test_the_mtp_block_is_in_the_file_but_not_loaded():
-    qwen = [r for r in ROWS if r["preset"].startswith("qwen3")]
-    assert qwen
-    assert all(r["mtp_block"] and r["unused_tensors"] > 0 for r in qwen)
+    """Qwen3.5/Next, GLM-4.5+ and DeepSeek files keep a multi-token-prediction block that llama.cpp skips."""
+    mtp = [r for r in ROWS if r["preset"] in MTP_PRESETS]
+    assert {r["preset"] for r in mtp} == set(MTP_PRESETS)
+    assert all(r["mtp_block"] and r["unused_tensors"] > 0 for r in mtp)
 
 
 @pytest.mark.parametrize(("runner", "preset"), [("server", "lfm2"), ("lib", "lfm2"), ("server", "gemma4e2b")])

@@ -43,6 +43,8 @@ COMPUTE_GAPS = {
     "qwen3next": "the delta-net phase: 96-248 MiB against 80-216",
     "granitehybrid": "the Mamba-2 phase: 130-632 MiB against 92-480",
     "nemotron_h_moe": "gateless experts: 84-223 MiB against 105-267 (over)",
+    # GLM-4.x peaks 6144 floats a token below its dense / routed feed-forward rule (MiniMax-M2 matches it)
+    **{("glm4moe", c): "feed-forward phase: 260-616 MiB against 284-664 (over)" for c in (8192, 16384, 32768)},
 }
 
 

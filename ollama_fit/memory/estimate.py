@@ -286,7 +286,11 @@ def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1)
     mask = _mask_bytes(spec, rt, b) + 4 * b * s.per_layer_embd * s.n_layer
     kq_cells = pad256(rt.ctx * slots) if rt.engine else rt.cells
     kq = 0 if rt.flash_attn else 4 * b * kq_cells * s.n_head
-    if cpu:  # llama-server keeps one more q-sized activation than llama-completion
+    if cpu and s.mla_kv_lora_rank:  # MLA with the latent absorbed: per head the latent and rope part twice, the
+        # query (measured on DeepSeek layers: 207872 floats a token, tests/fixtures/ollama-argv-llama-cpu)
+        latent = s.mla_kv_lora_rank + s.mla_rope_dim
+        attention = mask + kq + 4 * b * (2 * s.n_head * latent + s.n_head * s.mla_key_length + 5 * s.n_embd)
+    elif cpu:  # llama-server keeps one more q-sized activation than llama-completion
         acts = 4 * q_width if rt.runner == "llama-completion" or rt.runner == "ollama" else 5 * q_width
         attention = mask + kq + 4 * b * (acts + s.n_embd + kv_width)
     else:  # calibrated on CUDA: 4 x b x (1 + 4 n_embd + context x (1 + heads)) with the f32 mask

@@ -200,14 +200,30 @@ def _model(entry: dict[str, Any], i: int) -> CatalogModel:
     if entry.get("double_wide_ffn"):  # the layers that reuse a cache get twice the FFN (use_double_wide_mlp)
         ff_layers = tuple(n_ff if i < layers - kv_shared else 2 * n_ff for i in range(layers))
     per_layer_kv = _kv_heads_per_layer(arch, layers, kv_heads, global_kv, recurrent, swa, ff_layers, entry)
+    # DeepSeek MLA: `head_dim` is the decompressed K head (qk_nope + qk_rope), `v_head_dim` the V head; the GGUF's
+    # key / value lengths and its single KV head describe the cached latent (kv_lora_rank + rope_dim, kv_lora_rank)
+    lora, rope = num("kv_lora_rank", 0), num("rope_dim", 0)
+    key_length, value_length = global_dim or head_dim, global_dim or head_dim
+    if lora:
+        if not (rope and num("v_head_dim", 0)):
+            raise ProfileError(f"{where}: an MLA entry (kv_lora_rank) needs rope_dim and v_head_dim")
+        key_length, value_length, per_layer_kv = lora + rope, lora, (1,) * layers
+    if not 0 <= num("dense_layers", 0) < layers:
+        raise ProfileError(f"{where}: dense_layers must be fewer than the {layers} layers")
     shape = ModelShape(
         arch=arch,
         n_layer=layers,
         n_embd=num("embd"),
         n_head=num("heads"),
         n_head_kv=per_layer_kv,
-        key_length=global_dim or head_dim,
-        value_length=global_dim or head_dim,
+        key_length=key_length,
+        value_length=value_length,
+        mla_kv_lora_rank=lora,
+        mla_rope_dim=rope if lora else 0,
+        mla_q_lora_rank=num("q_lora_rank", 0),
+        mla_key_length=head_dim if lora else 0,
+        mla_value_length=num("v_head_dim", 0) if lora else 0,
+        n_dense_lead=num("dense_layers", 0),
         swa_key_length=head_dim if global_dim else 0,
         swa_value_length=head_dim if global_dim else 0,
         kv_layers=layers - kv_shared if kv_shared else 0,
@@ -231,7 +247,7 @@ def _model(entry: dict[str, Any], i: int) -> CatalogModel:
         shared_ff=num("shared_ffn", 0),
         recurrent_layers=recurrent,
         ssm_conv=num("ssm_conv", 0),
-        ssm_inner=num("ssm_inner", ssm_heads * ssm_state if arch.startswith("qwen35") else 0),
+        ssm_inner=num("ssm_inner", ssm_heads * ssm_state if arch.startswith(("qwen35", "qwen3next")) else 0),
         ssm_state=ssm_state,
         ssm_groups=num("ssm_groups", 0),
         ssm_heads=ssm_heads,

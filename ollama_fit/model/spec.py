@@ -13,6 +13,8 @@ from functools import cached_property
 from ollama_fit.model.quants import GGML_TYPES, MixContext, is_attn_v, tensor_type
 from ollama_fit.units import human
 
+SIGMOID_MOE_ARCHS = frozenset({"glm4moe", "minimax-m2"})
+
 
 @dataclass(frozen=True)
 class Tensor:
@@ -63,6 +65,13 @@ class ModelShape:
     attn_extras: bool = False  # gpt-oss: output bias, attention sinks, expert and router biases
     mla_kv_lora_rank: int = 0  # DeepSeek MLA: the cache stores the compressed latent
     mla_rope_dim: int = 0
+    # DeepSeek MLA layer tensors (deepseek2): the query's low-rank width (0: a full attn_q) and the per-head K / V
+    # sizes after decompression (attention.key_length_mla = qk_nope + qk_rope, value_length_mla = v_head_dim); the
+    # GGUF's key_length / value_length / head_count_kv then describe the cached latent (rank + rope, rank, 1 head)
+    mla_q_lora_rank: int = 0
+    mla_key_length: int = 0
+    mla_value_length: int = 0
+    n_dense_lead: int = 0  # MoE models whose first layers are dense (leading_dense_block_count: GLM-4.5, DeepSeek)
     # hybrid layouts (llama.cpp's llama-memory-hybrid): layers marked recurrent keep a fixed-size state per
     # sequence instead of a KV cache, sized from the SSM / short-convolution hyper-parameters below
     recurrent_layers: tuple[bool, ...] = ()
@@ -215,7 +224,10 @@ class ModelSpec:
         if not s.n_expert:
             return dense
         gated = any("ffn_gate_exps" in n or "ffn_gate_up_exps" in n for n in names)
-        moe = (3 if gated else 2) * s.n_expert_used * s.expert_ff + s.n_expert_used * s.n_embd
+        # the sigmoid-routed layouts (GLM-4.x, MiniMax-M2) keep no n_embd-wide output per used expert at the
+        # peak (measured: GLM-4.7 62464 floats a token, MiniMax-M2.7 52224; tests/fixtures/ollama-argv-llama-cpu)
+        outputs = 0 if s.arch in SIGMOID_MOE_ARCHS else s.n_expert_used * s.n_embd
+        moe = (3 if gated else 2) * s.n_expert_used * s.expert_ff + outputs
         return max(dense, moe)
 
     @cached_property
@@ -473,10 +485,86 @@ def _gemma4_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]
         yield p + "post_norm.weight", (e,)
 
 
+def _routed_experts(s: ModelShape, p: str, *, probs_bias: bool) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """A routed MoE block: the router, its selection bias (sigmoid routing: exp_probs_b), the experts, and a shared
+    expert of `shared_ff` where there is one."""
+    e, x, f = s.n_embd, s.n_expert, s.expert_ff
+    yield p + "ffn_gate_inp.weight", (e, x)
+    if probs_bias:
+        yield p + "exp_probs_b.bias", (x,)
+    yield p + "ffn_gate_exps.weight", (e, f, x)
+    yield p + "ffn_down_exps.weight", (f, e, x)
+    yield p + "ffn_up_exps.weight", (e, f, x)
+    if s.shared_ff:
+        yield p + "ffn_gate_shexp.weight", (e, s.shared_ff)
+        yield p + "ffn_down_shexp.weight", (s.shared_ff, e)
+        yield p + "ffn_up_shexp.weight", (e, s.shared_ff)
+
+
+def _dense_ffn(s: ModelShape, p: str) -> Iterator[tuple[str, tuple[int, ...]]]:
+    e = s.n_embd
+    yield p + "ffn_gate.weight", (e, s.n_ff)
+    yield p + "ffn_down.weight", (s.n_ff, e)
+    yield p + "ffn_up.weight", (e, s.n_ff)
+
+
+def _glm4moe_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """GLM-4.5/4.6/4.7 (glm4moe: llama_model_glm4_moe::load_arch_tensors): attention with Q/K/V biases (and Q/K
+    norms in the 355B models), a post-attention norm before the FFN, dense FFNs in the first n_dense_lead layers,
+    then routed experts with a selection bias and a shared expert."""
+    e, p = s.n_embd, f"blk.{i}."
+    yield p + "attn_norm.weight", (e,)
+    yield from _attention(s, i, p)
+    yield p + "post_attention_norm.weight", (e,)
+    yield from (_dense_ffn(s, p) if i < s.n_dense_lead else _routed_experts(s, p, probs_bias=True))
+
+
+def _minimax_m2_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """MiniMax-M2.x (minimax-m2: llama_model_minimax_m2::load_arch_tensors): Q/K norms over the whole projection
+    (heads x head dim), every layer MoE with a selection bias and no shared expert. llama.cpp sizes the experts
+    from feed_forward_length, which the converter sets to the expert width."""
+    e, p = s.n_embd, f"blk.{i}."
+    q_dim, k_dim = s.n_head * s.key_length, s.kv_heads(i) * s.key_length
+    yield p + "attn_q.weight", (e, q_dim)
+    yield p + "attn_k.weight", (e, k_dim)
+    yield p + "attn_v.weight", (e, s.kv_heads(i) * s.value_length)
+    yield p + "attn_output.weight", (s.n_head * s.value_length, e)
+    yield p + "attn_norm.weight", (e,)
+    yield p + "attn_q_norm.weight", (q_dim,)
+    yield p + "attn_k_norm.weight", (k_dim,)
+    yield p + "ffn_norm.weight", (e,)
+    yield from _routed_experts(s, p, probs_bias=True)
+
+
+def _deepseek2_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """DeepSeek-V3 / Kimi K2 (deepseek2 with MLA: llama_model_deepseek2::load_arch_tensors): the query through a
+    low-rank pair (q_a, q_b) with its norm, the compressed K/V latent plus the rope part (kv_a_mqa) with its norm,
+    the per-head K and V decompressions split as the converter writes them (k_b, v_b), dense FFNs in the first
+    n_dense_lead layers, then routed experts (a selection bias where the router is sigmoid) and shared experts."""
+    e, p, h = s.n_embd, f"blk.{i}.", s.n_head
+    rank, rope, kq, vd = s.mla_kv_lora_rank, s.mla_rope_dim, s.mla_key_length, s.mla_value_length
+    yield p + "attn_norm.weight", (e,)
+    if s.mla_q_lora_rank:
+        yield p + "attn_q_a_norm.weight", (s.mla_q_lora_rank,)
+    yield p + "attn_kv_a_norm.weight", (rank,)
+    if s.mla_q_lora_rank:
+        yield p + "attn_q_a.weight", (e, s.mla_q_lora_rank)
+        yield p + "attn_q_b.weight", (s.mla_q_lora_rank, h * kq)
+    else:
+        yield p + "attn_q.weight", (e, h * kq)
+    yield p + "attn_kv_a_mqa.weight", (e, rank + rope)
+    yield p + "attn_k_b.weight", (kq - rope, rank, h)
+    yield p + "attn_v_b.weight", (rank, vd, h)
+    yield p + "attn_output.weight", (h * vd, e)
+    yield p + "ffn_norm.weight", (e,)
+    yield from (_dense_ffn(s, p) if i < s.n_dense_lead else _routed_experts(s, p, probs_bias=True))
+
+
 _LAYERS = {"qwen35": _delta_net_layer, "qwen35moe": _delta_net_layer, "qwen3next": _delta_net_layer}
 _LAYERS["granitehybrid"] = _mamba2_layer
 _LAYERS |= {"lfm2": _shortconv_layer, "nemotron_h": _nemotron_h_layer, "nemotron_h_moe": _nemotron_h_layer}
 _LAYERS["gemma4"] = _gemma4_layer
+_LAYERS |= {"glm4moe": _glm4moe_layer, "minimax-m2": _minimax_m2_layer, "deepseek2": _deepseek2_layer}
 # dense / MoE layer tables (_dense_layer): mistral3 is Ministral 3's llama layer; llama4's MoE layers add a
 # shared expert as wide as a routed one (llama_model_llama4::load_arch_tensors)
 REBUILDABLE = frozenset(

@@ -57,7 +57,7 @@ STANDARD_ARCHES = frozenset(
         "llama", "llama4", "mistral3", "qwen2", "qwen2moe", "qwen2vl", "qwen3", "qwen3moe", "qwen3vl", "qwen3vlmoe",
         "gemma", "gemma2", "gemma3", "phi2", "phi3", "gpt-oss", "granite", "granitemoe", "deepseek2",
         "olmo2", "olmoe", "command-r", "cohere2", "starcoder2", "exaone", "exaone4", "glm4", "glm4moe",
-        "smollm3", "ernie4_5", "ernie4_5-moe", "seed_oss", "stablelm", "internlm2", "minicpm", "apertus",
+        "smollm3", "ernie4_5", "ernie4_5-moe", "seed_oss", "stablelm", "internlm2", "minicpm", "apertus", "minimax-m2",
     }
 )  # fmt: skip
 HYBRID_ARCHES = frozenset(
@@ -161,6 +161,10 @@ def shape_from_metadata(h: GGUFHeader, tensors: tuple[Tensor, ...] = ()) -> Mode
         expert_ff=int(h.arch("expert_feed_forward_length", 0) or 0),
         mla_kv_lora_rank=lora,
         mla_rope_dim=int(h.arch("rope.dimension_count", 0) or 0) if lora else 0,
+        mla_q_lora_rank=int(h.arch("attention.q_lora_rank", 0) or 0) if lora else 0,
+        # converters that absorb the latent write the per-head key/value sizes here (older ones: key_length)
+        mla_key_length=int(h.arch("attention.key_length_mla", key_length) or 0) if lora else 0,
+        mla_value_length=int(h.arch("attention.value_length_mla", 0) or 0) if lora else 0,
         recurrent_layers=_recurrent_layers(h, n_layer, kv_heads),
         ssm_conv=_count(h, "ssm.conv_kernel"),
         ssm_inner=_count(h, "ssm.inner_size"),
@@ -194,6 +198,8 @@ def spec_from_header(h: GGUFHeader, file_bytes: int | None = None, shards: int =
         "name": str(h.get("general.name", "")),
         "split_count": str(h.get("split.count", shards)),
     }
+    if nextn > 0:  # llama.cpp's -ngl counts these blocks though they are not loaded (placement/fit.py)
+        extra["nextn_layers"] = str(nextn)
     if skipped:
         extra["skipped_tensors"] = str(len(skipped))
         extra["skipped_bytes"] = str(sum(t.nbytes for t in skipped))
