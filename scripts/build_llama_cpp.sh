@@ -26,7 +26,8 @@ if [[ "${1:-}" == "--path" ]]; then
     exit 0
 fi
 
-works() { [[ -x "$BIN" ]] && "$BIN" --version >/dev/null 2>&1; }
+# the RPC server is part of the build: the placement tests use it as a remote device of a chosen size
+works() { [[ -x "$BIN" && -x "$BUILD/bin/ggml-rpc-server" ]] && "$BIN" --version >/dev/null 2>&1; }
 
 if works; then
     echo "$BIN"
@@ -67,9 +68,9 @@ fi
 echo "building llama-server in $BUILD (log: $BUILD/build.log) ..." >&2
 mkdir -p "$BUILD"
 cmake -S "$SRC/llama.cpp" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >"$BUILD/cmake.log" 2>&1 \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_RPC=ON >"$BUILD/cmake.log" 2>&1 \
     || { tail -20 "$BUILD/cmake.log" >&2; exit 1; }
-cmake --build "$BUILD" --target llama-server -j "$JOBS" >"$BUILD/build.log" 2>&1 \
+cmake --build "$BUILD" --target llama-server ggml-rpc-server -j "$JOBS" >"$BUILD/build.log" 2>&1 \
     || { tail -20 "$BUILD/build.log" >&2; exit 1; }
 works || { echo "error: $BIN was built but does not run" >&2; exit 1; }
 echo "built in $(( $(date +%s) - started )) s" >&2

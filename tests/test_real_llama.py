@@ -141,15 +141,23 @@ def test_serve_cmd_command_runs_for_real(gemma, llama_server, measure):
 
 def test_gpu_flags_serve_cmd_prints_are_accepted(gemma, llama_server, measure):
     """A plan for a small simulated GPU (part of the layers, q8_0 cache): every flag serve-cmd prints parses
-    and serves (this CPU build ignores -ngl, after parsing it)."""
+    and serves, the fit's margin and the pinned -ngl / -ot form too (this CPU build ignores -ngl after
+    parsing it)."""
     port = measure.free_port()
     sim = ["--vram", "850MiB", "--headroom", "0", "--ram", "8GiB", "--ctx", "2048", "--kv-type", "q8_0"]
     result = run("serve-cmd", str(gemma), *sim, "--flash-attn", "on", "--port", str(port), "--json")
     assert result.exit_code == 0, result.output
-    argv = json.loads(result.stdout)["argv"]
-    assert 1 < int(argv[argv.index("-ngl") + 1]) < 19  # a partial offload
+    data = json.loads(result.stdout)
+    argv, pinned = data["argv"], data["pinned_flags"]
+    assert "-ngl" not in argv  # llama-server fits it itself
+    assert argv[argv.index("--fit-target") + 1] == "0"
+    assert 1 < int(pinned[pinned.index("-ngl") + 1]) < 19  # a partial offload
     assert argv[argv.index("--cache-type-k") + 1] == "q8_0"
     _serve(measure, llama_server, argv, port)
+    again = list(argv)
+    port = measure.free_port()
+    again[again.index("--port") + 1] = str(port)
+    _serve(measure, llama_server, [*again, *pinned], port)
 
 
 @pytest.mark.parametrize(("split", "indices", "gpus"), [((9, 9), (0, 2), 3), ((18,), (1,), 2)])

@@ -28,8 +28,9 @@ from ollama_fit.cli.options import (
     "--backend",
     default="auto",
     show_default=True,
-    type=click.Choice(["auto", "cuda", "rocm", "metal", "cpu"]),
-    help="Where offloaded layers run.",
+    type=click.Choice(["auto", "cuda", "rocm", "metal", "rpc", "cpu"]),
+    help="Where offloaded layers run. rpc: a llama.cpp rpc-server of --vram SIZE (a remote CPU as the device: "
+    "no CUDA context, CPU compute buffers).",
 )
 @click.option("--ollama-version", metavar="VERSION", help="Plan for this Ollama (default: the newest modelled).")
 @click.option(
@@ -65,6 +66,7 @@ def inspect_cmd(
       ollama-fit inspect hf.co/bartowski/google_gemma-3-12b-it-GGUF:Q4_K_M --ctx 32768 --json
       ollama-fit inspect ./Llama-3.1-8B-Q4_K_M.gguf --gpu "RTX 4060" --gpu-layers 24
       ollama-fit inspect ./gemma-3-270m-it-Q4_K_M.gguf --backend cpu --ollama-version 0.24.0
+      ollama-fit inspect ./Qwen3-30B-A3B-Q4_K_M.gguf --backend rpc --vram 6GiB --ram 32GiB
     """
     from ollama_fit.cli import render
     from ollama_fit.plan.inspect import inspect_ref, inspect_runtime

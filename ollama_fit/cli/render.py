@@ -181,13 +181,26 @@ def _device_lines(plan: Any, charset: str, width: int | None = None, paint: Pain
     parts = [host.weights_bytes + extra, host.kv_bytes + host.state_bytes, host.compute_bytes, host.overhead_bytes]
     parts[0] -= host.evictable_bytes
     usable, used = hb.usable_bytes + extra, host.required_bytes + extra
-    tail = f"{human(used)} of {human(usable)} usable" + (f" ({host.layers} layers)" if host.layers else "")
+    tail = f"{human(used)} of {human(usable)} usable" + _ram_layers(mem, host.layers)
     lines.append(f"  RAM    {memory_bar(parts, usable, _bar_width(width, len(tail)), charset, paint)}  {tail}")
     lines.append(
         f"         {_host_weights_text(host)}{_projector_text(extra)}  KV {human(host.kv_bytes)}"
         f"{_state(host)}  compute {human(host.compute_bytes)}  free {human(usable - used)}"
     )
     return lines
+
+
+def _ram_layers(mem: Any, layers: int) -> str:
+    """What of the model the RAM holds, in layers: whole ones, and those llama.cpp's fit split (routed experts
+    or part of the feed-forward in RAM)."""
+    parts = [f"{layers} layers"] if layers else []
+    experts = mem.cpu_expert_layers
+    if experts:
+        parts.append(f"experts of {len(experts)} layers")
+    split = [m.layer for m in mem.moves if m.fraction != "moe" and m.to is None]
+    if split:
+        parts.append(f"feed-forward of layer {split[0]}")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _host_weights_text(host: Any) -> str:
@@ -320,7 +333,7 @@ def render_inspection(insp: Any, width: int | None = None, paint: Paint = plain)
                     human(mem.kv_bytes) + bound,
                     human(mem.state_bytes) + bound,
                     paint("yes", "green"),
-                    KIND_TEXT[p.kind],
+                    KIND_TEXT[p.kind] + _fit_text(p),
                 ]
             )
         else:
@@ -328,6 +341,18 @@ def render_inspection(insp: Any, width: int | None = None, paint: Paint = plain)
             rows.append([q.quant, human(q.file_bytes), "", "", "", "", paint("no", "red"), short])
     out.append(table(rows, header=["quant", "file", "GPU", "RAM", "KV", "state", "fits", "where"], width=width))
     return fit(out, width)
+
+
+def _fit_text(p: Any) -> str:
+    """llama.cpp's fit decision in its own terms, where it split the model."""
+    if p.fit is None or p.fit.status == "no-change":
+        return ""
+    parts = [f"-ngl {p.ngl}"]
+    if p.memory.cpu_expert_layers:
+        parts.append(f"experts of {len(p.memory.cpu_expert_layers)} layers in RAM")
+    if p.partial_layer:
+        parts.append(f"layer {p.partial_layer['layer']} keeps {p.partial_layer['keeps']}")
+    return f" ({', '.join(parts)})"
 
 
 # ----- pull -----

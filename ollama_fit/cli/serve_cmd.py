@@ -66,6 +66,9 @@ def serve_cmd(
         )
     if command.hf_argv:
         click.echo(command.shell(command.hf_argv))
+    if command.pinned:
+        pinned = command.shell(command.pinned)
+        click.echo(f"# llama.cpp's --fit places it; to pin that placement add: {pinned}", err=True)
 
 
 def _serve_hub(
@@ -106,7 +109,7 @@ def _serve_plan(
     from ollama_fit.errors import NothingFits
     from ollama_fit.placement.offload import Placement, max_context, place
     from ollama_fit.plan.planner import runtime
-    from ollama_fit.runtime.llama_server import serve_command
+    from ollama_fit.runtime.llama_server import DEFAULT_FIT_TARGET, serve_command
 
     wanted = ctx or request.ctx
     rt = replace(runtime(request, report, wanted or 8192), runner="llama-server")
@@ -122,7 +125,8 @@ def _serve_plan(
             f"{repo or first} {label} does not fit here", hint="choose a smaller --quant or a shorter --ctx"
         )
     gpus = len(report.hardware.gpus)
-    return serve_command(repo, label, first, rt, placement, bind, port, gpu_count=gpus)
+    margin = report.budget.gpus[0].headroom_bytes if report.budget.gpus else DEFAULT_FIT_TARGET
+    return serve_command(repo, label, first, rt, placement, bind, port, gpu_count=gpus, fit_target=margin)
 
 
 def serve_from_files(result: Any, request: Any, report: Any) -> Any:

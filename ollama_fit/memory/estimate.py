@@ -6,6 +6,7 @@ constants below are checked against the real runs in ../shared/calibration by sc
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -17,12 +18,28 @@ from ollama_fit.units import MiB
 
 # Per-GPU memory llama.cpp does not account for (CUDA context, cuBLAS workspaces): 597-599 MiB measured on
 # an H200 with CUDA 13 (gpu_peak - llama.cpp's own total); ROCm assumed alike. Metal: Ollama's MinimumMemory.
-GPU_OVERHEAD = {"cuda": 600 * MiB, "rocm": 600 * MiB, "metal": 512 * MiB}
+# A remote device of llama.cpp's RPC backend (rpc-server) allocates only llama.cpp's own buffers.
+GPU_OVERHEAD = {"cuda": 600 * MiB, "rocm": 600 * MiB, "metal": 512 * MiB, "rpc": 0}
 # Pipeline parallelism across GPUs keeps GGML_SCHED_MAX_COPIES graph copies (conservative, uncalibrated).
 PIPELINE_COPIES = 4
 # CPU backends repack these types into interleaved layouts: a second copy next to the mmapped file.
 CPU_REPACK_TYPES = {"Q4_0", "Q4_K", "IQ4_NL"}
-BACKENDS = ("cuda", "rocm", "metal", "cpu")
+BACKENDS = ("cuda", "rocm", "metal", "rpc", "cpu")
+# Backends whose device runs its graph with the CPU kernels (an rpc-server on a CPU): CPU compute buffers
+CPU_GRAPH_BACKENDS = frozenset({"cpu", "rpc"})
+# Backends that copy a host-resident weight to the device for a large batch (ggml_backend_cuda_device_offload_op,
+# batch >= 32): the copy lives in the device's compute buffer
+OP_OFFLOAD_BACKENDS = frozenset({"cuda", "rocm"})
+# What llama.cpp's --fit moves off a layer's device with tensor overrides (common/fit.cpp
+# `get_overflow_pattern`), by the part of the layer that stays (LAYER_FRACTION_*): "attn" keeps attention and
+# norms, "up" also the up projections, "gate" also the gate ones; "moe" moves only the routed experts
+FRACTION_MOVES = {
+    "attn": re.compile(r"^blk\.\d+\.ffn_(gate|up|gate_up|down)"),
+    "up": re.compile(r"^blk\.\d+\.ffn_(gate|gate_up|down)"),
+    "gate": re.compile(r"^blk\.\d+\.ffn_down"),
+    "moe": re.compile(r"^blk\.\d+\.ffn_(up|down|gate_up|gate)_(ch|)exps"),
+}
+EXPERTS = FRACTION_MOVES["moe"]
 # Architectures whose loader creates the tied output (TENSOR_DUPLICATED) before the token embedding
 # (src/models/gemma4.cpp, gemma3n.cpp): mapped, both are the file's pages; read in without mmap, the embedding
 # is a second tensor of its own (measured: tests/fixtures/ollama-argv-llama-cpu.jsonl)
@@ -58,6 +75,9 @@ class Runtime:
     # False: the weights are read into memory, not mapped (Ollama on CPU-only machines): the CPU backend's
     # repacked tensors then replace their originals instead of sitting beside mapped pages the OS may drop
     mmap: bool = True
+    # llama-server's unified cache (its default without -np: 4 slots, --kv-unified): `ctx` is then the cells of
+    # all slots together, in one stream; recurrent state and output rows stay one per slot
+    kv_unified: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_steps:
@@ -68,6 +88,11 @@ class Runtime:
     @property
     def cells(self) -> int:
         return pad256(self.ctx)
+
+    @property
+    def streams(self) -> int:
+        """KV cache streams: one per slot, or one for all with a unified cache."""
+        return 1 if self.kv_unified else max(1, self.parallel)
 
     @property
     def engine(self) -> bool:
@@ -111,6 +136,27 @@ class DeviceMemory:
         }
 
 
+def _holds(layers: range, arriving: int, n_layer: int) -> str:
+    """What of the model a device runs, for its compute buffer (compute_bytes `holds`)."""
+    if not layers and not arriving:
+        return "output"
+    if layers and layers.start == 0:
+        return "all"
+    return "last" if layers == range(n_layer - 1, n_layer) and not arriving else "some"
+
+
+@dataclass(frozen=True)
+class Move:
+    """Weights of one offloaded layer that llama.cpp keeps off the layer's device (a tensor override: -ot, or
+    what --fit sets); the layer's KV cache stays with the layer."""
+
+    layer: int
+    fraction: str  # the part that stays on the layer's device: a FRACTION_MOVES key
+    nbytes: int  # the weights moved
+    experts_bytes: int  # of which routed-expert tensors
+    to: int | None = None  # the position in `split` of the device that takes them; None: system memory
+
+
 @dataclass(frozen=True)
 class MemoryEstimate:
     gpus: tuple[DeviceMemory, ...]  # one per GPU that holds layers
@@ -119,6 +165,7 @@ class MemoryEstimate:
     gpu_layers: int  # repeating layers offloaded (the output layer rides with the last one)
     kv_cells: int  # per sequence
     backend: str
+    moves: tuple[Move, ...] = ()  # parts of offloaded layers kept elsewhere (experts in system memory)
 
     @property
     def device_bytes(self) -> int:
@@ -149,7 +196,13 @@ class MemoryEstimate:
 
     @property
     def full_offload(self) -> bool:
-        return bool(self.gpus) and self.gpu_layers == self.n_layer
+        """Every layer, whole, on the GPU(s)."""
+        return bool(self.gpus) and self.gpu_layers == self.n_layer and not self.moves
+
+    @property
+    def cpu_expert_layers(self) -> tuple[int, ...]:
+        """Offloaded layers whose routed experts stay in system memory."""
+        return tuple(m.layer for m in self.moves if m.fraction == "moe" and m.to is None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -225,7 +278,7 @@ def layer_kv_bytes(spec: ModelSpec, layer: int, rt: Runtime) -> int:
     s = spec.shape
     per_elem = KV_TYPES[rt.kv_type]
     if not s.modelled:
-        return int(_kv_bound_width(spec) * rt.cells * per_elem) * rt.parallel
+        return int(_kv_bound_width(spec) * rt.cells * per_elem) * rt.streams
     if not s.has_kv(layer):
         return 0  # recurrent layer (its state is counted apart), or one reusing an earlier layer's cache
     if s.mla_kv_lora_rank:  # V-less MLA cache: only the compressed latent and the rope part
@@ -234,7 +287,7 @@ def layer_kv_bytes(spec: ModelSpec, layer: int, rt: Runtime) -> int:
         elems = _kv_width(spec, layer, rt)
     if rt.engine:
         return int(elems * engine_cells(spec, layer, rt) * per_elem)
-    return int(elems * layer_cells(spec, layer, rt) * per_elem) * rt.parallel
+    return int(elems * layer_cells(spec, layer, rt) * per_elem) * rt.streams
 
 
 def kv_bytes(spec: ModelSpec, rt: Runtime, layers: Sequence[int] | None = None) -> int:
@@ -260,7 +313,7 @@ def state_bytes(spec: ModelSpec, rt: Runtime, layers: Sequence[int] | None = Non
 # ----- compute buffers -----
 
 
-def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1) -> int:
+def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1, holds: str = "all") -> int:
     """The graph buffer on a device that runs layers. ggml-alloc reuses memory between the graph's phases,
     so the buffer is the largest of them (measured against llama.cpp b11434, docs/estimator.md):
     - output: the logits, one row per reserved output. llama-server (and so Ollama since 0.30) reserves one
@@ -269,15 +322,22 @@ def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1)
       (then this phase dominates);
     - attention: the attention masks, with flash attention off the f32 KQ matrix of one layer
       (b x context x heads), and the layer's activations;
-    - feed-forward: the masks and the FFN's activations, 4 x b x (ModelSpec.ffn_floats + 5 n_embd)."""
+    - feed-forward: the masks and the FFN's activations, 4 x b x (ModelSpec.ffn_floats + 5 n_embd).
+    `holds` is what of the model the device runs: "all" the layers from the first, "some" (a later part of
+    them), "last" (only the last layer, whose feed-forward runs on the output rows alone), "output" (only
+    the output layer: its logits). A device that runs the CPU kernels but not the whole graph (an
+    rpc-server) keeps 1 (all) or 3 (some) fewer n_embd rows than a CPU-only run, and for the last layer
+    alone the mask and 2 q + 2 n_embd rows (measured, tests/fixtures/fit-rpc-llama.jsonl)."""
     s = spec.shape
-    cpu = rt.backend == "cpu"
+    cpu = rt.backend in CPU_GRAPH_BACKENDS
     slots = max(1, rt.parallel)
     # Ollama's Go engine (runner/ollamarunner `reserveWorstCaseGraph`): one batch over every slot's cells, its
     # masks over the whole cache, `parallel` rows of logits (fitted to the real 0.24.0 on a CPU within 2 MiB,
     # tests/fixtures/ollama-real-gemma.jsonl; unmeasured on GPUs)
     b = engine_batch(rt) if rt.engine else min(rt.ubatch, rt.cells * slots)
     outputs = min(b, slots) if rt.runner in ("llama-server", "ollama-engine") else b
+    if holds == "output":  # only the output matmul runs here
+        return 4 * outputs * (s.n_embd + s.n_vocab)
     out = 4 * outputs * (s.n_embd + s.n_vocab) + (4 * b * s.n_embd if cpu else 0)
     q_width = s.n_head * s.key_length
     kv_width = s.max_kv_width
@@ -295,7 +355,10 @@ def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1)
         attention = mask + kq + 4 * b * (acts + s.n_embd + kv_width)
     else:  # calibrated on CUDA: 4 x b x (1 + 4 n_embd + context x (1 + heads)) with the f32 mask
         attention = mask + kq + 4 * b * (1 + 4 * s.n_embd) if not rt.flash_attn else 0
-    ffn = mask + 4 * b * (spec.ffn_floats + 5 * s.n_embd)
+    if holds == "last" and rt.backend == "rpc":
+        return max(out, mask + 4 * b * (2 * q_width + 2 * s.n_embd))
+    rows = 5 if rt.backend != "rpc" else 4 if holds == "all" else 2
+    ffn = mask + 4 * b * (spec.ffn_floats + rows * s.n_embd)
     size = max(out, attention, ffn)
     if cpu and rt.kv_type not in ("f16", "bf16", "f32") and rt.flash_attn:
         size += int(b * q_width * KV_TYPES[rt.kv_type])  # Q converted to the cache's type
@@ -366,8 +429,36 @@ def split_for_ngl(n_layer: int, ngl: int, weights: Sequence[float] = (1,)) -> tu
     return tuple(counts), device(offloaded - 1)
 
 
+def fraction_table(spec: ModelSpec) -> dict[tuple[int, str], tuple[int, int]]:
+    """(layer, fraction) -> (bytes moved, of which routed experts), for every layer and fraction that moves
+    something: one pass over the tensor table, for a placement search to build Moves from."""
+    table: dict[tuple[int, str], list[int]] = {}
+    for t in spec.tensors:
+        if t.layer is None or t.layer >= spec.shape.n_layer:
+            continue
+        expert = bool(EXPERTS.search(t.name))
+        for fraction, pattern in FRACTION_MOVES.items():
+            if pattern.search(t.name):
+                entry = table.setdefault((t.layer, fraction), [0, 0])
+                entry[0] += t.nbytes
+                entry[1] += t.nbytes if expert else 0
+    return {k: (v[0], v[1]) for k, v in table.items()}
+
+
+def host_experts_compute_bytes(spec: ModelSpec, rt: Runtime) -> int:
+    """The CPU's graph buffer for the feed-forward of layers whose experts stay in system memory: the
+    routed experts' activations of one micro-batch, as on a CPU-only run."""
+    b = min(rt.ubatch, rt.cells * max(1, rt.parallel))
+    return 4 * b * (spec.ffn_floats + 5 * spec.shape.n_embd)
+
+
 def estimate(
-    spec: ModelSpec, rt: Runtime, split: Sequence[int] | None = None, *, output_gpu: int | None = None
+    spec: ModelSpec,
+    rt: Runtime,
+    split: Sequence[int] | None = None,
+    *,
+    output_gpu: int | None = None,
+    moves: Sequence[Move] = (),
 ) -> MemoryEstimate:
     """Memory per device, placed as llama.cpp places it (src/llama-model.cpp, load_tensors).
 
@@ -377,10 +468,12 @@ def estimate(
     the last GPU that holds layers whenever any layer is offloaded (`output_gpu`, an index into `split`,
     names another: with -ngl 1 only the output layer is offloaded; see split_for_ngl). The input embedding
     stays on the host. Each layer's KV cache lives on its layer's device; every GPU that runs layers keeps
-    a compute buffer; the CPU backend's buffer (inputs, mask) and the output buffer are on the host."""
+    a compute buffer; the CPU backend's buffer (inputs, mask) and the output buffer are on the host.
+    `moves` keep parts of offloaded layers elsewhere (tensor overrides: --fit's experts in system memory)."""
     s = spec.shape
     if rt.backend == "cpu":
         split = ()
+        moves = ()
     elif split is None:
         split = (s.n_layer,)
     if rt.kv_type not in KV_TYPES:
@@ -388,30 +481,51 @@ def estimate(
     offloaded = min(sum(split), s.n_layer)
     out_dev = max((i for i, n in enumerate(split) if n), default=-1) if output_gpu is None else output_gpu
     out_gpu = 0 <= out_dev < len(split)
-    holders = sum(1 for d, n in enumerate(split) if n or d == out_dev)
     first_gpu_layer = s.n_layer - offloaded
+    owner: dict[int, int] = {}  # offloaded layer -> its device's position in split
+    start = first_gpu_layer
+    for d, n in enumerate(split):
+        owner.update((i, d) for i in range(start, min(start + n, s.n_layer)))
+        start += n
+    leaving = [0] * len(split)
+    arriving = [0] * (len(split) + 1)  # the last entry: system memory
+    copies = [0] * len(split)  # a host-resident expert tensor copied in for a large batch (op offload)
+    for m in moves:
+        held = owner.get(m.layer)
+        if held is None:
+            continue  # an override of a layer that is on the CPU anyway
+        leaving[held] += m.nbytes
+        arriving[len(split) if m.to is None else m.to] += m.nbytes
+        if m.to is None and rt.backend in OP_OFFLOAD_BACKENDS:
+            copies[held] = max(copies[held], m.experts_bytes)
+    holders = sum(1 for d, n in enumerate(split) if n or d == out_dev or arriving[d])
+    # llama_context: pipeline parallelism (graph copies per GPU) only with every layer offloaded and no
+    # tensor overrides
+    if offloaded < s.n_layer or not out_gpu or moves:
+        holders = min(holders, 1)
     gpus: list[DeviceMemory] = []
     start = first_gpu_layer
     for d, n in enumerate(split):
         layers = range(start, min(start + n, s.n_layer))
         start += n
-        if not n and d != out_dev:
+        if not n and d != out_dev and not arriving[d]:
             continue
         weights = sum(spec.layer_bytes[i] for i in layers) + (spec.output_bytes if d == out_dev else 0)
+        holds = _holds(layers, arriving[d], s.n_layer)
         gpus.append(
             DeviceMemory(
                 name=f"GPU {d}",
-                weights_bytes=weights,
+                weights_bytes=weights - leaving[d] + arriving[d],
                 kv_bytes=kv_bytes(spec, rt, layers),
                 state_bytes=state_bytes(spec, rt, layers),
-                compute_bytes=compute_bytes(spec, rt, gpus_holding_layers=holders),
+                compute_bytes=compute_bytes(spec, rt, gpus_holding_layers=holders, holds=holds) + copies[d],
                 overhead_bytes=GPU_OVERHEAD[rt.backend] + rt.extra_overhead,
                 layers=len(layers),
                 learned_bytes=rt.extra_overhead,
             )
         )
     cpu_layers = range(first_gpu_layer)
-    host_weights = spec.input_bytes + sum(spec.layer_bytes[i] for i in cpu_layers)
+    host_weights = spec.input_bytes + sum(spec.layer_bytes[i] for i in cpu_layers) + arriving[-1]
     if not out_gpu:
         # llama.cpp shares a tied embedding with the output layer on the same device; the Go engine loads
         # it a second time as output.weight (ml/backend/ggml/ggml.go `New`)
@@ -427,6 +541,8 @@ def estimate(
     host_compute = output_buffer_bytes(spec, rt)
     if gpus:
         host_compute += host_compute_bytes(spec, rt)
+        if arriving[-1]:
+            host_compute += host_experts_compute_bytes(spec, rt)
     else:
         host_compute += compute_bytes(spec, replace(rt, backend="cpu"))
     host = DeviceMemory(
@@ -439,4 +555,4 @@ def estimate(
         state_bytes=state_bytes(spec, rt, cpu_layers),
         evictable_bytes=repacked,
     )
-    return MemoryEstimate(tuple(gpus), host, s.n_layer, offloaded, rt.cells, rt.backend)
+    return MemoryEstimate(tuple(gpus), host, s.n_layer, offloaded, rt.cells, rt.backend, tuple(moves))

@@ -1,11 +1,13 @@
 """Where a model's layers go: one GPU, several GPUs, GPU and CPU, or the CPU alone, and whether that fits.
 
-Follows Ollama and llama.cpp: a model that fits one GPU is loaded on one GPU; otherwise its layers are split
-across the GPUs; what no GPU holds runs on the CPU, the GPUs keeping the last layers and the output layer
-(llama.cpp's -ngl). On unified memory (a Mac, GB10, Strix Halo) the GPU and the CPU share one pool: a model is
-planned within the GPU's share of it, never as a GPU part plus a separate RAM part. Every candidate is
-checked with `estimate`, and the number of offloaded layers is the largest that fits, so more memory never
-means fewer layers on the GPU.
+Follows Ollama and llama.cpp: a model that fits one GPU is loaded on one GPU. Otherwise, where llama-server
+runs the model (Ollama since 0.30, serve-cmd), llama.cpp's own --fit decides (fit.py): a MoE model keeps its
+attention and dense parts on the GPU(s) and its routed experts in RAM first, a layer may be split inside its
+feed-forward. Older Ollama runners split by whole layers: across the GPUs, then what no GPU holds runs on the
+CPU, the GPUs keeping the last layers and the output layer (llama.cpp's -ngl). On unified memory (a Mac,
+GB10, Strix Halo) the GPU and the CPU share one pool: a model is planned within the GPU's share of it, never
+as a GPU part plus a separate RAM part. Every candidate is checked with `estimate`, and the number of
+offloaded layers is the largest that fits, so more memory never means fewer layers on the GPU.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from ollama_fit.memory.estimate import (
     split_for_ngl,
 )
 from ollama_fit.model.spec import ModelSpec
+from ollama_fit.placement.fit import FitDevice, FitResult, fit
 from ollama_fit.speed import Speed, decode_speed
 
-KIND_ORDER = {"gpu": 0, "multi-gpu": 1, "partial": 2, "cpu": 3}
+KIND_ORDER = {"gpu": 0, "multi-gpu": 1, "experts": 2, "partial": 3, "cpu": 4}
 KIND_TEXT = {
     "gpu": "fully on one GPU",
     "multi-gpu": "split across GPUs",
+    "experts": "on the GPU with its experts in RAM",
     "partial": "partly on the GPU, the rest on the CPU",
     "cpu": "on the CPU, from RAM",
 }
@@ -45,14 +49,47 @@ class Placement:
     memory: MemoryEstimate
     gpu_indices: tuple[int, ...]  # the real GPU index of each entry of memory.gpus
     speed: Speed | None
+    fit: FitResult | None = None  # llama.cpp's --fit decided it (None: whole layers, -ngl)
 
     @property
     def on_gpu(self) -> bool:
         """Every layer on the GPU(s)."""
         return self.kind in ON_GPU
 
+    @property
+    def ngl(self) -> int:
+        """llama.cpp's -ngl for this placement: -1 for everything, else offloaded layers + the output layer."""
+        if self.fit is not None:
+            return self.fit.ngl
+        mem = self.memory
+        if mem.full_offload:
+            return -1
+        return mem.gpu_layers + 1 if mem.gpus else 0
+
+    @property
+    def partial_layer(self) -> dict[str, Any] | None:
+        return self.fit.partial_layer if self.fit else None
+
+    def keeps(self, base: Placement) -> bool:
+        """Nothing moved off the GPU(s) relative to `base`: the same kind, no fewer layers, no more experts
+        in RAM, no new split layer."""
+        mem, was = self.memory, base.memory
+        return (
+            self.kind == base.kind
+            and mem.gpu_layers >= was.gpu_layers
+            and len(mem.cpu_expert_layers) <= len(was.cpu_expert_layers)
+            and (self.partial_layer is None or base.partial_layer is not None)
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "gpu_indices": list(self.gpu_indices), "gpu_layers": self.memory.gpu_layers}
+        return {
+            "kind": self.kind,
+            "gpu_indices": list(self.gpu_indices),
+            "gpu_layers": self.ngl,
+            "cpu_expert_layers": list(self.memory.cpu_expert_layers),
+            "partial_layer": self.partial_layer,
+            "decided_by": "llama.cpp --fit" if self.fit else "whole layers (-ngl)",
+        }
 
 
 @dataclass(frozen=True)
@@ -165,7 +202,6 @@ def _partial(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware, costs: 
 def place(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware) -> Placement | Shortfall:
     """The best placement that fits (one GPU, several, GPU + CPU, CPU), or how far the model is off."""
     gpus = budget.gpus
-    host = budget.host
     missing: Shortfall | None = None
     if gpus:
         # the runtime's GPU backend wins (inspect --backend); a CPU runtime takes the GPUs' own
@@ -175,21 +211,59 @@ def place(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware) -> Placeme
             if _fits(single, [g], budget):
                 return Placement("gpu", single, (_index(g),), decode_speed(spec, single, hw, (_index(g),)))
         missing = shortfall(single, [max(gpus, key=lambda g: g.usable_bytes)], budget)
+        if budget.unified_memory and missing:
+            return missing  # one pool: layers moved to the CPU would still take the same memory
+        if gpu_rt.runner == "llama-server":
+            fitted = _fitted(spec, gpu_rt, budget, hw)
+            if fitted:
+                return fitted
+            return _cpu(spec, rt, budget, hw, missing)
         costs = _layer_costs(spec, gpu_rt)
         if len(gpus) > 1:
             counts = _distribute(spec, gpu_rt, gpus, spec.shape.n_layer, costs)
             found = _placement(spec, gpu_rt, budget, hw, counts, "multi-gpu") if counts else None
             if found and len(found.gpu_indices) > 1:
                 return found
-        if budget.unified_memory and missing:
-            return missing  # one pool: layers moved to the CPU would still take the same memory
         partial = _partial(spec, gpu_rt, budget, hw, costs)
         if partial:
             return partial
+    return _cpu(spec, rt, budget, hw, missing)
+
+
+def _cpu(
+    spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware, missing: Shortfall | None
+) -> Placement | Shortfall:
+    host = budget.host
     cpu = estimate(spec, replace(rt, backend="cpu"))
     if cpu.host_required_bytes <= host.usable_bytes:
         return Placement("cpu", cpu, (), decode_speed(spec, cpu, hw, ()))
     return missing or Shortfall(host.name, cpu.host_required_bytes, host.usable_bytes)
+
+
+def fit_devices(rt: Runtime, gpus: Sequence[DeviceBudget]) -> list[FitDevice]:
+    """The GPUs as llama.cpp's fit sees them: the free memory it reads already excludes the backend's own
+    context (GPU_OVERHEAD, and what real loads here taught), the margin is the headroom (--fit-target)."""
+    own = GPU_OVERHEAD[rt.backend] + rt.extra_overhead
+    return [FitDevice(g.free_bytes - own, g.headroom_bytes) for g in gpus]
+
+
+def _fitted(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware) -> Placement | None:
+    """llama.cpp's --fit over the machine's GPUs (in index order); None when it leaves nothing on a GPU or
+    its placement does not fit (the RAM, which the fit does not check)."""
+    gpus = sorted(budget.gpus, key=lambda g: g.index or 0)
+    result = fit(spec, rt, fit_devices(rt, gpus))
+    est = result.estimate
+    if not est.gpus:
+        return None
+    holders = [gpus[int(m.name.split()[-1])] for m in est.gpus]
+    if not _fits(est, holders, budget):
+        return None
+    if est.full_offload:
+        kind = "gpu" if len(est.gpus) == 1 else "multi-gpu"
+    else:
+        kind = "experts" if est.gpu_layers == est.n_layer else "partial"
+    indices = tuple(_index(g) for g in holders)
+    return Placement(kind, est, indices, decode_speed(spec, est, hw, indices), result)
 
 
 def max_context(

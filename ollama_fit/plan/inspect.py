@@ -213,6 +213,10 @@ def inspect_runtime(
     if ubatch is not None:
         ubatch = at_least_one(ubatch, "--ubatch")
     fa = None if flash_attn == "auto" else flash_attn == "on"
+    if backend == "rpc" and not report.hardware.gpus:
+        from ollama_fit.errors import InvalidInput
+
+        raise InvalidInput("--backend rpc needs the device's size", hint="add --vram SIZE (the rpc-server's memory)")
     if backend == "cpu":  # what runs it sees no GPU: Ollama's CPU-only rules (mmap, batch) apply
         report = replace(report, hardware=replace(report.hardware, gpus=()))
     request = PlanRequest(

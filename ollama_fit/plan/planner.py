@@ -33,6 +33,9 @@ NEARLY = 1.5  # a wholly-on-GPU model beats a partly offloaded one at most this 
 # measurements fall) reaches below the target, so it may well crawl where the resident one would not
 MARGINAL_NEARLY = 2.0
 SUPERSEDED_WEIGHT = 2 / 3  # an older generation of a family ranks as if this share of its size
+# Across families: a model released this many months or more before a candidate of comparable size (at least
+# 1/NEARLY of its size) ranks at SUPERSEDED_WEIGHT of its size too; the release dates are the catalog's
+AGED_MONTHS = 12
 
 
 @dataclass(frozen=True)
@@ -212,9 +215,33 @@ def runtime_for(req: PlanRequest, report: ProbeReport, spec: ModelSpec, ctx: int
     return runtime(req, report, ctx, spec.shape, spec.file_bytes or spec.weights_bytes)
 
 
-def rank_size(m: CatalogModel) -> float:
-    """The size a model ranks by: its effective size, an older generation of its family discounted."""
-    return m.effective_b * (SUPERSEDED_WEIGHT if m.superseded else 1.0)
+def rank_size(m: CatalogModel, aged: frozenset[str] = frozenset()) -> float:
+    """The size a model ranks by: its effective size, an older generation of its family (or a model a year
+    older than a comparable one of another family: `aged`, from `aged_models`) discounted once."""
+    return m.effective_b * (SUPERSEDED_WEIGHT if m.superseded or m.id in aged else 1.0)
+
+
+def _months(released: str) -> int | None:
+    year, _, month = released.partition("-")
+    return int(year) * 12 + int(month) - 1 if year.isdigit() and month.isdigit() else None
+
+
+def aged_models(models: Sequence[CatalogModel]) -> dict[str, CatalogModel]:
+    """Models released AGED_MONTHS or more before another candidate of comparable size (its effective size
+    at least 1/NEARLY of theirs): id -> the newest such candidate, for the rule and its reason."""
+    out: dict[str, CatalogModel] = {}
+    dated = [(m, _months(m.released)) for m in models]
+    for m, when in dated:
+        if when is None or m.superseded:
+            continue
+        newer = [
+            (n_when, n)
+            for n, n_when in dated
+            if n_when is not None and n_when - when >= AGED_MONTHS and n.effective_b * NEARLY >= m.effective_b
+        ]
+        if newer:
+            out[m.id] = max(newer, key=lambda t: (t[0], t[1].effective_b))[1]
+    return out
 
 
 def rank_candidates(task: Task, req: PlanRequest, models: Sequence[CatalogModel]) -> list[CatalogModel]:
@@ -232,9 +259,10 @@ def rank_candidates(task: Task, req: PlanRequest, models: Sequence[CatalogModel]
             f"no {task.capability} model{pinned} in the {what} for the {task.name} task",
             hint="`ollama-fit list` shows the models and what each is good for",
         )
+    aged = frozenset(aged_models(chosen))
     ordered = sorted(chosen, key=lambda m: m.id)
     ordered.sort(key=lambda m: m.released, reverse=True)  # among equals, the newer release first
-    ordered.sort(key=lambda m: (-round(rank_size(m), 1), -m.priority))
+    ordered.sort(key=lambda m: (-round(rank_size(m, aged), 1), -m.priority))
     return ordered
 
 
@@ -287,7 +315,7 @@ def _model_ctx(req: PlanRequest, model: CatalogModel) -> int:
 
 def _stays(p: Placement, base: Placement) -> bool:
     """Every layer where it was: the same kind of placement and no layer moved off the GPU(s)."""
-    return p.kind == base.kind and p.memory.gpu_layers >= base.memory.gpu_layers
+    return p.keeps(base)
 
 
 def _upgrade(
@@ -313,8 +341,14 @@ def _why_not_raised(q: str, p: Placement | Shortfall, base: Placement, target: f
         return f"{q} would need {human(p.need_bytes)} on {p.device} ({human(p.have_bytes)} usable)"
     if not _stays(p, base):
         moved = base.memory.gpu_layers - p.memory.gpu_layers
-        where = f"move {moved} layer(s) to the CPU" if p.memory.gpu_layers else "run on the CPU"
-        return f"{q} would {where}" if moved or p.kind != base.kind else f"{q} would split differently"
+        experts = len(p.memory.cpu_expert_layers) - len(base.memory.cpu_expert_layers)
+        if moved > 0 or not p.memory.gpu_layers:
+            where = f"move {moved} layer(s) to the CPU" if p.memory.gpu_layers else "run on the CPU"
+        elif experts > 0:
+            where = f"keep the experts of {experts} more layer(s) in RAM"
+        else:
+            where = "split differently"
+        return f"{q} would {where}"
     if not _clears(p, target):  # a raise must not make the pick marginal: its whole range above the target
         span = f" ({p.speed.low:.0f}-{p.speed.high:.0f})" if p.speed else ""
         return f"{q} would decode at ~{_tps(p):.0f} tok/s{span}, which may fall below the {target:g} tok/s target"
@@ -461,6 +495,18 @@ def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) 
             f"current generations first: an older generation of a family ranks as {SUPERSEDED_WEIGHT:.2g} of its "
             "size (`--model` still plans it)"
         )
+    aged = aged_models(candidates) if not req.model else {}
+    if aged:
+        by_id = {m.id: m for m in candidates}
+        largest = sorted(aged, key=lambda i: -by_id[i].effective_b)[:2]
+        examples = "; ".join(
+            f"{by_id[i].name} ({by_id[i].released}) against {aged[i].name} ({aged[i].released})" for i in largest
+        )
+        reasons.append(
+            f"newest first across families: a model released {AGED_MONTHS} months or more before a candidate of "
+            f"comparable size (at least 1/{NEARLY:g} of it) ranks as {SUPERSEDED_WEIGHT:.2g} of its size, e.g. "
+            f"{examples}"
+        )
     reasons.extend(_memory_reasons(report))
     if req.correction_note and report.budget.gpus:
         reasons.append(req.correction_note)
@@ -533,7 +579,7 @@ def _maximize_context(c: Candidate, req: PlanRequest, report: ProbeReport, targe
         report.hardware,
         c.placement.kind,
         trained,
-        accept=lambda p: _fast_enough(p, target) and p.memory.gpu_layers >= c.placement.memory.gpu_layers,
+        accept=lambda p: _fast_enough(p, target) and p.keeps(c.placement),
     )
     if best is None:
         return c, f"context {c.ctx}: no larger context fits"

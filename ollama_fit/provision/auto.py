@@ -18,7 +18,7 @@ from ollama_fit.ollama.learning import Observation, Observations, observe
 from ollama_fit.ollama.register import Records, file_map, parameter_changes, preflight
 from ollama_fit.plan.planner import Plan, PlanRequest, runtime
 from ollama_fit.provision.pull import PullResult, RegisterOptions, Target, pull
-from ollama_fit.runtime.llama_server import ServeCommand, serve_command
+from ollama_fit.runtime.llama_server import DEFAULT_FIT_TARGET, ServeCommand, serve_command
 
 SMOKE_PROMPT = "Reply with a short greeting."
 # Before v0.13.4 Ollama turned flash attention on by default only for these architectures
@@ -208,7 +208,9 @@ def execute(
         c = plan.choice
         rt = runtime(request, plan.report, c.ctx)
         gpus = len(plan.report.hardware.gpus)
-        serve = serve_command(target.repo, target.quant.label, result.fetched[0].path, rt, c.placement, gpu_count=gpus)
+        margin = plan.report.budget.gpus[0].headroom_bytes if plan.report.budget.gpus else DEFAULT_FIT_TARGET
+        path = result.fetched[0].path
+        serve = serve_command(target.repo, target.quant.label, path, rt, c.placement, gpu_count=gpus, fit_target=margin)
         return AutoResult("done", plan, result, serve=serve)
     result = pull(target, fetcher, ollama, options, records)
     reg = result.registration

@@ -43,6 +43,7 @@ class Stage:
     layers: int
     weights: tuple[tuple[str, int, int], ...]  # (ggml type, bytes read, elements read) per token
     kv_read_bytes: int  # the KV cache a token attends to on this device
+    crossings: int = 0  # hand-offs to this device and back inside a layer (experts kept in RAM by --fit)
 
 
 def ops_per_element(ggml_type: str, p: Params = PARAMS) -> float:
@@ -72,4 +73,5 @@ def token_seconds(stages: Sequence[Stage], p: Params = PARAMS) -> tuple[float, b
     if not known:
         return None
     boundaries = max(0, len(stages) - 1)  # activations handed from one device to the next
-    return sum(known) + boundaries * p.handoff_s, len(known) < len(times)
+    inner = sum(s.crossings for s in stages) * p.expert_handoff_s
+    return sum(known) + boundaries * p.handoff_s + inner, len(known) < len(times)

@@ -63,6 +63,10 @@ class Params:
     # cores and not the memory set the pace
     cpu_core_tops: float = 0.14
     handoff_s: float = 100e-6  # per device boundary of a layer split: the activations cross PCIe
+    # per crossing to the CPU and back inside a layer whose experts --fit keeps in RAM (one token's
+    # activations, a few KB, and a stream synchronisation): NOT fitted, no published measurement in the
+    # calibration set; a third of a layer split's hand-off
+    expert_handoff_s: float = 30e-6
     # the range shown: the 10th and 90th percentiles of measured / predicted over the calibration rows
     range_low: float = 0.83
     range_high: float = 1.17
