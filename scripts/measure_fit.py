@@ -3,12 +3,13 @@
 llama.cpp's RPC backend serves its CPU backend as a remote "GPU" whose memory an LD_PRELOAD shim
 (scripts/fake_device_memory.c) reports as FAKE_DEVICE_MIB MiB, all free.
 
-    python scripts/measure_fit.py [--model ID ...] [--quick] [--limit N] [OUT.jsonl]
-    (default OUT: tests/fixtures/fit-rpc-llama.jsonl, rewritten row by row; default models: the whole grid)
+    python scripts/measure_fit.py [--model ID ...] [--quick] [--limit N] [--append] [OUT.jsonl]
+    (default OUT: tests/fixtures/fit-rpc-llama.jsonl, rewritten row by row, or added to with --append;
+    default models: the whole grid; tests/fixtures/fit-rpc-llama.md says how the fixture was made)
 
 Each case writes the catalog model's sparse Q4_K_M GGUF (tests/hybrid_ggufs.py: the real tensor table, zero data;
-Qwen3.5 with its MTP block), starts `ggml-rpc-server -H 127.0.0.1 -p PORT -t 1` with the shim, then llama-server
-with `--rpc 127.0.0.1:PORT` and the argv Ollama 0.32.15 starts it with (runtime/ollama.py `plan_load` for a
+Qwen3.5 with and without its MTP block), starts `ggml-rpc-server -H 127.0.0.1 -p PORT -t 1` with the shim, then
+llama-server with `--rpc 127.0.0.1:PORT` and the argv Ollama 0.32.15 starts it with (runtime/ollama.py `plan_load` for a
 CPU-only machine, then `server_argv`) less `--load-mode none` (a machine with a GPU maps the file), plus
 `--fit-target M` when the case's target is not llama.cpp's default 1024 MiB; for the "context unset" cases `-c` and
 `-np` are dropped so that llama-server's own defaults apply (the trained context; 4 slots, unified cache).

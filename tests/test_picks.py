@@ -279,3 +279,21 @@ def test_a_raised_quant_keeps_every_layer_where_the_floor_quant_had_it(gpu, ram,
     floor = run(p.report, model=p.choice.model.id, quant="Q4_K_M", ollama=WHOLE_LAYERS)
     assert floor.choice.placement.kind == p.choice.placement.kind
     assert p.choice.placement.memory.gpu_layers == floor.choice.placement.memory.gpu_layers
+
+
+def test_newest_first_across_families():
+    from ollama_fit.plan.planner import aged_models
+
+    aged = aged_models(catalog())
+    # Phi-4 (2024-12) is a year older than Gemma 4 12B (2026-06), a comparable size (12 >= 14.7 / 1.5)
+    assert aged["phi4:14b"].released >= "2025-12"
+    assert "gemma4:31b" not in aged and "ministral-3:14b" not in aged
+    p = run(report("RTX 4070", ram="32GiB"))
+    assert p.choice.model.id != "phi4:14b"
+    assert p.choice.model.released >= "2025-07"  # a 2025-H2 release or newer
+    note = next(r for r in p.reasons if r.startswith("newest first across families"))
+    assert "Phi-4 14B, released 2024-12, against" in note
+    # --model still plans an aged model, and the rule is not cited then
+    pinned = run(report("RTX 4070", ram="32GiB"), model="phi4:14b")
+    assert pinned.choice.model.id == "phi4:14b"
+    assert not any(r.startswith("newest first") for r in pinned.reasons)

@@ -496,16 +496,17 @@ def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) 
             "size (`--model` still plans it)"
         )
     aged = aged_models(candidates) if not req.model else {}
-    if aged:
-        by_id = {m.id: m for m in candidates}
-        largest = sorted(aged, key=lambda i: -by_id[i].effective_b)[:2]
+    # the models the rule moved below the pick: by size alone they would have ranked above it
+    pick = rank_size(chosen.model, frozenset(aged))
+    passed = [m for m in candidates if m.id in aged and rank_size(m) > pick >= rank_size(m, frozenset(aged))][-2:]
+    if passed:
         examples = "; ".join(
-            f"{by_id[i].name} ({by_id[i].released}) against {aged[i].name} ({aged[i].released})" for i in largest
+            f"{m.name}, released {m.released}, against {aged[m.id].name}, released {aged[m.id].released}"
+            for m in passed
         )
         reasons.append(
             f"newest first across families: a model released {AGED_MONTHS} months or more before a candidate of "
-            f"comparable size (at least 1/{NEARLY:g} of it) ranks as {SUPERSEDED_WEIGHT:.2g} of its size, e.g. "
-            f"{examples}"
+            f"comparable size (at least 1/{NEARLY:g} of it) ranks as {SUPERSEDED_WEIGHT:.2g} of its size ({examples})"
         )
     reasons.extend(_memory_reasons(report))
     if req.correction_note and report.budget.gpus:
