@@ -10,7 +10,7 @@ from typing import Any
 
 from ollama_fit.errors import ProfileError
 
-PROFILE_NAMES = ("gpus", "quants", "catalog")
+PROFILE_NAMES = ("gpus", "cpus", "quants", "catalog")
 
 
 def profile_names() -> tuple[str, ...]:

@@ -17,22 +17,30 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ollama_fit.hardware.known import find_chip
 from ollama_fit.hardware.model import Cpu, Hardware
 from ollama_fit.hardware.simulate import Simulation, simulate
 from ollama_fit.memory.estimate import Runtime, estimate
 from ollama_fit.model.spec import ModelShape, rebuild
-from ollama_fit.speed import decode_speed
+from ollama_fit.speed.devices import cpu_device, gpu_device
+from ollama_fit.speed.model import Stage, token_seconds
 from ollama_fit.speed.params import PARAMS, Params
+from ollama_fit.speed.work import stages
 from ollama_fit.units import GiB
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_FILES = (ROOT.parent / "shared/calibration/speed-public.jsonl", ROOT / "tests/fixtures/speed-cpu.jsonl")
+DEFAULT_FILES = (
+    ROOT.parent / "shared/calibration/speed-public.jsonl",
+    ROOT.parent / "shared/calibration/speed-public-current.jsonl",
+    ROOT / "tests/fixtures/speed-cpu.jsonl",
+)
 
 
 def _llama(layers: int, embd: int, heads: int, kv: int, ffn: int, vocab: int, **kw: Any) -> ModelShape:
@@ -102,10 +110,14 @@ def _hardware(row: dict[str, Any]) -> Hardware:
     if row.get("vendor") == "cpu":  # a CPU run: cores and RAM bandwidth as measured
         cpu = Cpu(row["device"], row["cores"], row["cores"], bandwidth_gbs=float(row["bandwidth_gbs"]))
         return replace(base, cpu=cpu)
-    device = row["device"].removeprefix("Apple ").strip()
+    device = re.sub(r"\s*\(.*\)$", "", row["device"]).removeprefix("Apple ").strip()  # "(SXM or PCIe not stated)"
     if row.get("vendor") == "apple":
-        hw = simulate(Simulation(gpus=(f"{device} {row['memory_gb']}GB",)), lambda: base)
-        cores = _apple_cores(row["hardware"])
+        cores = row.get("gpu_cores") or _apple_cores(row["hardware"])
+        memory = row.get("memory_gb")
+        if not memory:  # not stated: the largest configuration of that variant (the model fits either way)
+            chip = find_chip(device, gpu_cores=cores, bandwidth_gbs=row.get("bandwidth_gbs"))
+            memory = chip.memory_gb[-1] if chip else 64
+        hw = simulate(Simulation(gpus=(f"{device} {memory}GB",)), lambda: base)
         return replace(hw, apple=replace(hw.apple, gpu_cores=cores)) if hw.apple and cores else hw
     count = int(row.get("gpu_count") or 1)
     return simulate(Simulation(gpus=(f"{count}x {device}",), ram="256GiB"), lambda: base)
@@ -118,7 +130,38 @@ def _apple_cores(text: str) -> int | None:
     return None
 
 
-def predict(row: dict[str, Any], p: Params = PARAMS) -> Result:
+@dataclass(frozen=True)
+class Prepared:
+    """A row with what does not depend on the constants worked out once: the machine, and the stages of one
+    token (bytes and elements read per device), so that a refit only re-times them."""
+
+    row: dict[str, Any]
+    hw: Hardware
+    stages: tuple[Stage, ...]
+
+    @property
+    def era(self) -> str:
+        return era(self.row)
+
+    @property
+    def source(self) -> str:
+        return source_of(self.row)
+
+
+def era(row: dict[str, Any]) -> str:
+    """ "current" for builds from 2025 on (what Ollama runs today), "2024" for the older ones."""
+    when = str(row.get("date") or "") + " " + str(row.get("build") or "")
+    return "current" if re.search(r"\b202[5-9]", when) or "4167" in row.get("source", "") else "2024"
+
+
+def source_of(row: dict[str, Any]) -> str:
+    """The publication a row comes from (a benchmark repository, a discussion, a pull request)."""
+    src = row.get("source", "?")
+    m = re.match(r"(ggml-org/llama.cpp (?:PR|discussion|issue) \d+)", src)
+    return m.group(1) if m else src.split(" (")[0]
+
+
+def prepare(row: dict[str, Any]) -> Prepared:
     """Every measured run had all layers on its GPU(s) (-ngl 99, layers split evenly over two cards) or ran
     on the CPU alone; the memory fit is not the question here, so the placement is taken as measured."""
     hw = _hardware(row)
@@ -128,10 +171,27 @@ def predict(row: dict[str, Any], p: Params = PARAMS) -> Result:
     n = spec.shape.n_layer
     split = [n // count + (1 if i < n % count else 0) for i in range(count)] if count else None
     est = estimate(spec, rt, split=split)
-    speed = decode_speed(spec, est, hw, [g.index for g in hw.gpus], FILL.get(row["test"], 64), p)
-    if speed is None:
-        raise SystemExit(f"{row['id']}: no bandwidth known")
-    return Result(row, speed.tps, speed.low, speed.high)
+    gpus = [gpu_device(g, hw) for g in hw.gpus]
+    return Prepared(row, hw, tuple(stages(spec, est, gpus, cpu_device(hw), FILL.get(row["test"], 64))))
+
+
+def retimed(prep: Prepared, p: Params) -> float:
+    """Tokens per second of a prepared row under the constants `p` (a 2024 build: its own per-layer costs)."""
+    if prep.era == "2024":
+        p = replace(p, layer_cost_s={k: v * p.old_build_layer_factor for k, v in p.layer_cost_s.items()})
+    gpus = iter(gpu_device(g, prep.hw, p) for g in prep.hw.gpus)
+    timed = [
+        replace(st, device=cpu_device(prep.hw, p) if st.device.kind == "cpu" else next(gpus)) for st in prep.stages
+    ]
+    result = token_seconds(timed, p)
+    if result is None:
+        raise SystemExit(f"{prep.row['id']}: no bandwidth known")
+    return 1 / result[0]
+
+
+def predict(prep: Prepared, p: Params = PARAMS) -> Result:
+    tps = retimed(prep, p)
+    return Result(prep.row, tps, tps * p.range_low, tps * p.range_high)
 
 
 def load(files: list[Path]) -> list[dict[str, Any]]:
@@ -149,87 +209,136 @@ def summary(results: list[Result]) -> tuple[float, float, float]:
     return median_err, inside, width
 
 
-def report(results: list[Result]) -> int:
+def _line(label: str, results: list[Result]) -> str:
+    median_err, inside, width = summary(results)
+    return (
+        f"{label:48} {len(results):4} rows  median |error| {median_err * 100:5.1f}%  "
+        f"inside {inside * 100:4.0f}%  width {width:.2f}x"
+    )
+
+
+def report(results: list[Result], title: str) -> tuple[float, float, float]:
+    print(f"== {title}")
     print(f"{'measurement':58} {'measured':>8} {'predicted':>9} {'range':>13} {'error':>7}")
     for r in results:
         mark = " " if r.inside else "*"
         rng = f"{r.low:.1f}-{r.high:.1f}"
         print(f"{r.row['id'][:58]:58} {r.measured:8.1f} {r.predicted:9.1f} {rng:>13} {r.error * 100:+6.1f}%{mark}")
-    median_err, inside, width = summary(results)
-    print(
-        f"{len(results)} rows: median |error| {median_err * 100:.1f}% (target <= 10%), "
-        f"{inside * 100:.0f}% inside the range (target >= 80%), median range width {width:.2f}x (target <= 1.5x)"
-    )
-    ratios = sorted(r.measured / r.predicted for r in results)
-    q = statistics.quantiles(ratios, n=20)
-    print(f"measured / predicted: 5th percentile {q[0]:.3f}, 95th {q[-1]:.3f} (the range shown is derived from these)")
-    print("(* = measurement outside the range shown)")
-    return 0 if median_err <= 0.10 and inside >= 0.8 and width <= 1.5 else 1
+    for src in sorted({source_of(r.row) for r in results}):
+        print(_line(f"  {src[:46]}", [r for r in results if source_of(r.row) == src]))
+    print(_line("all", results) + "   (* = outside the range shown)")
+    return summary(results)
 
 
-def fit(rows: list[dict[str, Any]]) -> Params:
-    """Least squares on log(predicted / measured), every constant bounded to a physically plausible range."""
+# the constants refitted: (group, key, low bound, high bound), each a physical quantity kept plausible
+FITTED = [
+    ("efficiency", "gddr", 0.5, 1.0),
+    ("efficiency", "hbm", 0.3, 1.0),
+    ("efficiency", "apple", 0.4, 1.0),
+    ("efficiency", "apple-ultra", 0.3, 1.0),
+    ("layer_cost_s", "cuda", 5e-6, 300e-6),
+    ("layer_cost_s", "metal", 5e-6, 400e-6),
+    ("ops", "Q8_0", 2.0, 30.0),
+    ("ops", "Q4_0", 2.0, 30.0),
+    ("ops", "Q4_K", 2.0, 40.0),
+    ("ops", "Q2_K", 2.0, 80.0),
+    ("compute_share", None, 0.1, 1.0),
+    ("old_build_layer_factor", None, 1.0, 4.0),
+]
+
+
+def _params(x: list[float], base: Params = PARAMS) -> Params:
+    eff, cost, ops = dict(base.efficiency), dict(base.layer_cost_s), dict(base.ops)
+    scalars: dict[str, float] = {}
+    for (group, key, _, _), v in zip(FITTED, x, strict=True):
+        if group == "efficiency":
+            eff[str(key)] = v
+        elif group == "layer_cost_s":
+            cost[str(key)] = v
+        elif group == "ops":
+            ops[str(key)] = v
+        else:
+            scalars[group] = v
+    for k in ("Q5_K", "Q6_K"):  # the K-quants share one dequantization scheme
+        ops[k] = ops["Q4_K"]
+    ops["Q3_K"] = ops["Q2_K"]
+    ops["Q4_1"] = ops["Q4_0"]
+    cost["rocm"] = cost["vulkan"] = cost["cuda"]
+    return replace(base, efficiency=eff, layer_cost_s=cost, ops=ops, **scalars)  # type: ignore[arg-type]
+
+
+def _start(base: Params = PARAMS) -> list[float]:
+    out = []
+    for group, key, lo, hi in FITTED:
+        value = getattr(base, group)
+        value = value[key] if key is not None else value
+        out.append(min(max(float(value), lo), hi))
+    return out
+
+
+def fit(preps: list[Prepared]) -> Params:
+    """Least squares on log(predicted / measured) over the GPU rows, every constant bounded to a physically
+    plausible range (the CPU terms come from the CPU rows' own fit, docs/speed.md)."""
     from scipy.optimize import least_squares  # only for refitting
 
-    names = [
-        ("efficiency", "gddr", 0.5, 1.0),
-        ("efficiency", "hbm", 0.3, 1.0),
-        ("efficiency", "apple", 0.4, 1.0),
-        ("efficiency", "apple-ultra", 0.3, 1.0),
-        ("layer_cost_s", "cuda", 5e-6, 300e-6),
-        ("layer_cost_s", "metal", 5e-6, 400e-6),
-        ("ops", "Q8_0", 2.0, 30.0),
-        ("ops", "Q4_0", 2.0, 30.0),
-        ("ops", "Q4_K", 2.0, 40.0),
-        ("ops", "Q2_K", 2.0, 80.0),
-        ("compute_share", None, 0.1, 1.0),
-    ]
-
-    def make(x: list[float]) -> Params:
-        eff, cost, ops = dict(PARAMS.efficiency), dict(PARAMS.layer_cost_s), dict(PARAMS.ops)
-        share = PARAMS.compute_share
-        for (group, key, _, _), v in zip(names, x, strict=True):
-            if group == "efficiency":
-                eff[str(key)] = v
-            elif group == "layer_cost_s":
-                cost[str(key)] = v
-            elif group == "ops":
-                ops[str(key)] = v
-            else:
-                share = v
-        for k in ("Q5_K", "Q6_K"):  # the K-quants share one dequantization scheme
-            ops[k] = ops["Q4_K"]
-        ops["Q3_K"] = ops["Q2_K"]
-        ops["Q4_1"] = ops["Q4_0"]
-        return replace(PARAMS, efficiency=eff, layer_cost_s=cost, ops=ops, compute_share=share)
-
-    gpu_rows = [r for r in rows if r.get("vendor") != "cpu"]
+    gpu_rows = [p for p in preps if p.row.get("vendor") != "cpu"]
 
     def residuals(x: list[float]) -> list[float]:
-        p = make(list(x))
-        return [math.log(predict(r, p).predicted / float(r["tg_tps"])) for r in gpu_rows]
+        q = _params(list(x))
+        return [math.log(retimed(p, q) / float(p.row["tg_tps"])) for p in gpu_rows]
 
-    x0 = [PARAMS.efficiency["gddr"], 0.6, 0.75, 0.55, 60e-6, 100e-6, 3.0, 4.0, 6.0, 12.0, 0.5]
-    lo = [n[2] for n in names]
-    hi = [n[3] for n in names]
-    scale = [0.1, 0.1, 0.1, 0.1, 50e-6, 50e-6, 1, 1, 1, 1, 0.1]
-    out = least_squares(residuals, x0, bounds=(lo, hi), x_scale=scale, loss="soft_l1", f_scale=0.1)
-    for (group, key, _, _), v in zip(names, out.x, strict=True):
-        print(f"{group}[{key}] = {v:.4g}")
-    return make(list(out.x))
+    lo = [n[2] for n in FITTED]
+    hi = [n[3] for n in FITTED]
+    scale = [max(abs(v), 1e-9) for v in _start()]
+    out = least_squares(residuals, _start(), bounds=(lo, hi), x_scale=scale, loss="soft_l1", f_scale=0.1)
+    return _params(list(out.x))
+
+
+def with_range(p: Params, ratios: list[float]) -> Params:
+    """The range shown: the 10th and 90th percentiles of measured / predicted (held-out predictions)."""
+    q = statistics.quantiles(ratios, n=10)
+    return replace(p, range_low=q[0], range_high=q[-1])
+
+
+def held_out(preps: list[Prepared]) -> list[tuple[Prepared, float]]:
+    """Leave one source out: fit without a publication's rows, predict them; (row, predicted tok/s)."""
+    out = []
+    for src in sorted({p.source for p in preps}):
+        rest = [p for p in preps if p.source != src]
+        q = fit(rest)
+        out.extend((p, retimed(p, q)) for p in preps if p.source == src)
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("files", nargs="*", type=Path)
     ap.add_argument("--fit", action="store_true", help="refit the constants (needs scipy) and report with them")
+    ap.add_argument(
+        "--held-out", action="store_true", help="also leave each source out of a refit and predict it (needs scipy)"
+    )
     args = ap.parse_args()
     rows = load(args.files or list(DEFAULT_FILES))
     if not rows:
         print("no calibration rows found", file=sys.stderr)
         return 2
-    p = fit(rows) if args.fit else PARAMS
-    return report([predict(r, p) for r in rows])
+    preps = [prepare(r) for r in rows]
+    p = fit(preps) if args.fit else PARAMS
+    if args.fit:
+        for group, key, _, _ in FITTED:
+            value = getattr(p, group)
+            print(f"{group}[{key}] = {(value[key] if key is not None else value):.4g}")
+    in_sample = report(
+        [predict(x, p) for x in preps], "in sample: the constants " + ("refitted" if args.fit else "shipped")
+    )
+    if not args.held_out:
+        return 0 if in_sample[0] <= 0.10 and in_sample[1] >= 0.8 and in_sample[2] <= 1.5 else 1
+    pairs = held_out(preps)
+    shown = with_range(p, [float(x.row["tg_tps"]) / tps for x, tps in pairs])
+    print(f"range from held-out residuals: x{shown.range_low:.3f} - x{shown.range_high:.3f}")
+    results = [Result(x.row, tps, tps * shown.range_low, tps * shown.range_high) for x, tps in pairs]
+    med, inside, width = report(results, "held out: each source predicted by a fit without it")
+    return 0 if med <= 0.10 and inside >= 0.8 and width <= 1.5 else 1
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def test_known_gpu_table_is_sane():
     gpus = known_gpus()
     names = [g.name for g in gpus]
     assert len(names) == len(set(names))
-    assert {g.vendor for g in gpus} == {"nvidia", "amd"}
+    assert {g.vendor for g in gpus} == {"nvidia", "amd", "intel"}
     assert {"desktop", "laptop", "workstation", "datacenter"} <= {g.segment for g in gpus}
     for g in gpus:
         assert 2 * 1024**3 <= g.memory_bytes <= 256 * 1024**3, g.name

@@ -128,7 +128,7 @@ def test_saved_probe_round_trips(tmp_path):
             "non-negative integer",
         ),
         (
-            '{"gpus": [{"vendor": "intel", "memory_total_bytes": 5, "memory_free_bytes": 0}], '
+            '{"gpus": [{"vendor": "matrox", "memory_total_bytes": 5, "memory_free_bytes": 0}], '
             '"ram_total_bytes": 1, "ram_available_bytes": 1}',
             "vendor must be one of",
         ),

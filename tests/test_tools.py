@@ -67,7 +67,7 @@ def test_list_catalog_for_a_simulated_card():
 
 
 def test_list_tells_too_slow_from_does_not_fit():
-    rows = json.loads(run("list", "--gpu", "RTX 4090", "--ram", "64GiB", "--json").stdout)["models"]
+    rows = json.loads(run("list", "--all", "--gpu", "RTX 4090", "--ram", "64GiB", "--json").stdout)["models"]
     by_id = {r["model"]["id"]: r for r in rows}
     assert by_id["llama3.3:70b"]["too_slow"]  # fits partly offloaded, at ~1.5 tok/s
     assert not by_id["qwen3:235b-a22b"]["too_slow"]  # does not fit at all

@@ -25,7 +25,7 @@ def _apply(fn: Callable[..., Any], options: list[Callable[[Any], Any]]) -> Any:
 
 
 def hardware_options(fn: F) -> F:
-    """--gpu/--vram/--ram/--hardware/--headroom, packed into `hardware` (a Simulation)."""
+    """--gpu/--vram/--ram/--cpu/--ram-bandwidth/--hardware/--headroom, packed into `hardware` (a Simulation)."""
 
     @functools.wraps(fn)
     def wrapper(
@@ -33,6 +33,8 @@ def hardware_options(fn: F) -> F:
         gpus: tuple[str, ...],
         vram: tuple[str, ...],
         ram: str | None,
+        cpu: str | None,
+        ram_bandwidth: float | None,
         hardware_file: Path | None,
         headroom: str,
         ram_headroom: str | None,
@@ -40,7 +42,8 @@ def hardware_options(fn: F) -> F:
     ) -> Any:
         from ollama_fit.hardware.simulate import Simulation
 
-        return fn(*args, hardware=Simulation(gpus, vram, ram, hardware_file, headroom, ram_headroom), **kwargs)
+        hardware = Simulation(gpus, vram, ram, hardware_file, headroom, ram_headroom, cpu, ram_bandwidth)
+        return fn(*args, hardware=hardware, **kwargs)
 
     return _apply(
         wrapper,
@@ -59,6 +62,21 @@ def hardware_options(fn: F) -> F:
                 help="Plan for a GPU with this much memory: 24GiB; repeat, or 2x24GiB, for several.",
             ),
             click.option("--ram", metavar="SIZE", help="Plan with this much RAM instead of this machine's."),
+            click.option(
+                "--cpu",
+                metavar="NAME",
+                help='Plan for a known CPU ("Ryzen 9 7950X", "i9-13900K", "EPYC 9654"; `probe --list-cpus`): its '
+                "cores, and the peak bandwidth of the fastest memory it supports. Without --gpu, --vram or "
+                "--hardware the plan is CPU-only (this machine's GPUs are left out).",
+            ),
+            click.option(
+                "--ram-bandwidth",
+                type=float,
+                metavar="GBS",
+                help="Peak RAM bandwidth in GB/s (channels x 8 bytes x MT/s: 89.6 for dual-channel DDR5-5600) of the "
+                "CPU planned for, over --cpu's; alone, a CPU-only plan with a default 8-core CPU. Wins over "
+                "OLLAMA_FIT_RAM_BANDWIDTH_GBS, which sets only this machine's.",
+            ),
             click.option(
                 "--hardware",
                 "hardware_file",
@@ -201,7 +219,7 @@ def report_for(hardware: Any, *, remeasure: bool = False) -> Any:
     from ollama_fit.hardware.probe import Probes, probe
     from ollama_fit.hardware.simulate import hardware_report
 
-    simulated = bool(hardware.gpus or hardware.vram)  # then only RAM is read here: the card's CPU is assumed
+    simulated = hardware.replaces_devices  # then only RAM is read here: the CPU is named or assumed
     probes = Probes(gpus=False, ram_bandwidth=lambda *_: None) if simulated else Probes(remeasure=remeasure)
     report = hardware_report(hardware, lambda: probe(probes))
     log.debug("hardware: %s", report.hardware)

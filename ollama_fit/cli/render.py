@@ -515,3 +515,33 @@ def render_installed(rows: Sequence[Any], width: int | None = None, paint: Paint
         need = human(r.need_bytes) if r.need_bytes is not None else "?"
         out.append([r.name, human(r.size_bytes), str(r.ctx), need, fits, r.where])
     return table(out, header=["name", "size", "ctx", "needs", "fits", "where"], width=width)
+
+
+# ----- probe --list-cpus -----
+
+
+def render_known_cpus(cpus: Sequence[Any], memory: Sequence[Any], width: int | None = None) -> str:
+    """The CPUs --cpu accepts by segment (cores, threads, the memory a plan assumes), then the memory table."""
+    out: list[str] = []
+    for segment in dict.fromkeys(c.segment for c in cpus):
+        rows = [
+            [c.name, f"{c.physical_cores}/{c.logical_cores}", c.default_memory.name, f"{c.bandwidth_gbs:g} GB/s"]
+            for c in cpus
+            if c.segment == segment
+        ]
+        out += [
+            f"{segment.capitalize()} CPUs",
+            table(rows, header=["", "cores/threads", "memory planned", "peak"], width=width),
+            "",
+        ]
+    others = [f"{c.name}: {', '.join(m.name for m in c.memory[1:])}" for c in cpus if len(c.memory) > 1]
+    if others:
+        out += ["Also supported (give its peak as --ram-bandwidth): " + "; ".join(others) + ".", ""]
+    configs = [
+        [m.name, m.kind, f"{m.mts}", f"{m.channels} x {m.bus_bits}-bit", f"{m.bandwidth_gbs:g} GB/s"] for m in memory
+    ]
+    out += [
+        "Memory configurations (peak = channels x bus width x MT/s)",
+        table(configs, header=["", "type", "MT/s", "channels", "peak"], width=width),
+    ]
+    return fit(out, width)

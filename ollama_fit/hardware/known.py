@@ -39,8 +39,10 @@ MEMORY_TYPES = ("gddr", "hbm", "lpddr")
 
 
 def normalize(name: str) -> str:
-    """'NVIDIA GeForce RTX 4090' and 'rtx4090' both become 'rtx4090'."""
-    text = name.lower()
+    """'NVIDIA GeForce RTX 4090' and 'rtx4090' both become 'rtx4090'. A remark in parentheses is not part of
+    the name: 'Intel(R) Arc(TM) A770 Graphics' is 'Intel Arc A770 Graphics', 'H100 80GB (SXM or PCIe not
+    stated)' is 'H100 80GB'."""
+    text = re.sub(r"\([^()]*\)", " ", name.lower())
     for noise in ("nvidia", "geforce", "amd", "radeon", "apple", "generation"):
         text = text.replace(noise, "")
     return re.sub(r"[^a-z0-9]", "", text)

@@ -24,8 +24,9 @@ def default_host_headroom(ram_total_bytes: int) -> int:
     return max(MIN_HOST_HEADROOM, int(ram_total_bytes * HOST_HEADROOM_SHARE))
 
 
-VENDORS = ("nvidia", "apple", "amd")
-BACKENDS = {"nvidia": "cuda", "apple": "metal", "amd": "rocm"}
+VENDORS = ("nvidia", "apple", "amd", "intel")
+# llama.cpp's backend for each vendor's GPUs (Intel Arc: Vulkan, what Ollama ships for it)
+BACKENDS = {"nvidia": "cuda", "apple": "metal", "amd": "rocm", "intel": "vulkan"}
 
 
 @dataclass(frozen=True)

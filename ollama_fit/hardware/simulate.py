@@ -1,11 +1,15 @@
-"""Planning for another machine: `--gpu NAME`, `--vram SIZE`, `--ram SIZE`, `--hardware FILE.json`.
+"""Planning for another machine: `--gpu NAME`, `--vram SIZE`, `--ram SIZE`, `--hardware FILE.json`, and its CPU:
+`--cpu NAME`, `--ram-bandwidth GBS`.
 
-Simulated devices replace the probed GPUs entirely; RAM comes from `--ram`, else from this machine.
+Simulated devices replace the probed GPUs entirely; RAM comes from `--ram`, else from this machine. `--cpu` or
+`--ram-bandwidth` without simulated devices (or a saved probe) plans a CPU-only machine: this one's GPUs are
+left out, its CPU replaced by the named one (or the default simulated desktop CPU at the stated bandwidth).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -13,6 +17,7 @@ from pathlib import Path
 
 from ollama_fit.errors import InvalidInput
 from ollama_fit.hardware.apple import default_gpu_limit
+from ollama_fit.hardware.cpus import find_cpu, suggest_cpus
 from ollama_fit.hardware.known import AppleChip, KnownGpu, apple_chips, find_gpu, normalize, suggest_gpus
 from ollama_fit.hardware.model import AppleInfo, Cpu, Gpu, Hardware, ProbeReport, budget, hardware_from_dict
 from ollama_fit.units import GiB, parse_size, parse_sizes
@@ -26,15 +31,27 @@ class Simulation:
     hardware_file: Path | None = None
     headroom: str = "1GiB"  # kept free on each GPU
     ram_headroom: str | None = None  # kept free of RAM for the system and the desktop; None: the default rule
+    cpu: str | None = None  # a known CPU's name (profiles/cpus.toml)
+    ram_bandwidth: float | None = None  # peak RAM bandwidth in GB/s, over the CPU's own
 
     @property
     def active(self) -> bool:
-        return bool(self.gpus or self.vram or self.ram or self.hardware_file)
+        return bool(self.gpus or self.vram or self.ram or self.hardware_file or self.cpu_given)
+
+    @property
+    def cpu_given(self) -> bool:
+        return self.cpu is not None or self.ram_bandwidth is not None
+
+    @property
+    def replaces_devices(self) -> bool:
+        """This machine's GPUs and CPU are not planned for (only its RAM may be): nothing to probe but RAM."""
+        return bool(self.gpus or self.vram or self.cpu_given)
 
 
 # A desktop that carries the simulated card: 8 cores, RAM bandwidth unknown (the speed model assumes
 # dual-channel DDR5 and says so).
 SIMULATED_CPU = Cpu(model="a desktop CPU (simulated)", physical_cores=8, logical_cores=16)
+MAX_RAM_BANDWIDTH_GBS = 10_000  # as OLLAMA_FIT_RAM_BANDWIDTH_GBS: above any machine's RAM, a typo (MB/s for GB/s)
 
 _COUNT = re.compile(r"^\s*(\d+)\s*[x×]\s*(.+)$", re.IGNORECASE)
 _APPLE = re.compile(
@@ -85,6 +102,56 @@ def _unknown(name: str) -> InvalidInput:
     return InvalidInput(
         f"unknown GPU {name!r}",
         hint=hint + "`ollama-fit probe --list-gpus` shows the known cards; or give the memory with --vram 24GiB",
+    )
+
+
+def ram_bandwidth(value: float) -> float:
+    """--ram-bandwidth: a peak in GB/s, above 0 (a typo in MB/s is caught by the upper bound)."""
+    if not math.isfinite(value) or not 0 < value < MAX_RAM_BANDWIDTH_GBS:
+        raise InvalidInput(
+            f"invalid --ram-bandwidth {value:g}: must be above 0 and below {MAX_RAM_BANDWIDTH_GBS} GB/s",
+            hint="the peak RAM bandwidth in GB/s: channels x 8 bytes x MT/s, e.g. 89.6 for dual-channel DDR5-5600 "
+            "(`ollama-fit probe --list-cpus` lists common configurations)",
+        )
+    return value
+
+
+def _unknown_cpu(name: str) -> InvalidInput:
+    apple = _APPLE.match(name)
+    if apple:
+        chip = name.strip() if apple.group(3) else f"{name.strip()} 64GB"
+        return InvalidInput(
+            f"unknown CPU {name!r}: Apple chips are planned as GPUs with unified memory",
+            hint=f'give it with --gpu and the memory it has, e.g. --gpu "{chip}"',
+        )
+    close = suggest_cpus(name)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return InvalidInput(
+        f"unknown CPU {name!r}",
+        hint=hint + "`ollama-fit probe --list-cpus` shows the known CPUs; or give --ram-bandwidth GBS alone",
+    )
+
+
+def simulated_cpu(name: str | None, bandwidth: float | None) -> tuple[Cpu, str]:
+    """The CPU `--cpu`/`--ram-bandwidth` describe (the default simulated desktop CPU without --cpu), and a note."""
+    gbs = None if bandwidth is None else ram_bandwidth(bandwidth)
+    if name is None:
+        cpu = replace(SIMULATED_CPU, bandwidth_gbs=gbs)
+        return cpu, f"CPU assumed {cpu.physical_cores} cores, RAM bandwidth {gbs:g} GB/s (--ram-bandwidth)"
+    known = find_cpu(name)
+    if known is None:
+        raise _unknown_cpu(name)
+    memory = known.default_memory
+    cpu = Cpu(
+        model=known.model,
+        physical_cores=known.physical_cores,
+        logical_cores=known.logical_cores,
+        bandwidth_gbs=gbs if gbs is not None else memory.bandwidth_gbs,
+    )
+    source = "--ram-bandwidth" if gbs is not None else f"{memory.name}, peak"
+    return cpu, (
+        f"CPU {known.model}: {known.physical_cores} cores, {known.logical_cores} threads, "
+        f"RAM bandwidth {cpu.bandwidth_gbs:g} GB/s ({source})"
     )
 
 
@@ -160,20 +227,62 @@ def simulate(sim: Simulation, probe_here: Callable[[], Hardware]) -> Hardware:
     if sim.hardware_file and (sim.gpus or sim.vram):
         raise InvalidInput("--hardware cannot be combined with --gpu or --vram", hint="use one or the other")
     ram = parse_size(sim.ram, what="--ram") if sim.ram else None
+    cpu = simulated_cpu(sim.cpu, sim.ram_bandwidth) if sim.cpu_given else None  # checked before any probe
     base = load_hardware_file(sim.hardware_file) if sim.hardware_file else probe_here()
-    if not (sim.gpus or sim.vram):
-        if ram is None:
-            return base
+    if sim.gpus or sim.vram:
+        return _simulated_devices(sim.gpus, sim.vram, ram, base, cpu)
+    if cpu is not None:
+        base = _saved_with_cpu(base, sim, cpu) if sim.hardware_file else _cpu_only(base, ram, cpu)
+    if ram is None:
+        return base
+    return replace(
+        base,
+        ram_total_bytes=ram,
+        ram_available_bytes=ram,
+        notes=(*base.notes, f"RAM simulated: {ram / GiB:.1f} GiB"),
+    )
+
+
+def _cpu_only(base: Hardware, ram: int | None, cpu: tuple[Cpu, str]) -> Hardware:
+    """`--cpu`/`--ram-bandwidth` alone: a machine without a GPU, the given CPU and this machine's RAM."""
+    notes = [f"simulated: CPU only (no GPU); {cpu[1]}"]
+    if ram is None:
+        notes.append(f"RAM is this machine's ({base.ram_total_bytes / GiB:.1f} GiB); pass --ram to simulate it too")
+    return replace(
+        base,
+        gpus=(),
+        unified_memory=False,
+        cpu=cpu[0],
+        apple=None,
+        driver_version=None,
+        cuda_driver_version=None,
+        notes=tuple(notes),
+        source="simulated",
+    )
+
+
+def _saved_with_cpu(base: Hardware, sim: Simulation, cpu: tuple[Cpu, str]) -> Hardware:
+    """A saved probe with its CPU replaced (--cpu) or its RAM bandwidth stated (--ram-bandwidth alone)."""
+    if base.apple is not None:
+        raise _shared_memory(f"the Apple {base.apple.chip}")
+    if sim.cpu is None:  # the saved CPU stays, at the stated bandwidth
+        stated = replace(base.cpu, bandwidth_gbs=cpu[0].bandwidth_gbs)
         return replace(
-            base,
-            ram_total_bytes=ram,
-            ram_available_bytes=ram,
-            notes=(*base.notes, f"RAM simulated: {ram / GiB:.1f} GiB"),
+            base, cpu=stated, notes=(*base.notes, f"RAM bandwidth {stated.bandwidth_gbs:g} GB/s (--ram-bandwidth)")
         )
-    return _simulated_devices(sim.gpus, sim.vram, ram, base)
+    return replace(base, cpu=cpu[0], notes=(*base.notes, f"simulated {cpu[1]}"))
 
 
-def _simulated_devices(names: Sequence[str], vram: Sequence[str], ram: int | None, base: Hardware) -> Hardware:
+def _shared_memory(what: str) -> InvalidInput:
+    return InvalidInput(
+        f"--cpu and --ram-bandwidth do not apply to {what}: its CPU and GPU share one memory",
+        hint="its memory bandwidth comes from the chip's table; leave out --cpu and --ram-bandwidth",
+    )
+
+
+def _simulated_devices(
+    names: Sequence[str], vram: Sequence[str], ram: int | None, base: Hardware, cpu: tuple[Cpu, str] | None = None
+) -> Hardware:
     gpus: list[Gpu] = []
     for text in names:
         count, name = _count(text)
@@ -184,6 +293,8 @@ def _simulated_devices(names: Sequence[str], vram: Sequence[str], ram: int | Non
                 raise _unknown(name)
             if count != 1 or len(names) != 1 or vram:
                 raise InvalidInput("an Apple chip cannot be combined with other GPUs", hint="give one --gpu")
+            if cpu is not None:
+                raise _shared_memory(f"the Apple {apple[0].chip}")
             return _apple_hardware(apple[0], apple[1], ram, base)
         gpus.extend(_known_to_gpu(known, len(gpus)) for _ in range(count))
     for text in vram:
@@ -203,7 +314,8 @@ def _simulated_devices(names: Sequence[str], vram: Sequence[str], ram: int | Non
     ram_available = ram if ram is not None else base.ram_available_bytes
     if unified and ram is None:  # GB10-like boards: the GPU's memory is the system RAM
         ram_total = ram_available = max(g.memory_total_bytes for g in gpus)
-    notes = [f"simulated: {', '.join(g.name for g in gpus)}; CPU assumed {SIMULATED_CPU.physical_cores} cores"]
+    beside = cpu[1] if cpu else f"CPU assumed {SIMULATED_CPU.physical_cores} cores"
+    notes = [f"simulated: {', '.join(g.name for g in gpus)}; {beside}"]
     if ram is None and not unified:
         notes.append(f"RAM is this machine's ({ram_total / GiB:.1f} GiB); pass --ram to simulate it too")
     return replace(
@@ -212,7 +324,7 @@ def _simulated_devices(names: Sequence[str], vram: Sequence[str], ram: int | Non
         ram_total_bytes=ram_total,
         ram_available_bytes=ram_available,
         unified_memory=unified,
-        cpu=SIMULATED_CPU,  # the card's machine, not this one: what layers left on its CPU run on
+        cpu=cpu[0] if cpu else SIMULATED_CPU,  # the card's machine, not this one: what layers left on its CPU run on
         apple=None,
         driver_version=None,
         cuda_driver_version=None,

@@ -18,13 +18,14 @@ from ollama_fit.units import MiB
 
 # Per-GPU memory llama.cpp does not account for (CUDA context, cuBLAS workspaces): 597-599 MiB measured on
 # an H200 with CUDA 13 (gpu_peak - llama.cpp's own total); ROCm assumed alike. Metal: Ollama's MinimumMemory.
-# A remote device of llama.cpp's RPC backend (rpc-server) allocates only llama.cpp's own buffers.
-GPU_OVERHEAD = {"cuda": 600 * MiB, "rocm": 600 * MiB, "metal": 512 * MiB, "rpc": 0}
+# A remote device of llama.cpp's RPC backend (rpc-server) allocates only llama.cpp's own buffers. Vulkan: as
+# CUDA (not measured).
+GPU_OVERHEAD = {"cuda": 600 * MiB, "rocm": 600 * MiB, "vulkan": 600 * MiB, "metal": 512 * MiB, "rpc": 0}
 # Pipeline parallelism across GPUs keeps GGML_SCHED_MAX_COPIES graph copies (conservative, uncalibrated).
 PIPELINE_COPIES = 4
 # CPU backends repack these types into interleaved layouts: a second copy next to the mmapped file.
 CPU_REPACK_TYPES = {"Q4_0", "Q4_K", "IQ4_NL"}
-BACKENDS = ("cuda", "rocm", "metal", "rpc", "cpu")
+BACKENDS = ("cuda", "rocm", "vulkan", "metal", "rpc", "cpu")
 # Backends whose device runs its graph with the CPU kernels (an rpc-server on a CPU): CPU compute buffers
 CPU_GRAPH_BACKENDS = frozenset({"cpu", "rpc"})
 # Backends that copy a host-resident weight to the device for a large batch (ggml_backend_cuda_device_offload_op,

@@ -46,7 +46,9 @@ class Stage:
     crossings: int = 0  # hand-offs to this device and back inside a layer (experts kept in RAM by --fit)
 
 
-def ops_per_element(ggml_type: str, p: Params = PARAMS) -> float:
+def ops_per_element(ggml_type: str, p: Params = PARAMS, kind: str = "cuda") -> float:
+    if kind == "cpu" and ggml_type in p.cpu_ops:
+        return p.cpu_ops[ggml_type]
     return p.ops.get(ggml_type, p.ops_default)
 
 
@@ -57,7 +59,7 @@ def stage_seconds(stage: Stage, p: Params = PARAMS) -> float | None:
         return None
     read = sum(b for _, b, _ in stage.weights) + stage.kv_read_bytes
     memory = read / (dev.bandwidth_gbs * 1e9 * dev.efficiency)
-    ops = sum(n * ops_per_element(t, p) for t, _, n in stage.weights)
+    ops = sum(n * ops_per_element(t, p, dev.kind) for t, _, n in stage.weights)
     compute = ops / (dev.compute_tops * 1e12) if dev.compute_tops > 0 else 0.0
     fixed = stage.layers * dev.layer_cost_s
     if dev.kind == "cpu":
