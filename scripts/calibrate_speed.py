@@ -27,11 +27,12 @@ from typing import Any
 from ollama_fit.hardware.known import find_chip
 from ollama_fit.hardware.model import Cpu, Hardware
 from ollama_fit.hardware.simulate import Simulation, simulate
-from ollama_fit.memory.estimate import Runtime, estimate
-from ollama_fit.model.spec import ModelShape, rebuild
+from ollama_fit.memory.estimate import MemoryEstimate, Runtime, estimate
+from ollama_fit.model.spec import ModelShape, ModelSpec, rebuild
 from ollama_fit.speed.devices import cpu_device, gpu_device
 from ollama_fit.speed.model import Stage, token_seconds
 from ollama_fit.speed.params import PARAMS, Params
+from ollama_fit.speed.prompt import prompt_seconds_per_token
 from ollama_fit.speed.work import stages
 from ollama_fit.units import GiB
 
@@ -138,6 +139,8 @@ class Prepared:
     row: dict[str, Any]
     hw: Hardware
     stages: tuple[Stage, ...]
+    spec: ModelSpec
+    est: MemoryEstimate
 
     @property
     def era(self) -> str:
@@ -172,7 +175,7 @@ def prepare(row: dict[str, Any]) -> Prepared:
     split = [n // count + (1 if i < n % count else 0) for i in range(count)] if count else None
     est = estimate(spec, rt, split=split)
     gpus = [gpu_device(g, hw) for g in hw.gpus]
-    return Prepared(row, hw, tuple(stages(spec, est, gpus, cpu_device(hw), FILL.get(row["test"], 64))))
+    return Prepared(row, hw, tuple(stages(spec, est, gpus, cpu_device(hw), FILL.get(row["test"], 64))), spec, est)
 
 
 def retimed(prep: Prepared, p: Params) -> float:
@@ -310,6 +313,61 @@ def held_out(preps: list[Prepared]) -> list[tuple[Prepared, float]]:
     return out
 
 
+# ----- prompt processing (speed/prompt.py) -----
+
+
+def prompt_tokens(row: dict[str, Any]) -> int:
+    """The prompt a row's pp figure was measured on: pp512, or the README's 1024-token average."""
+    return 1024 if "1024" in str(row.get("pp_test", "")) else 512
+
+
+def prompt_predicted(prep: Prepared, p: Params) -> float:
+    seconds = prompt_seconds_per_token(
+        prep.spec, prep.est, prep.hw, [g.index for g in prep.hw.gpus], prompt_tokens(prep.row), p
+    )
+    if not seconds:
+        raise SystemExit(f"{prep.row['id']}: no compute throughput known")
+    return 1 / seconds
+
+
+def fit_prompt(preps: list[Prepared], base: Params = PARAMS) -> Params:
+    """Each backend's prompt efficiency: the geometric mean of measured / predicted at efficiency 1 over its rows
+    (a backend without rows keeps the base value)."""
+    unit = replace(base, prompt_efficiency={k: 1.0 for k in base.prompt_efficiency})
+    eff = dict(base.prompt_efficiency)
+    for backend in ("cuda", "metal"):
+        logs = [
+            math.log(float(x.row["pp_tps"]) / prompt_predicted(x, unit))
+            for x in preps
+            if x.row.get("pp_tps") and x.hw.gpus and x.hw.gpus[0].backend == backend
+        ]
+        if logs:
+            eff[backend] = math.exp(statistics.fmean(logs))
+    eff["rocm"] = eff["vulkan"] = eff["cuda"]
+    return replace(base, prompt_efficiency=eff)
+
+
+def prompt_report(preps: list[Prepared], p: Params, held_out: bool) -> tuple[float, float, float]:
+    rows = [x for x in preps if x.row.get("pp_tps") and x.hw.gpus]
+    if held_out:
+        pairs = []
+        for src in sorted({x.source for x in rows}):
+            q = fit_prompt([x for x in rows if x.source != src], p)
+            pairs += [(x, prompt_predicted(x, q)) for x in rows if x.source == src]
+    else:
+        pairs = [(x, prompt_predicted(x, p)) for x in rows]
+    ratios = [float(x.row["pp_tps"]) / tps for x, tps in pairs]
+    q = statistics.quantiles(ratios, n=10)
+    low, high = (q[0], q[-1]) if held_out else (p.prompt_range_low, p.prompt_range_high)
+    results = [Result(x.row | {"tg_tps": x.row["pp_tps"]}, tps, tps * low, tps * high) for x, tps in pairs]
+    title = "prompt processing, " + ("held out" if held_out else "in sample")
+    print(f"== {title}" + (f" (range from held-out residuals: x{low:.3f} - x{high:.3f})" if held_out else ""))
+    for src in sorted({source_of(r.row) for r in results}):
+        print(_line(f"  {src[:46]}", [r for r in results if source_of(r.row) == src]))
+    print(_line("all", results))
+    return summary(results)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("files", nargs="*", type=Path)
@@ -325,14 +383,18 @@ def main() -> int:
     preps = [prepare(r) for r in rows]
     p = fit(preps) if args.fit else PARAMS
     if args.fit:
+        p = fit_prompt(preps, p)
+        print("prompt_efficiency = " + ", ".join(f"{k} {v:.3g}" for k, v in p.prompt_efficiency.items()))
         for group, key, _, _ in FITTED:
             value = getattr(p, group)
             print(f"{group}[{key}] = {(value[key] if key is not None else value):.4g}")
     in_sample = report(
         [predict(x, p) for x in preps], "in sample: the constants " + ("refitted" if args.fit else "shipped")
     )
+    prompt_report(preps, p, held_out=False)
     if not args.held_out:
         return 0 if in_sample[0] <= 0.10 and in_sample[1] >= 0.8 and in_sample[2] <= 1.5 else 1
+    prompt_report(preps, p, held_out=True)
     pairs = held_out(preps)
     shown = with_range(p, [float(x.row["tg_tps"]) / tps for x, tps in pairs])
     print(f"range from held-out residuals: x{shown.range_low:.3f} - x{shown.range_high:.3f}")

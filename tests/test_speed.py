@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -55,7 +56,7 @@ def test_cpu_is_bound_by_the_slower_of_memory_and_cores():
     few = Stage(device("cpu", bw=100, eff=0.65, tops=2 * PARAMS.cpu_core_tops), 0, weights, 0)
     many = Stage(device("cpu", bw=100, eff=0.65, tops=32 * PARAMS.cpu_core_tops), 0, weights, 0)
     memory = 3.56e9 / (100e9 * 0.65)
-    compute_2 = 6.5e9 * PARAMS.ops["Q4_0"] / (2 * PARAMS.cpu_core_tops * 1e12)
+    compute_2 = 6.5e9 * PARAMS.cpu_ops["Q4_0"] / (2 * PARAMS.cpu_core_tops * 1e12)
     assert stage_seconds(few) == pytest.approx(max(memory, compute_2))
     assert stage_seconds(many) == pytest.approx(memory)  # enough cores: the memory is the limit
 
@@ -238,3 +239,40 @@ def test_an_old_build_pays_more_per_layer():
     assert script.era({"date": "2025-08 or later"}) == "current"
     assert script.era({"build": "b2797-b2833 (May 2024)"}) == "2024"
     assert PARAMS.old_build_layer_factor > 1
+
+
+def test_prompt_speed_is_compute_bound_and_pays_for_weights_in_ram():
+    from ollama_fit.speed import prompt_speed
+    from ollama_fit.speed.prompt import prompt_seconds_per_token
+
+    spec = find_model("llama3.1:8b").spec("Q4_K_M")
+    gpu = Gpu(0, "nvidia", "NVIDIA GeForce RTX 4090", 24 * GiB, 24 * GiB, bandwidth_gbs=1008.0)
+    hw = Hardware((gpu,), 64 * GiB, 60 * GiB, Cpu("x", 8, 16, bandwidth_gbs=60.0))
+    rt = Runtime(ctx=8192, runner="llama-server")
+    whole = estimate(spec, rt)
+    # 2 flops per weight (and the attention) over FP32 TFLOPS x compute share x the fitted CUDA efficiency
+    seconds = prompt_seconds_per_token(spec, whole, hw, (0,), prompt=512)
+    expected = 2 * spec.active_params / (82.6e12 * PARAMS.compute_share * PARAMS.prompt_efficiency["cuda"])
+    assert seconds == pytest.approx(expected, rel=0.1)
+    # a longer prompt attends to more: slower per token
+    assert prompt_seconds_per_token(spec, whole, hw, (0,), prompt=32768) > seconds
+    # half the layers in RAM: the GPU still runs every batch, and copies RAM's weights over PCIe for each
+    half = estimate(spec, rt, [16])
+    assert prompt_seconds_per_token(spec, half, hw, (0,), prompt=512) > seconds
+    speed = prompt_speed(spec, whole, hw, (0,))
+    assert speed is not None
+    assert speed.low < speed.tps < speed.high
+
+
+def test_plan_json_has_the_prompt_speed(tmp_path):
+    from click.testing import CliRunner
+
+    from ollama_fit.cli import cli
+
+    result = CliRunner().invoke(cli, ["plan", "--gpu", "RTX 4090", "--ram", "64GiB", "--offline", "--json"])
+    assert result.exit_code == 0, result.output
+    pp = json.loads(result.stdout)["choice"]["prompt_speed"]
+    assert pp["low"] < pp["tps"] < pp["high"]
+    assert pp["first_token_s"] == pytest.approx(pp["prompt_tokens"] / pp["tps"], abs=0.1)
+    text = CliRunner().invoke(cli, ["plan", "--gpu", "RTX 4090", "--ram", "64GiB", "--offline"]).stdout
+    assert "first token after ~" in text

@@ -190,6 +190,25 @@ def _device_lines(plan: Any, charset: str, width: int | None = None, paint: Pain
     return lines
 
 
+def _first_token_lines(plan: Any) -> list[str]:
+    """The wait for the first token of a long prompt (coding and RAG paste thousands of tokens)."""
+    from ollama_fit.speed.prompt import PROMPT_TOKENS
+
+    prompt = plan.prompt_speed
+    if prompt is None:
+        return []
+    wait = PROMPT_TOKENS / prompt.tps
+    slow, fast = PROMPT_TOKENS / prompt.low, PROMPT_TOKENS / prompt.high
+    return [
+        f"         first token after ~{_seconds(wait)} ({_seconds(fast)} to {_seconds(slow)}) for a "
+        f"{PROMPT_TOKENS // 1024}k-token prompt (~{prompt.tps:.0f} prompt tok/s)"
+    ]
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
+
+
 def _ram_layers(mem: Any, layers: int) -> str:
     """What of the model the RAM holds, in layers: whole ones, and those llama.cpp's fit split (routed experts
     or part of the feed-forward in RAM)."""
@@ -266,6 +285,7 @@ def render_plan(plan: Any, charset: str = "utf-8", width: int | None = None, pai
         f"         {_speed_text(c.placement.speed)}   quality loss {q.quality_loss} ({q.source})   "
         f"license {c.model.license}",
         f"         hf.co/{src['repo']}  {files}",
+        *_first_token_lines(plan),
         *_vision_lines(plan),
         "",
         "Memory (" + " ".join(f"{paint(ch, color) if color else ch} {part}" for ch, color, part in legend) + ")",

@@ -24,6 +24,8 @@ from ollama_fit.placement.offload import KIND_TEXT, Placement, Shortfall, max_co
 from ollama_fit.plan.apple_advice import wired_limit_remedy
 from ollama_fit.plan.tasks import Task, floor_for, get_task, meets
 from ollama_fit.runtime.ollama import NEWEST, OllamaLoad
+from ollama_fit.speed import Speed, prompt_speed
+from ollama_fit.speed.prompt import PROMPT_TOKENS
 from ollama_fit.units import human
 
 DEFAULT_CTX = 8192
@@ -120,11 +122,23 @@ class Plan:
     load: OllamaLoad | None = None  # what Ollama runs for the choice; None when planned for llama.cpp
     projector: Projector | None = None  # vision: the projector pulled and registered with the pick
 
+    @property
+    def prompt_speed(self) -> Speed | None:
+        """How fast the pick reads a PROMPT_TOKENS-token prompt here (the wait for the first token)."""
+        c = self.choice
+        spec = c.model.spec(c.quant)
+        return prompt_speed(spec, c.placement.memory, self.report.hardware, c.placement.gpu_indices)
+
     def to_dict(self) -> dict[str, Any]:
+        prompt = self.prompt_speed
+        pp: dict[str, float] | None = None
+        if prompt:
+            pp = {"tps": round(prompt.tps), "low": round(prompt.low), "high": round(prompt.high)}
+            pp |= {"prompt_tokens": PROMPT_TOKENS, "first_token_s": round(PROMPT_TOKENS / prompt.tps, 1)}
         return {
             "runtime": self.load.to_dict() if self.load else {"program": "llama-server"},
             "vision": self.projector.to_dict() if self.projector else None,
-            "choice": self.choice.to_dict(),
+            "choice": self.choice.to_dict() | {"prompt_speed": pp},
             "alternatives": [a.to_dict() for a in self.alternatives],
             "reasons": list(self.reasons),
             "warnings": list(self.warnings),

@@ -12,9 +12,10 @@ from ollama_fit.model.spec import ModelSpec
 from ollama_fit.speed.devices import cpu_device, gpu_device
 from ollama_fit.speed.model import token_seconds
 from ollama_fit.speed.params import PARAMS, Params
+from ollama_fit.speed.prompt import PROMPT_TOKENS, prompt_seconds_per_token
 from ollama_fit.speed.work import stages
 
-__all__ = ["FILL_TOKENS", "Speed", "decode_speed"]
+__all__ = ["FILL_TOKENS", "Speed", "decode_speed", "prompt_speed"]
 
 FILL_TOKENS = 1024  # the speed quoted is the early part of a conversation: this many tokens in the cache
 
@@ -80,3 +81,20 @@ def decode_speed(
             notes.append(f"~{1 / full[0]:.0f} tok/s once the {est.kv_cells}-token context is full")
     low, high = p.range_low, p.range_high
     return Speed(tps, tps * low, tps * high, tuple(notes), upper_bound=partial)
+
+
+def prompt_speed(
+    spec: ModelSpec,
+    est: MemoryEstimate,
+    hw: Hardware,
+    gpu_indices: Sequence[int],
+    prompt: int = PROMPT_TOKENS,
+    p: Params = PARAMS,
+) -> Speed | None:
+    """Prompt tokens per second for a `prompt`-token prompt, with the range of the held-out prompt rows;
+    None when a device's throughput is unknown."""
+    seconds = prompt_seconds_per_token(spec, est, hw, gpu_indices, prompt, p)
+    if not seconds:
+        return None
+    tps = 1 / seconds
+    return Speed(tps, tps * p.prompt_range_low, tps * p.prompt_range_high)

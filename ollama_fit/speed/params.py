@@ -78,6 +78,18 @@ class Params:
     # llama.cpp builds before 2025 spent this many times today's per-layer cost (before CUDA graphs and the
     # fused kernels); the constants above are for today's builds. Used by scripts/calibrate_speed.py only.
     old_build_layer_factor: float = 1.85  # fitted
+    # prompt processing (speed/prompt.py): the share of 0.94 x FP32 TFLOPS a prompt batch reaches, by backend
+    # (above 1 on CUDA: tensor cores and int8 kernels); fitted on the pp512 / 1024-token prompt rows; the CPU's
+    # is not fitted (no published CPU prompt rows in the set)
+    prompt_efficiency: dict[str, float] = field(
+        default_factory=lambda: {"cuda": 1.87, "rocm": 1.87, "vulkan": 1.87, "metal": 1.01, "cpu": 1.0}
+    )
+    pcie_gbs: float = 25.0  # host-to-GPU copy rate of weights in RAM (PCIe 4.0 x16 in practice; not fitted)
+    prompt_batch: int = 512  # tokens per micro-batch: each copies the RAM-held weights once
+    # held out (each source predicted by a fit without it): 10th and 90th percentiles of measured / predicted.
+    # Wide: FP32 TFLOPS is a poor proxy for tensor-core throughput (datacenter cards have far more of it)
+    prompt_range_low: float = 0.60
+    prompt_range_high: float = 1.39
     # the range shown: the 10th and 90th percentiles of measured / predicted over HELD-OUT predictions (each
     # source predicted by a fit without it: scripts/calibrate_speed.py --held-out)
     range_low: float = 0.835
