@@ -298,3 +298,30 @@ def test_newest_first_across_families():
     pinned = run(report("RTX 4070", ram="32GiB"), model="phi4:14b")
     assert pinned.choice.model.id == "phi4:14b"
     assert not any(r.startswith("newest first") for r in pinned.reasons)
+
+
+def test_big_machines_get_big_moe_models_and_the_mac_advice_covers_the_next_quant():
+    mac = run(report("M4 Max 128GB"))
+    assert mac.choice.model.params_b >= 70  # a 100B-class MoE on a 128 GB Mac
+    assert mac.choice.placement.speed.low >= 10
+    assert any("iogpu.wired_limit_mb=" in r and "would fit wholly on the GPU" in r for r in mac.reasons)
+    for machine in ("DGX Spark", "Strix Halo"):
+        p = run(report(machine))
+        assert p.choice.model.params_b >= 100  # unified 128 GB: a 100B-class MoE
+        assert p.choice.model.shape.n_expert
+    ultra = run(report("M3 Ultra 512GB"))
+    assert ultra.choice.model.params_b >= 600  # one of the largest open models
+
+
+def test_a_large_download_is_said_plainly():
+    from ollama_fit.cli.render import _large_download_lines
+
+    big = CliRunner().invoke(cli, ["plan", "--gpu", "M3 Ultra 512GB", "--offline"], env={"COLUMNS": "200"})
+    assert big.exit_code == 0, big.output
+    assert " download: about " in big.stdout
+    small = CliRunner().invoke(cli, ["plan", "--gpu", "RTX 4070", "--ram", "32GiB", "--offline"])
+    assert " download: about " not in small.stdout
+    (line,) = _large_download_lines(400 * 10**9)
+    assert "about 67 minutes at 100 MB/s" in line
+    assert "about 2.8 hours" in _large_download_lines(10**12)[0]
+    assert _large_download_lines(59 * 10**9) == []

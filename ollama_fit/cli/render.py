@@ -190,6 +190,18 @@ def _device_lines(plan: Any, charset: str, width: int | None = None, paint: Pain
     return lines
 
 
+LARGE_DOWNLOAD = 60 * 10**9  # said plainly from here on: hours on a home connection, the disk twice over
+ASSUMED_LINK = 100 * 10**6  # bytes/s for the time a download takes (a 1 Gbit/s line at most of its rate)
+
+
+def _large_download_lines(size: int, indent: str = "         ") -> list[str]:
+    if size < LARGE_DOWNLOAD:
+        return []
+    minutes = size / ASSUMED_LINK / 60
+    took = f"{minutes / 60:.1f} hours" if minutes >= 90 else f"{minutes:.0f} minutes"
+    return [f"{indent}a {human(size)} download: about {took} at 100 MB/s, and as much disk again for Ollama's copy"]
+
+
 def _first_token_lines(plan: Any) -> list[str]:
     """The wait for the first token of a long prompt (coding and RAG paste thousands of tokens)."""
     from ollama_fit.speed.prompt import PROMPT_TOKENS
@@ -285,6 +297,7 @@ def render_plan(plan: Any, charset: str = "utf-8", width: int | None = None, pai
         f"         {_speed_text(c.placement.speed)}   quality loss {q.quality_loss} ({q.source})   "
         f"license {c.model.license}",
         f"         hf.co/{src['repo']}  {files}",
+        *_large_download_lines(src["file_bytes"]),
         *_first_token_lines(plan),
         *_vision_lines(plan),
         "",
@@ -435,6 +448,7 @@ def render_confirmation(prep: Any, width: int | None = None) -> tuple[str, str]:
     lines = [
         f"About to set up {t.model.name if t.model else t.repo} {t.quant.label}:",
         f"  download  {size}",
+        *_large_download_lines(prep.missing_bytes, "            "),
         f"  from      hf.co/{t.repo}  {files}",
         f"  into      {prep.cache_dir} ({kept})",
     ]

@@ -166,6 +166,7 @@ def source(model: CatalogModel, quant: str, weights_bytes: int) -> dict[str, Any
         "repo": model.repo,
         "files": [] if split and "-of-" not in name else [name],
         "pattern": name,
+        "file_bytes": weights_bytes,  # the tensors; a GGUF adds its header (kilobytes to a few MB)
         "split": split,
         "resolved": False,  # names from the catalog pattern; the Hub listing gives the exact files
     }
@@ -344,7 +345,9 @@ def _upgrade(
         p = _try(model, q, rt, report, req)
         why = _why_not_raised(q, p, base, target)
         if why or not isinstance(p, Placement):
-            return quant, placement, [why]
+            # on a Mac, a larger GPU share may be all the better quant needs
+            remedy = wired_limit_remedy(model.spec(q), rt, report) if isinstance(p, Shortfall) else None
+            return quant, placement, [f"{why}; {remedy}" if remedy else why]
         quant, placement = q, p
     return quant, placement, []
 
