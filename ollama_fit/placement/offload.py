@@ -213,7 +213,7 @@ def place(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware) -> Placeme
         missing = shortfall(single, [max(gpus, key=lambda g: g.usable_bytes)], budget)
         if budget.unified_memory and missing:
             return missing  # one pool: layers moved to the CPU would still take the same memory
-        if spec.weights_bytes > sum(g.usable_bytes for g in gpus) + budget.host.usable_bytes:
+        if missing and spec.weights_bytes > sum(g.usable_bytes for g in gpus) + budget.host.usable_bytes:
             return missing  # the weights alone exceed every device together: no split can hold them
         if gpu_rt.runner == "llama-server":
             fitted = _fitted(spec, gpu_rt, budget, hw)
