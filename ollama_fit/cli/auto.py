@@ -100,7 +100,8 @@ def auto(
     hub = Hub.from_env()
     progress = ProgressView(as_json)
     fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=progress, connections=connections)
-    options = RegisterOptions(name, force, keep_gguf, plan_result.choice.ctx)
+    drafting = plan_result.load.draft if plan_result.load else 0  # only where the file carries a prediction block
+    options = RegisterOptions(name, force, keep_gguf, plan_result.choice.ctx, drafting)
     ready = prepare(plan_result, hub, fetcher, ollama, options)
     if not yes and not ready.changes_nothing:
         err = prompt_on_stderr()

@@ -34,6 +34,13 @@ from ollama_fit.cli.options import (
 )
 @click.option("--ollama-version", metavar="VERSION", help="Plan for this Ollama (default: the newest modelled).")
 @click.option(
+    "--draft",
+    default=0,
+    type=int,
+    metavar="N",
+    help="Speculative decoding with the file's own prediction (MTP) block, N tokens a step (draft_num_predict).",
+)
+@click.option(
     "--gpu-layers",
     type=int,
     metavar="N",
@@ -51,6 +58,7 @@ def inspect_cmd(
     parallel: int,
     backend: str,
     ollama_version: str | None,
+    draft: int,
     gpu_layers: int | None,
     as_json: bool,
 ) -> None:
@@ -74,7 +82,7 @@ def inspect_cmd(
 
     report = report_for(hardware)
     ollama = parse_version(ollama_version) if ollama_version else None
-    rt = inspect_runtime(report, ctx, kv_type, flash_attn, ubatch, parallel, backend, ollama)
+    rt = inspect_runtime(report, ctx, kv_type, flash_attn, ubatch, parallel, backend, ollama, draft)
     result = inspect_ref(ref, rt, report, gpu_layers)
     if as_json:
         emit_json(result.to_dict())

@@ -118,6 +118,7 @@ def plan_options(fn: F) -> F:
         parallel: int,
         ollama_version: str | None,
         text_only: bool,
+        draft: int,
         **kwargs: Any,
     ) -> Any:
         from ollama_fit.plan.planner import DEFAULT_CTX, PlanRequest
@@ -139,6 +140,7 @@ def plan_options(fn: F) -> F:
             ollama=parse_version(ollama_version) if ollama_version else NEWEST,
             ollama_from="option" if ollama_version else "newest",
             vision=not text_only,
+            draft=draft if draft == 0 else at_least_one(draft, "--draft"),
         )
         return fn(*args, request=request, **kwargs)
 
@@ -200,6 +202,15 @@ def plan_options(fn: F) -> F:
                 metavar="VERSION",
                 help="Plan for this Ollama (0.13 or newer; default: the running server's for auto and pull, "
                 "else the newest modelled). Ignored with --target llama.cpp.",
+            ),
+            click.option(
+                "--draft",
+                default=0,
+                type=int,
+                metavar="N",
+                help="Speculative decoding with the model's own prediction (MTP) block, N tokens a step "
+                "(Ollama's draft_num_predict, 0.30 and newer): planned with its memory and registered with it. "
+                "Only for a GGUF that carries the block. Default 0: off, as in Ollama.",
             ),
             click.option(
                 "--text-only",

@@ -86,7 +86,7 @@ def pull(
     target = resolve(ref or request.model, quant, hub, pick, files, vision)
     view = ProgressView(as_json)
     fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=view, connections=connections)
-    options = RegisterOptions(name, force, keep_gguf, target.ctx or request.ctx or 8192)
+    options = RegisterOptions(name, force, keep_gguf, target.ctx or request.ctx or 8192, request.draft)
     result = run_pull(target, fetcher, Ollama.from_env() if register else None, options)
     serve = None
     if runner == "llama.cpp" and result.fetched:

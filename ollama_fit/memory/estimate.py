@@ -41,6 +41,13 @@ FRACTION_MOVES = {
     "moe": re.compile(r"^blk\.\d+\.ffn_(up|down|gate_up|gate)_(ch|)exps"),
 }
 EXPERTS = FRACTION_MOVES["moe"]
+# Drafting with a prediction block keeps a copy of the recurrent state per drafted token to roll back to
+# (measured: Qwen3.5 dense and MoE x (1 + draft); Qwen3-Next keeps one, tests/fixtures/mtp-llama-cpu.jsonl);
+# unmeasured hybrids with a prediction block are counted as Qwen3.5 (the larger)
+STATE_ROLLBACK_ARCHS = frozenset({"qwen35", "qwen35moe", "nemotron_h", "nemotron_h_moe"})
+# The prediction block's own context (its graph over one layer, the shared head): at most this many times the
+# model's compute buffer over the five layouts measured (1.0-2.8x, tests/fixtures/mtp-llama-cpu.jsonl): a bound
+MTP_COMPUTE_BOUND = 3.0
 # Architectures whose loader creates the tied output (TENSOR_DUPLICATED) before the token embedding
 # (src/models/gemma4.cpp, gemma3n.cpp): mapped, both are the file's pages; read in without mmap, the embedding
 # is a second tensor of its own (measured: tests/fixtures/ollama-argv-llama-cpu.jsonl)
@@ -79,6 +86,10 @@ class Runtime:
     # llama-server's unified cache (its default without -np: 4 slots, --kv-unified): `ctx` is then the cells of
     # all slots together, in one stream; recurrent state and output rows stay one per slot
     kv_unified: bool = False
+    # speculative decoding with the GGUF's own prediction block (llama-server --spec-type draft-mtp): its blocks
+    # are loaded and a second context (their KV cache and graph) runs beside the model's; `draft` tokens a step
+    mtp_layers: int = 0
+    draft: int = 0
 
     def __post_init__(self) -> None:
         if self.batch_steps:
@@ -135,6 +146,26 @@ class DeviceMemory:
             "layers": self.layers,
             "evictable_bytes": self.evictable_bytes,
         }
+
+
+def mtp_kv_bytes(spec: ModelSpec, rt: Runtime) -> int:
+    """The prediction blocks' KV cache (llama-model.cpp create_memory for LLAMA_CONTEXT_TYPE_MTP: a plain cache
+    over the blocks after the last layer, the main context's cells and streams), each as a full-attention
+    layer of the model."""
+    s = spec.shape
+    full = [i for i in range(s.n_layer) if s.has_kv(i) and not s.is_swa(i)] or list(range(s.n_layer))
+    return rt.mtp_layers * layer_kv_bytes(spec, full[-1], replace(rt, mtp_layers=0))
+
+
+def _with_mtp(spec: ModelSpec, rt: Runtime, dev: DeviceMemory) -> DeviceMemory:
+    """A device with the prediction block: its weights (the tensors a plain load skips), its context's KV
+    cache and graph (a bound: MTP_COMPUTE_BOUND x the model's)."""
+    return replace(
+        dev,
+        weights_bytes=dev.weights_bytes + int(spec.extra.get("skipped_bytes", "0")),
+        kv_bytes=dev.kv_bytes + mtp_kv_bytes(spec, rt),
+        compute_bytes=dev.compute_bytes + int(MTP_COMPUTE_BOUND * compute_bytes(spec, replace(rt, mtp_layers=0))),
+    )
 
 
 def _holds(layers: range, arriving: int, n_layer: int) -> str:
@@ -303,7 +334,10 @@ def layer_state_bytes(spec: ModelSpec, layer: int, rt: Runtime) -> int:
     s = spec.shape
     if not (s.is_recurrent(layer) or (not s.modelled and s.state_row)):
         return 0
-    return 4 * s.state_row * max(1, rt.parallel)
+    rows = max(1, rt.parallel)
+    if rt.mtp_layers and s.arch in STATE_ROLLBACK_ARCHS:
+        rows *= 1 + rt.draft  # llama-memory-recurrent.cpp: mem_size x (1 + n_rs_seq), n_rs_seq = the draft
+    return 4 * s.state_row * rows
 
 
 def state_bytes(spec: ModelSpec, rt: Runtime, layers: Sequence[int] | None = None) -> int:
@@ -525,6 +559,9 @@ def estimate(
                 learned_bytes=rt.extra_overhead,
             )
         )
+    if rt.mtp_layers and gpus:  # the prediction block follows the last layer: with the output layer
+        at = next(i for i, g in enumerate(gpus) if g.name == f"GPU {out_dev}") if out_gpu else len(gpus) - 1
+        gpus[at] = _with_mtp(spec, rt, gpus[at])
     cpu_layers = range(first_gpu_layer)
     host_weights = spec.input_bytes + sum(spec.layer_bytes[i] for i in cpu_layers) + arriving[-1]
     if not out_gpu:
@@ -556,4 +593,6 @@ def estimate(
         state_bytes=state_bytes(spec, rt, cpu_layers),
         evictable_bytes=repacked,
     )
+    if rt.mtp_layers and not gpus:
+        host = _with_mtp(spec, rt, host)
     return MemoryEstimate(tuple(gpus), host, s.n_layer, offloaded, rt.cells, rt.backend, tuple(moves))

@@ -73,6 +73,7 @@ class Inspection:
                 "parallel": self.runtime.parallel,
                 "backend": self.runtime.backend,
                 "runner": self.runtime.runner,
+                "mtp_layers": self.runtime.mtp_layers,
                 "mmap": self.runtime.mmap,
             },
             "estimates": [q.to_dict() for q in self.quants],
@@ -201,6 +202,7 @@ def inspect_runtime(
     parallel: int,
     backend: str,
     ollama: tuple[int, int, int] | None = None,
+    draft: int = 0,
 ) -> Callable[[ModelSpec], Runtime]:
     """The inspect options as the planner's runtime of each file (for Ollama `ollama`, by default the newest
     modelled; None: llama-server itself); --backend overrides where offloaded layers run."""
@@ -220,7 +222,13 @@ def inspect_runtime(
     if backend == "cpu":  # what runs it sees no GPU: Ollama's CPU-only rules (mmap, batch) apply
         report = replace(report, hardware=replace(report.hardware, gpus=()))
     request = PlanRequest(
-        ctx=tokens, kv_type=kv_type, flash_attn=fa, ubatch=ubatch, parallel=parallel, ollama=ollama or NEWEST
+        ctx=tokens,
+        kv_type=kv_type,
+        flash_attn=fa,
+        ubatch=ubatch,
+        parallel=parallel,
+        ollama=ollama or NEWEST,
+        draft=at_least_one(draft, "--draft") if draft else 0,
     )
 
     def of(spec: ModelSpec) -> Runtime:

@@ -60,6 +60,7 @@ class PlanRequest:
     # tier, lowered as it lowers it when that does not fit), never less than `ctx`
     ctx_auto: bool = False
     vision: bool = True  # pull and plan the repository's vision projector with the pick (False: --text-only)
+    draft: int = 0  # draft_num_predict: tokens drafted per step by the GGUF's own prediction block (0: off)
     flash_attn_archs: tuple[str, ...] | None = None  # runtimes that turn flash attention on only for these
     overhead_correction: int = 0  # per-GPU bytes learned from real loads here (ollama/learning.py)
     correction_note: str = ""  # how it was learned, for the explanation
@@ -173,7 +174,12 @@ def source(model: CatalogModel, quant: str, weights_bytes: int) -> dict[str, Any
 
 
 def runtime(
-    req: PlanRequest, report: ProbeReport, ctx: int, shape: ModelShape | None = None, file_bytes: int = 0
+    req: PlanRequest,
+    report: ProbeReport,
+    ctx: int,
+    shape: ModelShape | None = None,
+    file_bytes: int = 0,
+    mtp_layers: int = 0,
 ) -> Runtime:
     """The request's runtime on this hardware: for an Ollama target what that version will run (its program,
     batch, flash attention and mmap rules; `shape` and the file's size give its batch headroom check), else
@@ -194,7 +200,7 @@ def runtime(
     backend = report.budget.gpus[0].backend if report.budget.gpus else "cpu"
     overhead = req.overhead_correction if backend != "cpu" else 0
     if req.ollama is not None:
-        load = ollama_load(req, report, ctx, shape, file_bytes)
+        load = ollama_load(req, report, ctx, shape, file_bytes, mtp_layers)
         rt = load.runtime(backend, fa, overhead)
         return rt if req.ubatch is None else replace(rt, ubatch=req.ubatch, batch_steps=(), batch_cap=0)
     return Runtime(
@@ -206,11 +212,18 @@ def runtime(
         backend=backend,
         extra_overhead=overhead,
         runner="llama-server",
+        mtp_layers=mtp_layers if req.draft else 0,
+        draft=req.draft if mtp_layers else 0,
     )
 
 
 def ollama_load(
-    req: PlanRequest, report: ProbeReport, ctx: int | None, shape: ModelShape | None = None, file_bytes: int = 0
+    req: PlanRequest,
+    report: ProbeReport,
+    ctx: int | None,
+    shape: ModelShape | None = None,
+    file_bytes: int = 0,
+    mtp_layers: int = 0,
 ) -> OllamaLoad:
     """What the request's Ollama version loads at `ctx` (None: the model has no num_ctx) on this hardware (the
     plan's `runtime` in JSON)."""
@@ -222,12 +235,13 @@ def ollama_load(
     machine = Machine(hw.gpus, hw.ram_available_bytes, hw.ram_total_bytes, "darwin" if macos else "linux")
     env = {} if req.flash_attn is None else {"OLLAMA_FLASH_ATTENTION": "1" if req.flash_attn else "0"}
     version = req.ollama or NEWEST
-    return plan_load(version, shape, machine, ctx, file_bytes, req.parallel, req.kv_type, env)
+    return plan_load(version, shape, machine, ctx, file_bytes, req.parallel, req.kv_type, env, req.draft, mtp_layers)
 
 
 def runtime_for(req: PlanRequest, report: ProbeReport, spec: ModelSpec, ctx: int) -> Runtime:
     """The runtime of one file: an Ollama target's batch depends on the file's size (its headroom check)."""
-    return runtime(req, report, ctx, spec.shape, spec.file_bytes or spec.weights_bytes)
+    nextn = int(spec.extra.get("nextn_layers", "0"))  # a header's prediction blocks (catalog specs: none known)
+    return runtime(req, report, ctx, spec.shape, spec.file_bytes or spec.weights_bytes, nextn)
 
 
 def rank_size(m: CatalogModel, aged: frozenset[str] = frozenset()) -> float:
@@ -534,8 +548,14 @@ def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) 
     load = None
     if req.ollama is not None:
         spec = chosen.model.spec(chosen.quant)
-        load = ollama_load(req, report, chosen.ctx, spec.shape, spec.file_bytes or spec.weights_bytes)
+        nextn = int(spec.extra.get("nextn_layers", "0"))
+        load = ollama_load(req, report, chosen.ctx, spec.shape, spec.file_bytes or spec.weights_bytes, nextn)
         reasons.append(_ollama_reason(load, req))
+        if req.draft and not load.draft:
+            reasons.append(
+                f"--draft {req.draft}: {spec.shape.arch} files of {chosen.model.name} carry no prediction block "
+                "that ollama-fit knows of (a GGUF header says so: plan or inspect the file); planned without drafting"
+            )
     alternatives = _alternatives(chosen, candidates, evaluated, displaced)
     if chosen.quant == "Q2_K":
         warnings.append(f"{chosen.model.name} at Q2_K: a last resort, expect clearly worse answers")

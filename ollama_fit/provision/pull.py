@@ -71,6 +71,7 @@ class RegisterOptions:
     force: bool = False
     keep_gguf: bool = False
     ctx: int = 8192  # pinned as num_ctx so the plan holds
+    draft: int = 0  # draft_num_predict: drafting with the file's own prediction block (0: Ollama's default, off)
 
     def name_for(self, target: Target) -> str:
         return self.name or model_name(target.repo, target.quant.label, target.model.id if target.model else None)
@@ -78,7 +79,7 @@ class RegisterOptions:
     @property
     def parameters(self) -> dict[str, Any]:
         """The Ollama parameters the model is created with."""
-        return {"num_ctx": self.ctx}
+        return {"num_ctx": self.ctx} | ({"draft_num_predict": self.draft} if self.draft else {})
 
 
 Pick = Callable[[str | None], "Picked"]

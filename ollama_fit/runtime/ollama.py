@@ -88,6 +88,8 @@ NUM_KEEP = 4  # api.DefaultOptions().NumKeep, passed as --keep with --context-sh
 # llm/llama_server.go `mmprojOffloadHeadroom`: a projector goes to the GPU only where the projector and this
 # much more are free, and LLAMA_ARG_FIT_TARGET becomes projector + this (llama.cpp's own margin is the same 1 GiB)
 PROJECTOR_HEADROOM = GiB
+# llm/llama_server.go `draftTypeMTP`: what --spec-type Ollama passes for a GGUF's own prediction block
+DRAFT_MTP = "draft-mtp"
 
 
 def parse_version(text: str, strict: bool = True) -> Version:
@@ -223,6 +225,10 @@ class OllamaLoad:
     mmap: bool
     context_shift: bool = True  # sched.go `supportsContextShift`: every family but deepseek2
     argv: tuple[str, ...] = ()  # llama-server's command line as Ollama builds it; empty before 0.30
+    # speculative decoding with the GGUF's own prediction block (llama_server.go `appendDraftArgs`): the tokens
+    # drafted per step (the model's draft_num_predict; 0: off, Ollama's default for a model without a draft file)
+    draft: int = 0
+    mtp_layers: int = 0  # the prediction blocks loaded for it (0 when not drafting)
 
     def runtime(self, backend: str, flash_attn_resolved: bool, extra_overhead: int = 0) -> Runtime:
         """The estimator's view of this load. A llama-server load keeps Ollama's batch rule, so that a context
@@ -240,6 +246,8 @@ class OllamaLoad:
             batch_steps=steps,
             batch_cap=self.batch if steps else 0,
             mmap=self.mmap,
+            mtp_layers=self.mtp_layers,
+            draft=self.draft,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -253,6 +261,7 @@ class OllamaLoad:
             "kv_type": self.kv_type,
             "mmap": self.mmap,
             "context_shift": self.context_shift,
+            "draft": {"type": DRAFT_MTP, "tokens": self.draft} if self.draft else None,
             "argv": list(self.argv) or None,
         }
 
@@ -276,11 +285,14 @@ def plan_load(
     parallel: int = 1,
     kv_type: str = "f16",
     env: Mapping[str, str] | None = None,
+    draft: int = 0,
+    mtp_layers: int = 0,
 ) -> OllamaLoad:
     """The load Ollama `version` makes of a model (`shape`, its GGUF of `file_bytes`; None: not known yet) on
     `machine` for a request at `num_ctx` (None: the model has none, Ollama's default applies) with
     OLLAMA_NUM_PARALLEL = `parallel`. `env`: the server's OLLAMA_* settings that change the load
-    (OLLAMA_FLASH_ATTENTION, OLLAMA_CONTEXT_LENGTH, OLLAMA_GPU_OVERHEAD)."""
+    (OLLAMA_FLASH_ATTENTION, OLLAMA_CONTEXT_LENGTH, OLLAMA_GPU_OVERHEAD). `draft`: the model's
+    draft_num_predict; it drafts with the GGUF's prediction block (`mtp_layers` of them) from 0.30 on."""
     env = env or {}
     check_modelled(version)
     arch = shape.arch if shape else None
@@ -302,7 +314,11 @@ def plan_load(
     cuda = [g.memory_free_bytes or g.memory_total_bytes for g in machine.gpus if g.backend == "cuda"]
     batch = generation_batch(ctx * n_slots, predicted, available, fa, cuda)
     mmap = use_mmap(machine.gpus, predicted, available, machine.free_ram, machine.total_ram, machine.os, file_bytes)
-    load = OllamaLoad(version, engine, ctx, n_slots, batch, fa, kv_type, mmap, shift)
+    drafting = draft if draft > 0 and mtp_layers > 0 else 0  # `hasMTPDraft`, `appendDraftArgs`
+    load = OllamaLoad(
+        version, engine, ctx, n_slots, batch, fa, kv_type, mmap, shift, draft=drafting,
+        mtp_layers=mtp_layers if drafting else 0,
+    )  # fmt: skip
     return replace(load, argv=tuple(server_argv(load)))
 
 
@@ -312,6 +328,8 @@ def server_argv(load: OllamaLoad, model: str = "MODEL", port: str = "PORT") -> l
     argv = ["llama-server", "--model", model, "--port", port, "--host", "127.0.0.1", "--no-webui", "--offline"]
     argv += ["-c", str(load.num_ctx * load.parallel), "-np", str(load.parallel)]
     argv += ["--log-verbosity", "4", "--no-log-prefix", "--no-log-timestamps"]
+    if load.draft:
+        argv += ["--spec-type", DRAFT_MTP, "--spec-draft-n-max", str(load.draft), "--spec-draft-backend-sampling"]
     if not load.mmap:
         argv += ["--load-mode", "none"]
     if load.kv_type != "f16":
