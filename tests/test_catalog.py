@@ -66,6 +66,7 @@ REQUIRED = [
     "glm-4.7:355b-a32b",
     "minimax-m2.7:229b-a10b",
     "deepseek-v3.1:671b",
+    "devstral-2:123b",
 ]
 
 
