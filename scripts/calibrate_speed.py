@@ -247,6 +247,7 @@ FITTED = [
     ("ops", "Q2_K", 2.0, 80.0),
     ("compute_share", None, 0.1, 1.0),
     ("old_build_layer_factor", None, 1.0, 4.0),
+    ("layer_cost_exponent", None, 0.0, 1.0),
 ]
 
 
@@ -292,7 +293,7 @@ def fit(preps: list[Prepared]) -> Params:
 
     lo = [n[2] for n in FITTED]
     hi = [n[3] for n in FITTED]
-    scale = [max(abs(v), 1e-9) for v in _start()]
+    scale = [max(abs(v), 0.1 * (n[3] - n[2])) for v, n in zip(_start(), FITTED, strict=True)]
     out = least_squares(residuals, _start(), bounds=(lo, hi), x_scale=scale, loss="soft_l1", f_scale=0.1)
     return _params(list(out.x))
 

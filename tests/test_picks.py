@@ -303,6 +303,8 @@ def test_newest_first_across_families():
 def test_big_machines_get_big_moe_models_and_the_mac_advice_covers_the_next_quant():
     mac = run(report("M4 Max 128GB"))
     assert mac.choice.model.params_b >= 70  # a 100B-class MoE on a 128 GB Mac
+    # Llama 3.3 70B ranks above it but only meets 10 tok/s at its point estimate: a marginal pick gives way
+    assert any(r.startswith("prefers") and "gives way" in r and "Llama 3.3 70B" in r for r in mac.reasons)
     assert mac.choice.placement.speed.low >= 10
     assert any("iogpu.wired_limit_mb=" in r and "would fit wholly on the GPU" in r for r in mac.reasons)
     for machine in ("DGX Spark", "Strix Halo"):

@@ -276,3 +276,14 @@ def test_plan_json_has_the_prompt_speed(tmp_path):
     assert pp["first_token_s"] == pytest.approx(pp["prompt_tokens"] / pp["tps"], abs=0.1)
     text = CliRunner().invoke(cli, ["plan", "--gpu", "RTX 4090", "--ram", "64GiB", "--offline"]).stdout
     assert "first token after ~" in text
+
+
+def test_the_per_layer_cost_scales_with_the_chip():
+    from ollama_fit.speed.devices import _clock_class
+
+    ref = PARAMS.layer_cost_ref_tflops["cuda"]
+    assert _clock_class(ref, "cuda", PARAMS) == pytest.approx(1.0)
+    small, big = _clock_class(ref / 4, "cuda", PARAMS), _clock_class(ref * 4, "cuda", PARAMS)
+    assert small > 1 > big  # a small chip pays more per layer, a big one less
+    assert small == pytest.approx(4**PARAMS.layer_cost_exponent)
+    assert _clock_class(None, "cuda", PARAMS) == 1.0  # unknown throughput: the backend's figure

@@ -41,10 +41,10 @@ FRACTION_MOVES = {
     "moe": re.compile(r"^blk\.\d+\.ffn_(up|down|gate_up|gate)_(ch|)exps"),
 }
 EXPERTS = FRACTION_MOVES["moe"]
-# Drafting with a prediction block keeps a copy of the recurrent state per drafted token to roll back to
-# (measured: Qwen3.5 dense and MoE x (1 + draft); Qwen3-Next keeps one, tests/fixtures/mtp-llama-cpu.jsonl);
-# unmeasured hybrids with a prediction block are counted as Qwen3.5 (the larger)
-STATE_ROLLBACK_ARCHS = frozenset({"qwen35", "qwen35moe", "nemotron_h", "nemotron_h_moe"})
+# Drafting keeps a copy of the recurrent state per drafted token to roll back to, where llama.cpp supports it
+# (llama-arch.cpp `llm_arch_supports_rs_rollback`; measured: Qwen3.5 dense and MoE x (1 + draft), Qwen3-Next
+# one, tests/fixtures/mtp-llama-cpu.jsonl)
+STATE_ROLLBACK_ARCHS = frozenset({"qwen35", "qwen35moe", "nemotron_h", "nemotron_h_moe", "lfm2", "lfm2moe"})
 # The prediction block's own context (its graph over one layer, the shared head): at most this many times the
 # model's compute buffer over the five layouts measured (1.0-2.8x, tests/fixtures/mtp-llama-cpu.jsonl): a bound
 MTP_COMPUTE_BOUND = 3.0
@@ -154,7 +154,8 @@ def mtp_kv_bytes(spec: ModelSpec, rt: Runtime) -> int:
     layer of the model."""
     s = spec.shape
     full = [i for i in range(s.n_layer) if s.has_kv(i) and not s.is_swa(i)] or list(range(s.n_layer))
-    return rt.mtp_layers * layer_kv_bytes(spec, full[-1], replace(rt, mtp_layers=0))
+    # its type is --spec-draft-type-k/v (f16 unless given; Ollama gives none), not the model's cache type
+    return rt.mtp_layers * layer_kv_bytes(spec, full[-1], replace(rt, mtp_layers=0, kv_type="f16"))
 
 
 def _with_mtp(spec: ModelSpec, rt: Runtime, dev: DeviceMemory) -> DeviceMemory:
@@ -371,6 +372,8 @@ def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1,
     # tests/fixtures/ollama-real-gemma.jsonl; unmeasured on GPUs)
     b = engine_batch(rt) if rt.engine else min(rt.ubatch, rt.cells * slots)
     outputs = min(b, slots) if rt.runner in ("llama-server", "ollama-engine") else b
+    if rt.mtp_layers:  # drafting verifies the drafted tokens too: 1 + draft rows a slot (server_output_limits)
+        outputs = min(b, slots * (1 + rt.draft))
     if holds == "output":  # only the output matmul runs here
         return 4 * outputs * (s.n_embd + s.n_vocab)
     out = 4 * outputs * (s.n_embd + s.n_vocab) + (4 * b * s.n_embd if cpu else 0)
@@ -427,7 +430,8 @@ def host_compute_bytes(spec: ModelSpec, rt: Runtime) -> int:
 
 def output_buffer_bytes(spec: ModelSpec, rt: Runtime) -> int:
     """llama.cpp's output buffer: one row of logits per slot. The Go engine keeps its logits in the graph."""
-    return 0 if rt.engine else 4 * spec.shape.n_vocab * max(1, rt.parallel)
+    rows = max(1, rt.parallel) * (1 + rt.draft if rt.mtp_layers else 1)
+    return 0 if rt.engine else 4 * spec.shape.n_vocab * rows
 
 
 # ----- putting it together -----

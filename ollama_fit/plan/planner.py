@@ -480,6 +480,23 @@ def _gpu_first(
     return None
 
 
+def _surely_fast(
+    chosen: Candidate, candidates: Sequence[CatalogModel], evaluate: Evaluate, target: float
+) -> tuple[Candidate, list[str]] | None:
+    """A pick that meets the speed target only at its point estimate (its range reaches below it) gives way to
+    the next model of at least 1/MARGINAL_NEARLY its size whose whole range clears the target."""
+    if _clears(chosen.placement, target):
+        return None
+    start = candidates.index(chosen.model) + 1
+    for model in candidates[start:]:
+        if rank_size(model) * MARGINAL_NEARLY < rank_size(chosen.model):
+            return None
+        outcome = evaluate(model)
+        if isinstance(outcome, tuple) and _clears(outcome[0].placement, target):
+            return outcome
+    return None
+
+
 def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) -> Plan:
     task = get_task(req.task)
     floor, warnings = _floor(task, req)
@@ -513,6 +530,15 @@ def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) 
             f"wins over one at most {NEARLY:g}x its size that is not{marginal}"
         )
         chosen, extra = gpu_pick
+    sure = None if gpu_pick else _surely_fast(chosen, candidates, evaluated, target)
+    if sure:
+        displaced = chosen
+        gpu_note = (
+            f"prefers {sure[0].model.name} (~{_tps(sure[0].placement):.0f} tok/s) to {chosen.model.name} "
+            f"(~{_tps(chosen.placement):.0f} tok/s, which may fall below {target:g} tok/s): a pick whose speed range "
+            f"reaches below the target gives way to a model at least 1/{MARGINAL_NEARLY:g} its size that clears it"
+        )
+        chosen, extra = sure
     if req.ctx is None:
         chosen, ctx_note = _maximize_context(chosen, req, report, target)
         reasons.append(ctx_note)
@@ -551,6 +577,11 @@ def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) 
         nextn = int(spec.extra.get("nextn_layers", "0"))
         load = ollama_load(req, report, chosen.ctx, spec.shape, spec.file_bytes or spec.weights_bytes, nextn)
         reasons.append(_ollama_reason(load, req))
+        if load.draft:
+            reasons.append(
+                f"drafting {load.draft} tokens a step with the file's prediction block: its memory is planned; the "
+                "speeds shown are without its gain (not modelled: a lower bound)"
+            )
         if req.draft and not load.draft:
             reasons.append(
                 f"--draft {req.draft}: {spec.shape.arch} files of {chosen.model.name} carry no prediction block "

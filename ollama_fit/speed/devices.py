@@ -43,9 +43,18 @@ def gpu_device(gpu: Gpu, hw: Hardware, p: Params = PARAMS) -> SpeedDevice:
         bandwidth_gbs=gpu.bandwidth_gbs,
         efficiency=p.efficiency[memory_class(gpu, known, chip)],
         compute_tops=(tflops or 0.0) * p.compute_share,
-        layer_cost_s=p.layer_cost_s[gpu.backend],
+        layer_cost_s=p.layer_cost_s[gpu.backend] * _clock_class(tflops, gpu.backend, p),
         assumptions=tuple(notes),
     )
+
+
+def _clock_class(tflops: float | None, backend: str, p: Params) -> float:
+    """The per-layer cost scales with the chip: a small GPU launches and finishes each layer's kernels more
+    slowly than a large one (fitted exponent of its FP32 throughput against the backend's reference chip)."""
+    ref = p.layer_cost_ref_tflops.get(backend)
+    if not tflops or not ref or not p.layer_cost_exponent:
+        return 1.0
+    return float((ref / tflops) ** p.layer_cost_exponent)
 
 
 def cpu_device(hw: Hardware, p: Params = PARAMS) -> SpeedDevice:
