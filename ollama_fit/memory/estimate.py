@@ -23,6 +23,11 @@ from ollama_fit.units import MiB
 GPU_OVERHEAD = {"cuda": 600 * MiB, "rocm": 600 * MiB, "vulkan": 600 * MiB, "metal": 512 * MiB, "rpc": 0}
 # Pipeline parallelism across GPUs keeps GGML_SCHED_MAX_COPIES graph copies (conservative, uncalibrated).
 PIPELINE_COPIES = 4
+# ...on backends with async compute and events (llama_context: "pipeline parallelism requires support for async
+# compute and events in all devices": CUDA, ROCm, an rpc-server). The copies are of the graph's inputs, not of the
+# graph: measured on two rpc-server devices, (copies - 1) x (the masks + 4 x b x n_embd x k) more per device, k = 4
+# on the first device, 3 on the others (tests/fixtures/fit-rpc2-llama.jsonl)
+PIPELINE_BACKENDS = frozenset({"cuda", "rocm", "rpc"})
 # CPU backends repack these types into interleaved layouts: a second copy next to the mmapped file.
 CPU_REPACK_TYPES = {"Q4_0", "Q4_K", "IQ4_NL"}
 BACKENDS = ("cuda", "rocm", "vulkan", "metal", "rpc", "cpu")
@@ -403,8 +408,9 @@ def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1,
     elif not cpu and rt.kv_type not in ("f16", "bf16", "f32"):
         # GPU flash attention dequantizes K and V of one layer to f16 over the whole context
         size += rt.cells * kv_width * 2
-    if gpus_holding_layers > 1:
-        size *= PIPELINE_COPIES
+    if gpus_holding_layers > 1 and rt.backend in PIPELINE_BACKENDS:
+        rows = 4 if holds == "all" else 3
+        size += (PIPELINE_COPIES - 1) * (_mask_bytes(spec, rt, b) + 4 * b * s.n_embd * rows)
     return size
 
 
@@ -537,11 +543,9 @@ def estimate(
         arriving[len(split) if m.to is None else m.to] += m.nbytes
         if m.to is None and rt.backend in OP_OFFLOAD_BACKENDS:
             copies[held] = max(copies[held], m.experts_bytes)
-    holders = sum(1 for d, n in enumerate(split) if n or d == out_dev or arriving[d])
-    # llama_context: pipeline parallelism (graph copies per GPU) only with every layer offloaded and no
-    # tensor overrides
-    if offloaded < s.n_layer or not out_gpu or moves:
-        holders = min(holders, 1)
+    # llama_context: pipeline parallelism with several devices, every layer offloaded and no tensor overrides
+    # (a device holding nothing counts: it is one of the model's devices)
+    holders = len(split) if offloaded == s.n_layer and out_gpu and not moves else 1
     gpus: list[DeviceMemory] = []
     start = first_gpu_layer
     for d, n in enumerate(split):

@@ -340,13 +340,13 @@ def _convert_front_to_back(
             high[d] = replace(high[d], n_layer=high[d].n_layer + move)
             high[j] = replace(high[j], n_layer=high[j].n_layer - move, n_part=0)
         dense_start_high = nd - 1
-        mem_high = measure(high)
+        mem_high = measure(high, overflow_to)  # the parts already moved onto later devices count there
         if mem_high[d] > targets[d]:
             delta = high[d].n_full - ngl[d].n_full
             while delta > 1:
                 step = _c_step(delta, targets[d] - mem[d], mem_high[d] - mem[d])
                 test, start_test = _convert(ngl, d, dense_start, step)
-                mem_test = measure(test)
+                mem_test = measure(test, overflow_to)
                 if mem_test[d] <= targets[d]:
                     ngl, mem, dense_start = test, mem_test, start_test
                 else:
