@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,41 +124,63 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> 
     raise TimeoutError(f"ggml-rpc-server not listening on {port} after {timeout:.0f} s")
 
 
-def run_fit(binary: Path, so: Path, argv: list[str], device_mib: int, timeout: float) -> str:
-    """Start the fake device and llama-server on it; return llama-server's log up to the fit's end."""
-    rpc_port, port = free_port(), free_port()
-    env = os.environ | {"FAKE_DEVICE_MIB": str(device_mib), "LD_PRELOAD": str(so)}
-    rpc_cmd = [str(binary.parent / "ggml-rpc-server"), "-H", "127.0.0.1", "-p", str(rpc_port), "-t", "1"]
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports (a port the OS hands out twice is asked for again)."""
+    ports: list[int] = []
+    for _ in range(50 * count):
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"no {count} distinct free ports")
+
+
+def run_devices(binary: Path, so: Path, argv: list[str], sizes: Sequence[int], timeout: float) -> tuple[str, list[int]]:
+    """Start one fake device per entry of `sizes` (MiB) and llama-server on them (--rpc in that order); return
+    llama-server's log up to the fit's end and the devices' ports."""
+    *rpc_ports, port = free_ports(len(sizes) + 1)
     args = [str(port) if a == "PORT" else a for a in argv[1:]]
-    rpc = server = None
+    procs: list[subprocess.Popen[bytes]] = []
+    server = None
     with tempfile.TemporaryFile() as rpc_log, tempfile.TemporaryFile() as log:
         try:
-            rpc = subprocess.Popen(rpc_cmd, stdout=rpc_log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-            wait_listening(rpc_port, rpc, 30)
-            cmd = [str(binary), *args, "--rpc", f"127.0.0.1:{rpc_port}"]
-            server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            for rpc_port, mib in zip(rpc_ports, sizes, strict=True):
+                env = os.environ | {"FAKE_DEVICE_MIB": str(mib), "LD_PRELOAD": str(so)}
+                cmd = [str(binary.parent / "ggml-rpc-server"), "-H", "127.0.0.1", "-p", str(rpc_port), "-t", "1"]
+                procs.append(
+                    subprocess.Popen(cmd, stdout=rpc_log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                )
+                wait_listening(rpc_port, procs[-1], 30)
+            endpoints = ",".join(f"127.0.0.1:{p}" for p in rpc_ports)
+            server = subprocess.Popen(
+                [str(binary), *args, "--rpc", endpoints], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
             deadline = time.monotonic() + timeout
             text = ""
             while time.monotonic() < deadline:
                 log.seek(0)
                 text = log.read().decode(errors="replace")
                 if DONE in text:
-                    return text
+                    return text, rpc_ports
                 if server.poll() is not None:
                     raise RuntimeError(f"llama-server exited with {server.returncode}:\n{text[-3000:]}")
                 time.sleep(0.2)
             raise TimeoutError(f"no fit decision after {timeout:.0f} s:\n{text[-3000:]}")
         finally:
             kill(server)
-            kill(rpc)
+            for proc in procs:
+                kill(proc)
 
 
-def parse_fit(log: str, requested_ctx: int) -> dict[str, Any]:
-    """fit.cpp's decisions, read from its LOG_TRC lines (llama.cpp b11434). `requested_ctx`: the context fit
-    starts from (-c; unset: the trained context, one stream as the server's automatic slots share one cache)."""
-    lines = log.splitlines()
-    trace = [RPC_PORT.sub("127.0.0.1:RPCPORT", ln.rstrip()) for ln in lines if ln.startswith("common_params_fit_impl:")]
-    text = "\n".join(lines)
+def run_fit(binary: Path, so: Path, argv: list[str], device_mib: int, timeout: float) -> str:
+    """One fake device of `device_mib` MiB: llama-server's log up to the fit's end."""
+    return run_devices(binary, so, argv, [device_mib], timeout)[0]
+
+
+def fit_outcome(text: str, requested_ctx: int | None) -> tuple[str, int | None]:
+    """The fit's status (no-change, ctx-reduced, fit, failed; error when the trace never says) and final context
+    (the last "context size reduced", else `requested_ctx`)."""
     if "no changes needed" in text:
         status = "no-change"
     elif "entire model can be fit by reducing context" in text:
@@ -169,7 +192,16 @@ def parse_fit(log: str, requested_ctx: int) -> dict[str, Any]:
     else:
         status = "error"
     reduced = CTX_REDUCED.findall(text)
-    n_ctx = int(reduced[-1][1]) if reduced else requested_ctx
+    return status, int(reduced[-1][1]) if reduced else requested_ctx
+
+
+def parse_fit(log: str, requested_ctx: int) -> dict[str, Any]:
+    """fit.cpp's decisions, read from its LOG_TRC lines (llama.cpp b11434). `requested_ctx`: the context fit
+    starts from (-c; unset: the trained context, one stream as the server's automatic slots share one cache)."""
+    lines = log.splitlines()
+    trace = [RPC_PORT.sub("127.0.0.1:RPCPORT", ln.rstrip()) for ln in lines if ln.startswith("common_params_fit_impl:")]
+    text = "\n".join(lines)
+    status, n_ctx = fit_outcome(text, requested_ctx)
     projected = PROJECTED.search(text)
 
     # replay the test allocations: each "set ngl_per_device[..]" accepts the allocation just measured; the first

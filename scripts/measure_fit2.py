@@ -17,10 +17,8 @@ decided ("fitting params to free memory took"). One case at a time, every wait b
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import measure_fit as one  # noqa: E402  (puts tests/ on sys.path too)
-from measure_llama_server import default_binary, free_port  # noqa: E402
+from measure_llama_server import default_binary  # noqa: E402
 
 from ollama_fit.errors import InvalidInput  # noqa: E402
 from ollama_fit.model.catalog import find_model  # noqa: E402
@@ -84,54 +82,6 @@ class Case:
     parallel: int | None
 
 
-def two_ports() -> tuple[int, int]:
-    p1 = free_port()
-    for _ in range(50):
-        p2 = free_port()
-        if p2 != p1:
-            return p1, p2
-    raise RuntimeError("no second free port")
-
-
-def run_fit2(binary: Path, so: Path, argv: list[str], sizes: tuple[int, int], timeout: float) -> tuple[str, list[int]]:
-    """Start the two fake devices and llama-server on them; return llama-server's log up to the fit's end and
-    the two RPC ports (in --rpc order)."""
-    ports = list(two_ports())
-    port = free_port()
-    while port in ports:
-        port = free_port()
-    args = [str(port) if a == "PORT" else a for a in argv[1:]]
-    procs: list[subprocess.Popen[bytes]] = []
-    server = None
-    with tempfile.TemporaryFile() as rpc_log, tempfile.TemporaryFile() as log:
-        try:
-            for p, mib in zip(ports, sizes, strict=True):
-                env = os.environ | {"FAKE_DEVICE_MIB": str(mib), "LD_PRELOAD": str(so)}
-                cmd = [str(binary.parent / "ggml-rpc-server"), "-H", "127.0.0.1", "-p", str(p), "-t", "1"]
-                procs.append(
-                    subprocess.Popen(cmd, stdout=rpc_log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-                )
-                one.wait_listening(p, procs[-1], 30)
-            endpoints = ",".join(f"127.0.0.1:{p}" for p in ports)
-            cmd = [str(binary), *args, "--rpc", endpoints]
-            server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            deadline = time.monotonic() + timeout
-            text = ""
-            while time.monotonic() < deadline:
-                log.seek(0)
-                text = log.read().decode(errors="replace")
-                if one.DONE in text:
-                    return text, ports
-                if server.poll() is not None:
-                    raise RuntimeError(f"llama-server exited with {server.returncode}:\n{text[-3000:]}")
-                time.sleep(0.2)
-            raise TimeoutError(f"no fit decision after {timeout:.0f} s:\n{text[-3000:]}")
-        finally:
-            one.kill(server)
-            for proc in procs:
-                one.kill(proc)
-
-
 def _anon(line: str, ports: list[int]) -> str:
     for i, p in enumerate(ports, 1):
         line = line.replace(f"127.0.0.1:{p}", f"127.0.0.1:RPCPORT{i}")
@@ -144,18 +94,7 @@ def parse_fit2(log: str, requested_ctx: int, ports: list[int], sizes: tuple[int,
     in llama.cpp's order (`id=`), each with the fake size its server reported."""
     lines = [_anon(ln.rstrip(), ports) for ln in log.splitlines()]
     text = "\n".join(lines)
-    if "no changes needed" in text:
-        status = "no-change"
-    elif "entire model can be fit by reducing context" in text:
-        status = "ctx-reduced"
-    elif "successfully fit params" in text:
-        status = "fit"
-    elif "failed to fit params" in text:
-        status = "failed"
-    else:
-        status = "error"
-    reduced = one.CTX_REDUCED.findall(text)
-    n_ctx = int(reduced[-1][1]) if reduced else requested_ctx
+    status, n_ctx = one.fit_outcome(text, requested_ctx)
     projected = one.PROJECTED.search(text)
 
     # the device order: the per-device lines of the initial projection (printed when nd > 1), in id order
@@ -319,7 +258,7 @@ def main() -> int:
                     t0 = time.monotonic()
                     run_argv = [str(path) if a == "MODEL" else a for a in argv]
                     try:
-                        log, ports = run_fit2(binary, so, run_argv, pair, args.timeout)
+                        log, ports = one.run_devices(binary, so, run_argv, pair, args.timeout)
                         ctx = shape.context_length if num_ctx is None else load.num_ctx * load.parallel
                         fit = parse_fit2(log, ctx, ports, pair)
                     except (RuntimeError, TimeoutError) as e:

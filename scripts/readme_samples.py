@@ -97,30 +97,13 @@ def sample_inspect(scratch: Path, hub) -> str:
 def write_pick(folder: Path, model_id: str, quant: str) -> Path:
     """The catalog model's file at `quant`: the architecture's keys as its converter writes them
     (tests/hybrid_ggufs.py), the vocabulary at its real size, a chat template; tensor data sparse."""
-    import gguf
-    from ggufs import LABEL_TO_FTYPE, finish_sparse
-    from hybrid_ggufs import _keys
+    from hybrid_ggufs import write_hybrid
 
     from ollama_fit.model.catalog import find_model
-    from ollama_fit.model.spec import rebuild
 
     model = find_model(model_id)
-    shape = model.shape
-    path = folder / model.file_for(quant)
-    w = gguf.GGUFWriter(path, arch=shape.arch)
-    w.add_name(model.name)
-    w.add_file_type(LABEL_TO_FTYPE[quant])
-    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    _keys(w, shape, shape.n_layer, 0)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("default")
-    w.add_token_list([f"<t{i}>" for i in range(shape.n_vocab)])
-    w.add_token_types([1] * shape.n_vocab)
-    w.add_token_merges(["< t", "<t 0"])
-    w.add_eos_token_id(0)
-    w.add_bos_token_id(0)
-    w.add_chat_template("{% for m in messages %}{{ m.content }}{% endfor %}")
-    return finish_sparse(w, list(rebuild(shape, quant).tensors), path)
+    template = "{% for m in messages %}{{ m.content }}{% endfor %}"
+    return write_hybrid(folder / model.file_for(quant), model.shape, quant, name=model.name, chat_template=template)
 
 
 def start_ollama():

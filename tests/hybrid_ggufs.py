@@ -277,13 +277,18 @@ def _sigmoid_moe_keys(w: gguf.GGUFWriter, s: ModelShape) -> None:
         w.add_uint32(f"{a}.attention.value_length_mla", s.mla_value_length)
 
 
-def write_hybrid(path: Path, shape: ModelShape, quant: str, *, mtp: bool = False) -> Path:
-    """A sparse GGUF of `shape` at `quant` (+ Qwen3.5's MTP block when `mtp`), loadable by llama.cpp."""
+def write_hybrid(
+    path: Path, shape: ModelShape, quant: str, *, mtp: bool = False, name: str = "", chat_template: str = ""
+) -> Path:
+    """A sparse GGUF of `shape` at `quant` (+ Qwen3.5's MTP block when `mtp`), loadable by llama.cpp; `name` and
+    `chat_template` as a published file would carry them (scripts/readme_samples.py)."""
     tensors = list(rebuild(shape, quant).tensors)
     if mtp:
         tensors += mtp_tensors(shape, quant)
     w = gguf.GGUFWriter(path, arch=shape.arch)
-    w.add_name(f"ollama-fit sparse {shape.arch}")
+    w.add_name(name or f"ollama-fit sparse {shape.arch}")
+    if chat_template:
+        w.add_chat_template(chat_template)
     w.add_file_type(LABEL_TO_FTYPE[quant])
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     _keys(w, shape, shape.n_layer + (1 if mtp else 0), 1 if mtp else 0)

@@ -75,7 +75,7 @@ class Compared:
     def device_mib(self) -> list[float]:
         out = [0.0] * self.devices
         for g in self.ours.estimate.gpus:
-            out[int(g.name.split()[-1])] = (g.total_bytes - g.overhead_bytes) / MiB
+            out[g.position or 0] = (g.total_bytes - g.overhead_bytes) / MiB
         return out
 
 
@@ -202,7 +202,7 @@ def test_the_device_memory_of_a_two_device_full_offload_is_llama_cpps() -> None:
         est = estimate(spec, rt, list(split), output_gpu=out)
         ours = [0.0] * len(row["devices"])
         for g in est.gpus:
-            ours[int(g.name.split()[-1])] = (g.total_bytes - g.overhead_bytes) / MiB
+            ours[g.position or 0] = (g.total_bytes - g.overhead_bytes) / MiB
         for o, d in zip(ours, row["devices"], strict=True):
             real = d["projected_used_mib"]
             if abs(o - real) > max(0.03 * real, 64):

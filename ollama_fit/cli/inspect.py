@@ -8,6 +8,7 @@ import click
 
 from ollama_fit.cli.app import cli, columns, emit_json, paint_out
 from ollama_fit.cli.options import (
+    draft_option,
     hardware_options,
     json_option,
     report_for,
@@ -33,13 +34,7 @@ from ollama_fit.cli.options import (
     "no CUDA context, CPU compute buffers).",
 )
 @click.option("--ollama-version", metavar="VERSION", help="Plan for this Ollama (default: the newest modelled).")
-@click.option(
-    "--draft",
-    default=0,
-    type=int,
-    metavar="N",
-    help="Speculative decoding with the file's own prediction (MTP) block, N tokens a step (draft_num_predict).",
-)
+@draft_option
 @click.option(
     "--gpu-layers",
     type=int,

@@ -101,6 +101,18 @@ def hardware_options(fn: F) -> F:
     )
 
 
+# one --draft for plan, auto, pull and inspect (0 or more: click refuses the rest as a usage error)
+draft_option = click.option(
+    "--draft",
+    default=0,
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Speculative decoding with the model's own prediction (MTP) block, N tokens a step (Ollama's "
+    "draft_num_predict, 0.30 and newer): planned with its memory and registered with it. Only for a GGUF that "
+    "carries the block. Default 0: off, as in Ollama.",
+)
+
+
 def plan_options(fn: F) -> F:
     """What to plan for, packed into `request` (a PlanRequest)."""
 
@@ -140,7 +152,7 @@ def plan_options(fn: F) -> F:
             ollama=parse_version(ollama_version) if ollama_version else NEWEST,
             ollama_from="option" if ollama_version else "newest",
             vision=not text_only,
-            draft=draft if draft == 0 else at_least_one(draft, "--draft"),
+            draft=draft,
         )
         return fn(*args, request=request, **kwargs)
 
@@ -203,15 +215,7 @@ def plan_options(fn: F) -> F:
                 help="Plan for this Ollama (0.13 or newer; default: the running server's for auto and pull, "
                 "else the newest modelled). Ignored with --target llama.cpp.",
             ),
-            click.option(
-                "--draft",
-                default=0,
-                type=int,
-                metavar="N",
-                help="Speculative decoding with the model's own prediction (MTP) block, N tokens a step "
-                "(Ollama's draft_num_predict, 0.30 and newer): planned with its memory and registered with it. "
-                "Only for a GGUF that carries the block. Default 0: off, as in Ollama.",
-            ),
+            draft_option,
             click.option(
                 "--text-only",
                 is_flag=True,

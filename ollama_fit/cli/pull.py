@@ -67,7 +67,7 @@ def pull(
     from ollama_fit.provision.auto import for_ollama
     from ollama_fit.provision.pull import RegisterOptions, lister, picker, resolve
     from ollama_fit.provision.pull import pull as run_pull
-    from ollama_fit.runtime.ollama import separate_projector
+    from ollama_fit.runtime.ollama import LLAMA_SERVER_SINCE, separate_projector
 
     needs_ctx(request, ref, quant, "pull")
     if runner == "llama.cpp":  # llama-server itself runs it, not Ollama
@@ -86,7 +86,12 @@ def pull(
     target = resolve(ref or request.model, quant, hub, pick, files, vision)
     view = ProgressView(as_json)
     fetcher = Fetcher(hub, config.hf_cache_dir(), config.state_dir(), on_progress=view, connections=connections)
-    options = RegisterOptions(name, force, keep_gguf, target.ctx or request.ctx or 8192, request.draft)
+    # drafting (draft_num_predict) is llama-server's, so Ollama 0.30 and newer; a file without a prediction
+    # block is created with it too and Ollama drafts nothing (llm/llama_server.go `hasMTPDraft`)
+    drafting = request.draft if request.ollama and request.ollama >= LLAMA_SERVER_SINCE else 0
+    if request.draft and not drafting and register:
+        warn(f"--draft {request.draft}: Ollama before 0.30 does not draft; registered without it")
+    options = RegisterOptions(name, force, keep_gguf, target.ctx or request.ctx or 8192, drafting)
     result = run_pull(target, fetcher, Ollama.from_env() if register else None, options)
     serve = None
     if runner == "llama.cpp" and result.fetched:

@@ -130,6 +130,7 @@ class DeviceMemory:
     # count in what llama.cpp reports but not in what must fit
     evictable_bytes: int = 0
     learned_bytes: int = 0  # the part of overhead_bytes learned from real loads here (Runtime.extra_overhead)
+    position: int | None = None  # a GPU's place in the estimate's `split` (None: the host)
 
     @property
     def total_bytes(self) -> int:
@@ -565,10 +566,11 @@ def estimate(
                 overhead_bytes=GPU_OVERHEAD[rt.backend] + rt.extra_overhead,
                 layers=len(layers),
                 learned_bytes=rt.extra_overhead,
+                position=d,
             )
         )
     if rt.mtp_layers and gpus:  # the prediction block follows the last layer: with the output layer
-        at = next(i for i, g in enumerate(gpus) if g.name == f"GPU {out_dev}") if out_gpu else len(gpus) - 1
+        at = next(i for i, g in enumerate(gpus) if g.position == out_dev) if out_gpu else len(gpus) - 1
         gpus[at] = _with_mtp(spec, rt, gpus[at])
     cpu_layers = range(first_gpu_layer)
     host_weights = spec.input_bytes + sum(spec.layer_bytes[i] for i in cpu_layers) + arriving[-1]

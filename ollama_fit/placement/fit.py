@@ -148,12 +148,19 @@ class _Layout:
         split, output, moves = self.arguments(layers, overflow_to)
         return estimate(self.spec, rt or self.rt, split, output_gpu=output, moves=moves)
 
+    def everything(self, rt: Runtime, frees: Sequence[int], moves: Sequence[Move] = ()) -> MemoryEstimate:
+        """Every layer on the devices, split by free memory as llama.cpp's loader splits without
+        --tensor-split (the fit's "default parameters")."""
+        n = self.spec.shape.n_layer
+        split, out = split_for_ngl(n, n + 1, [max(1, f) for f in frees])
+        return estimate(self.spec, rt, list(split), output_gpu=out, moves=moves)
+
     def memory(self, est: MemoryEstimate) -> list[int]:
         """llama.cpp's own buffers per device (model + context + compute): what the fit compares with the
         free memory it reads, which already excludes the backend's context."""
         out = [0] * self.nd
         for g in est.gpus:
-            out[int(g.name.split()[-1])] = g.total_bytes - g.overhead_bytes
+            out[g.position or 0] = g.total_bytes - g.overhead_bytes
         return out
 
 
@@ -183,8 +190,7 @@ def fit(
 
     # step 1 (`common_params_fit_impl`, "get data for default parameters"): every layer on the devices, split
     # by free memory as llama.cpp splits without --tensor-split
-    default_split, default_out = split_for_ngl(n, n + 1, [max(1, f) for f in frees])
-    full = estimate(spec, rt, list(default_split), output_gpu=default_out)
+    full = layout.everything(rt, frees)
     used = layout.memory(full)
     if all(f - u >= m for f, u, m in zip(frees, used, margins, strict=True)):
         return FitResult("no-change", rt.ctx, (), (), full)
@@ -197,24 +203,26 @@ def fit(
     if reduced is not None:
         return reduced
     layout.rt = rt
-    full_free = frees  # dmds_full[id].free: what the device reported at the start
 
     # step 3 ("iteratively fill the back to front with dense layers")
     surplus_cpu_moe = 0
     if moe:  # every expert tensor in system memory, everything else on the devices as in step 1
         experts = [Move(il, "moe", *layout.table[(il, "moe")]) for il in range(n) if (il, "moe") in layout.table]
-        cpu_moe = layout.memory(estimate(spec, rt, list(default_split), output_gpu=default_out, moves=experts))
+        cpu_moe = layout.memory(layout.everything(rt, frees, experts))
         surplus_cpu_moe = sum(f - u - m for f, u, m in zip(frees, cpu_moe, margins, strict=True))
-    targets = [f - m for f, m in zip(full_free, margins, strict=True)]
-    overflow_to: list[int | None] = [None] * nd
+    targets = [f - m for f, m in zip(frees, margins, strict=True)]  # from what the devices reported at first
+    overflow_to: list[int | None] = [None] * nd  # step 3 splits no layer: every moved part goes to RAM
 
-    def measure(layers: Sequence[DeviceLayers], over: Sequence[int | None] | None = None) -> list[int]:
-        return layout.memory(layout.estimate(layers, over if over is not None else overflow_to))
+    def measure(layers: Sequence[DeviceLayers], over: Sequence[int | None]) -> list[int]:
+        return layout.memory(layout.estimate(layers, over))
+
+    def measure_dense(layers: Sequence[DeviceLayers]) -> list[int]:
+        return measure(layers, overflow_to)
 
     ngl = [DeviceLayers() for _ in range(nd)]
-    mem = measure(ngl)
+    mem = measure_dense(ngl)
     for d in reversed(range(nd)):
-        ngl, mem = _fill_back_to_front(d, ngl, mem, targets, measure, n, moe)
+        ngl, mem = _fill_back_to_front(d, ngl, mem, targets, measure_dense, n, moe)
     if not moe or surplus_cpu_moe <= 0:
         return _result("fit", rt, ngl, overflow_to, layout)
 
@@ -228,11 +236,6 @@ def _result(
     status: str, rt: Runtime, ngl: Sequence[DeviceLayers], overflow_to: Sequence[int | None], layout: _Layout
 ) -> FitResult:
     return FitResult(status, rt.ctx, tuple(ngl), tuple(overflow_to), layout.estimate(ngl, overflow_to, rt))
-
-
-def _total(layout: _Layout, rt: Runtime, nd: int, n: int, frees: Sequence[int]) -> int:
-    split, out = split_for_ngl(n, n + 1, [max(1, f) for f in frees])
-    return sum(layout.memory(estimate(layout.spec, rt, list(split), output_gpu=out)))
 
 
 def _reduce_context(
@@ -262,7 +265,7 @@ def _reduce_context(
         per_layer = model_bytes // max(1, n)
         target -= (nd + 1) * per_layer // (6 if moe else 2)
     small = replace(rt, ctx=n_ctx_min)
-    used_min = _total(layout, small, nd, n, frees)
+    used_min = sum(layout.memory(layout.everything(small, frees)))
     if target <= used_min:
         return small, None  # the context stays at the minimum; the layers are fitted there
     used_max = sum(used)
@@ -272,9 +275,7 @@ def _reduce_context(
     reduced = replace(rt, ctx=total // n_streams)
     if nd > 1:
         return reduced, None
-    split, out = split_for_ngl(n, n + 1, [1])
-    est = estimate(spec, reduced, list(split), output_gpu=out)
-    return reduced, FitResult("ctx-reduced", reduced.ctx, (), (), est)
+    return reduced, FitResult("ctx-reduced", reduced.ctx, (), (), layout.everything(reduced, frees))
 
 
 def _fill_back_to_front(

@@ -257,7 +257,7 @@ def _fitted(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware) -> Place
     est = result.estimate
     if not est.gpus:
         return None
-    holders = [gpus[int(m.name.split()[-1])] for m in est.gpus]
+    holders = [gpus[m.position or 0] for m in est.gpus]
     if not _fits(est, holders, budget):
         return None
     if est.full_offload:

@@ -228,7 +228,7 @@ def inspect_runtime(
         ubatch=ubatch,
         parallel=parallel,
         ollama=ollama or NEWEST,
-        draft=at_least_one(draft, "--draft") if draft else 0,
+        draft=draft,
     )
 
     def of(spec: ModelSpec) -> Runtime:

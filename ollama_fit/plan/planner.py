@@ -462,6 +462,24 @@ def _gpu_first_window(chosen: Candidate, target: float) -> float:
     return MARGINAL_NEARLY if target and speed is not None and speed.low < target else NEARLY
 
 
+def _next_within(
+    chosen: Candidate,
+    candidates: Sequence[CatalogModel],
+    evaluate: Evaluate,
+    window: float,
+    better: Callable[[Placement], bool],
+) -> tuple[Candidate, list[str]] | None:
+    """The first model after the pick, at least 1/`window` of its size, whose placement is `better`."""
+    start = candidates.index(chosen.model) + 1
+    for model in candidates[start:]:
+        if rank_size(model) * window < rank_size(chosen.model):
+            return None
+        outcome = evaluate(model)
+        if isinstance(outcome, tuple) and better(outcome[0].placement):
+            return outcome
+    return None
+
+
 def _gpu_first(
     chosen: Candidate, candidates: Sequence[CatalogModel], evaluate: Evaluate, report: ProbeReport, target: float
 ) -> tuple[Candidate, list[str]] | None:
@@ -469,15 +487,7 @@ def _gpu_first(
     where the pick is marginal) beats a partly offloaded pick."""
     if chosen.placement.on_gpu or not report.budget.gpus:
         return None
-    window = _gpu_first_window(chosen, target)
-    start = candidates.index(chosen.model) + 1
-    for model in candidates[start:]:
-        if rank_size(model) * window < rank_size(chosen.model):
-            return None
-        outcome = evaluate(model)
-        if isinstance(outcome, tuple) and outcome[0].placement.on_gpu:
-            return outcome
-    return None
+    return _next_within(chosen, candidates, evaluate, _gpu_first_window(chosen, target), lambda p: p.on_gpu)
 
 
 def _surely_fast(
@@ -487,14 +497,7 @@ def _surely_fast(
     the next model of at least 1/MARGINAL_NEARLY its size whose whole range clears the target."""
     if _clears(chosen.placement, target):
         return None
-    start = candidates.index(chosen.model) + 1
-    for model in candidates[start:]:
-        if rank_size(model) * MARGINAL_NEARLY < rank_size(chosen.model):
-            return None
-        outcome = evaluate(model)
-        if isinstance(outcome, tuple) and _clears(outcome[0].placement, target):
-            return outcome
-    return None
+    return _next_within(chosen, candidates, evaluate, MARGINAL_NEARLY, lambda p: _clears(p, target))
 
 
 def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) -> Plan:

@@ -17,13 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ollama_fit.hardware.model import Hardware
-from ollama_fit.memory.estimate import MemoryEstimate
+from ollama_fit.memory.estimate import OP_OFFLOAD_BACKENDS, MemoryEstimate
 from ollama_fit.model.spec import ModelSpec
 from ollama_fit.speed.devices import cpu_device, gpu_device
 from ollama_fit.speed.params import PARAMS, Params
 
 PROMPT_TOKENS = 4096  # the prompt a first-token time is quoted for
-OP_OFFLOAD_KINDS = ("cuda", "rocm")  # backends that run a large batch of host-held weights on the GPU
 
 
 def _attention_flops(spec: ModelSpec, prompt: int) -> float:
@@ -56,7 +55,7 @@ def prompt_seconds_per_token(
     kind = devices[0].kind
     eff = p.prompt_efficiency.get(kind, p.prompt_efficiency["cuda"])
     host = max(0, est.host.weights_bytes - spec.input_bytes)  # weights in RAM beside the GPU
-    if kind in OP_OFFLOAD_KINDS:  # the GPU runs every batch, copying RAM's weights over PCIe for each
+    if kind in OP_OFFLOAD_BACKENDS:  # the GPU runs every batch, copying RAM's weights over PCIe for each
         return flops / (rate * 1e12 * eff) + host / (p.pcie_gbs * 1e9) / p.prompt_batch
     on_gpu = sum(g.weights_bytes for g in est.gpus) / max(1, est.weights_bytes)
     return flops * on_gpu / (rate * 1e12 * eff) + flops * (1 - on_gpu) / (
