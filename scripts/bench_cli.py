@@ -5,7 +5,8 @@
 
 Prints the median wall time of `ollama-fit plan --gpu "RTX 4090" --json` (offline: catalog figures, no
 network) and of `python -c pass`, their difference, and the import time of ollama_fit.cli.
-Target: plan within 0.35 s of the bare interpreter.
+Target (issue 23): plan within 0.30 s of the bare interpreter. Run it where nothing else is running: on a
+shared 2-core VM one tree read from 0.35 to 0.47 s over bare within ten minutes.
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ def main() -> int:
     plan_s, bare_s = statistics.median(plans), statistics.median(bares)
     print(f"ollama-fit plan --gpu 'RTX 4090' --json: median {plan_s:.3f} s over {args.runs} runs")
     print(f"python -c pass:                          median {bare_s:.3f} s")
-    print(f"difference: {plan_s - bare_s:.3f} s   target <= 0.350 s")
+    print(f"difference: {plan_s - bare_s:.3f} s   target <= 0.300 s")
     print(f"import ollama_fit.cli: median {statistics.median(imports):.3f} s (cumulative, -X importtime)")
-    return 0 if plan_s - bare_s <= 0.35 else 1
+    return 0 if plan_s - bare_s <= 0.30 else 1
 
 
 if __name__ == "__main__":

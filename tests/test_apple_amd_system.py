@@ -167,3 +167,33 @@ def _cpu():
     from ollama_fit.hardware.model import Cpu
 
     return Cpu(model="Apple M3 Max", physical_cores=16, logical_cores=16)
+
+
+def test_linux_ram_and_cores_are_read_from_proc_and_sys_as_psutil_reads_them(tmp_path):
+    import sys
+
+    import psutil
+
+    from ollama_fit.hardware import system
+
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc/meminfo").write_text(
+        "MemTotal:       65536000 kB\nMemFree:         1000000 kB\nMemAvailable:   32768000 kB\nHugePages_Total: 0\n"
+    )
+    for cpu, core in enumerate(["0,4", "1,5", "2,6", "3,7", "0,4", "1,5", "2,6", "3,7"]):  # 4 cores, 2 threads
+        topology = tmp_path / f"sys/devices/system/cpu/cpu{cpu}/topology"
+        topology.mkdir(parents=True)
+        (topology / "core_cpus_list").write_text(core + "\n")
+    if sys.platform.startswith("linux"):
+        reading = system.probe_system(tmp_path)
+        assert (reading.ram_total_bytes, reading.ram_available_bytes) == (65536000 * 1024, 32768000 * 1024)
+        assert reading.cpu.physical_cores == 4
+        here = system.probe_system()  # this machine: the same figures psutil gives (available moves a little)
+        assert here.ram_total_bytes == psutil.virtual_memory().total
+        assert abs(here.ram_available_bytes - psutil.virtual_memory().available) < 256 * 2**20
+        assert (here.cpu.physical_cores, here.cpu.logical_cores) == (
+            psutil.cpu_count(logical=False),
+            psutil.cpu_count(logical=True),
+        )
+    (tmp_path / "proc/meminfo").write_text("MemTotal: 1 kB\n")  # no MemAvailable (a kernel before 3.14): psutil
+    assert system._proc_memory(tmp_path) is None

@@ -220,3 +220,23 @@ def test_a_damaged_catalog_entry_is_a_profile_error(fields, message):
     }  # fmt: skip
     with pytest.raises(ProfileError, match=re.escape(message)):
         _model(entry | fields, 0)
+
+
+def test_rebuilding_a_model_at_several_quants_shares_nothing_that_differs():
+    """rebuild() shares a model's tensor objects between its quants (one object per name and type); each table
+    is the one a fresh rebuild writes."""
+    from ollama_fit.model import spec as spec_module
+
+    shape = find_model("qwen3.5:27b").shape
+    shared = [spec_module.rebuild(shape, q) for q in ("Q4_K_M", "Q6_K", "Q4_K_M", "Q8_0")]
+    spec_module._layout.cache_clear()
+    for table in shared:
+        fresh = spec_module.rebuild(shape, table.quant)
+        spec_module._layout.cache_clear()
+        assert [(t.name, t.shape, t.type, t.nbytes, t.layer) for t in table.tensors] == [
+            (t.name, t.shape, t.type, t.nbytes, t.layer) for t in fresh.tensors
+        ]
+    norms = [t for t in shared[0].tensors if t.type == "F32"]
+    assert norms
+    assert all(a is b for a, b in zip(norms, [t for t in shared[1].tensors if t.type == "F32"], strict=True))
+    assert shared[0].weights_bytes < shared[1].weights_bytes < shared[3].weights_bytes

@@ -69,3 +69,29 @@ def test_apple_chip_table_covers_m1_to_m5():
     for gen in range(1, 6):
         assert f"M{gen}" in chips
         assert f"M{gen} Max" in chips
+
+
+def test_a_profile_is_read_back_from_its_parsed_copy(tmp_path, monkeypatch):
+    """The JSON copy in the cache folder gives the TOML's data; an edited text gets a copy of its own (and the
+    old one goes), a damaged copy is parsed afresh, an unwritable folder only costs the parse."""
+    import tomllib
+
+    from ollama_fit import profiles
+
+    monkeypatch.setenv("OLLAMA_FIT_CACHE_DIR", str(tmp_path / "cache"))
+    text = profiles._profile_text("quants")
+    first = profiles._parsed("quants", text)
+    assert first == tomllib.loads(text)
+    (copy,) = (tmp_path / "cache" / "profiles").glob("quants-*.json")
+    assert profiles._parsed("quants", text) == first  # read back from the copy
+    copy.write_text('{"quant": []}')  # a copy that says otherwise is what a second run reads: it is the cache
+    assert profiles._parsed("quants", text) == {"quant": []}
+    copy.write_text("{not json")
+    assert profiles._parsed("quants", text) == first  # damaged: parsed again and rewritten
+    assert profiles._parsed("quants", text + "\n# edited\n") == first
+    assert [p.name for p in copy.parent.glob("quants-*.json")] != [copy.name]  # the edited text's copy only
+    assert len(list(copy.parent.glob("quants-*.json"))) == 1
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("OLLAMA_FIT_CACHE_DIR", str(blocked))
+    assert profiles._parsed("quants", text) == first

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import click
 import pytest
 from click.testing import CliRunner
 from fakes.ollama import Blob, FakeOllama, Model
@@ -152,7 +153,10 @@ def test_learning_from_real_loads_corrects_later_plans(tmp_path):
 
 
 def test_every_command_has_help_with_examples():
-    for name in cli.commands:
+    names = cli.list_commands(click.Context(cli))
+    assert {"auto", "plan", "pull", "probe", "inspect", "list", "serve-cmd", "doctor", "completion"} <= set(names)
+    for name in names:
+        assert cli.get_command(click.Context(cli), name) is not None, name  # each module registers its command
         result = run(name, "--help")
         assert result.exit_code == 0, name
         assert "Examples:" in result.stdout, name
@@ -223,3 +227,16 @@ def test_an_installed_hybrid_gets_its_state_and_unified_memory_counts_once():
     assert mac.budget.unified_memory
     huge = installed_row("big", pool, info, 8192, mac)  # over the pool, though under GPU share + pool
     assert huge.fits is False  # one pool: the GPU's share is not extra memory
+
+
+def test_verbose_logs_the_hardware_and_quiet_does_not(monkeypatch, caplog):
+    import logging
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    caplog.set_level(logging.DEBUG, logger="ollama_fit")  # pytest's handler stands in for -v's stderr one
+    quiet = CliRunner().invoke(cli, ["plan", "--gpu", "RTX 4090", "--json"])
+    assert quiet.exit_code == 0
+    assert not [r for r in caplog.records if r.name == "ollama_fit"]  # without -v nothing is even logged
+    loud = CliRunner().invoke(cli, ["-v", "plan", "--gpu", "RTX 4090", "--json"])
+    assert loud.exit_code == 0
+    assert any(r.getMessage().startswith("hardware: Hardware(") for r in caplog.records if r.name == "ollama_fit")

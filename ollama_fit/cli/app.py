@@ -9,7 +9,6 @@ runs (options.py), so commands stay short.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import traceback
 from typing import Any
@@ -61,8 +60,34 @@ def warn(message: str) -> None:
     click.echo(text, err=True)
 
 
+# each command's module, imported when that command runs (or help lists them all): `plan` does not pay for
+# the imports of `auto` or `pull` at every start
+COMMAND_MODULES = {
+    "auto": "auto",
+    "completion": "completion",
+    "doctor": "doctor",
+    "inspect": "inspect",
+    "list": "listing",
+    "plan": "plan",
+    "probe": "probe",
+    "pull": "pull",
+    "serve-cmd": "serve_cmd",
+}
+
+
 class FitGroup(click.Group):
     """Maps our errors (and Ctrl-C) to a message, a hint and an exit code for every subcommand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | COMMAND_MODULES.keys())
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            import importlib
+
+            # the module adds its command to this group as it is imported
+            importlib.import_module(f"ollama_fit.cli.{COMMAND_MODULES[cmd_name]}")
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -122,6 +147,8 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
     if verbose:
+        import logging  # deferred: only -v logs, and the import costs every start
+
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s", stream=sys.stderr)
 
 

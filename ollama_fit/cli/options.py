@@ -5,7 +5,6 @@ plans. Values are checked the same way for every command (validate.py)."""
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +14,6 @@ import click
 from ollama_fit import config
 
 F = TypeVar("F", bound=Callable[..., Any])
-log = logging.getLogger("ollama_fit")
 
 
 def _apply(fn: Callable[..., Any], options: list[Callable[[Any], Any]]) -> Any:
@@ -230,6 +228,15 @@ def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON (sizes in bytes) instead of a table.")(fn)
 
 
+def verbose_debug(message: str, *args: Any) -> None:
+    """A debug line under -v (which configures logging); without it, logging is not even imported."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and (ctx.find_root().obj or {}).get("verbose"):
+        import logging
+
+        logging.getLogger("ollama_fit").debug(message, *args)
+
+
 def report_for(hardware: Any, *, remeasure: bool = False) -> Any:
     from ollama_fit.hardware.probe import Probes, probe
     from ollama_fit.hardware.simulate import hardware_report
@@ -237,18 +244,18 @@ def report_for(hardware: Any, *, remeasure: bool = False) -> Any:
     simulated = hardware.replaces_devices  # then only RAM is read here: the CPU is named or assumed
     probes = Probes(gpus=False, ram_bandwidth=lambda *_: None) if simulated else Probes(remeasure=remeasure)
     report = hardware_report(hardware, lambda: probe(probes))
-    log.debug("hardware: %s", report.hardware)
+    verbose_debug("hardware: %s", report.hardware)
     return report
 
 
 def learned(request: Any, report: Any, hardware: Any) -> Any:
     """Plans on this machine (not simulated ones) add what real loads here taught (ollama/learning.py)."""
+    if report.hardware.simulated:
+        return request
     from dataclasses import replace
 
     from ollama_fit.ollama.learning import Observations
 
-    if report.hardware.simulated:
-        return request
     observations = Observations.load(config.state_dir())
     correction, note = observations.correction(report.hardware)
     ratio, speed_note = observations.speed_ratio(report.hardware)

@@ -6,7 +6,6 @@ Nothing here prints; problems come back as notes next to whatever could be read.
 
 from __future__ import annotations
 
-import ctypes
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +41,8 @@ def _text(value: Any) -> str:
 
 def _preload(path: Path) -> None:
     # loading by full path lets pynvml's later dlopen("libnvidia-ml.so.1") find the same library
+    import ctypes  # deferred: only a WSL2 retry needs it
+
     ctypes.CDLL(str(path), mode=getattr(ctypes, "RTLD_GLOBAL", 0))
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
+from math import prod
 
 from ollama_fit.model.quants import GGML_TYPES, MixContext, is_attn_v, tensor_type
 from ollama_fit.units import human
@@ -16,24 +17,24 @@ from ollama_fit.units import human
 SIGMOID_MOE_ARCHS = frozenset({"glm4moe", "minimax-m2"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Tensor:
     name: str
     shape: tuple[int, ...]  # ggml order: shape[0] is the row length
     type: str  # ggml type name
     # derived once here: the planner reads them tens of thousands of times per plan
-    n_elements: int = field(init=False, compare=False, repr=False)
-    nbytes: int = field(init=False, compare=False, repr=False)
-    layer: int | None = field(init=False, compare=False, repr=False)  # blk.N.* -> N; None for global tensors
+    n_elements: int = field(compare=False, repr=False)
+    nbytes: int = field(compare=False, repr=False)
+    layer: int | None = field(compare=False, repr=False)  # blk.N.* -> N; None for global tensors
 
-    def __post_init__(self) -> None:
-        n = 1
-        for d in self.shape:
-            n *= d
-        object.__setattr__(self, "n_elements", n)
-        object.__setattr__(self, "nbytes", GGML_TYPES[self.type].nbytes(n))
-        layer = int(self.name.split(".", 2)[1]) if self.name.startswith("blk.") else None
-        object.__setattr__(self, "layer", layer)
+    def __init__(self, name: str, shape: tuple[int, ...], type: str) -> None:
+        n = prod(shape)
+        layer = int(name.split(".", 2)[1]) if name.startswith("blk.") else None
+        # one write into the instance dict: a plan builds ~20,000 of these, and a frozen dataclass's
+        # per-field object.__setattr__ was the largest single cost of `plan`'s start-up
+        self.__dict__.update(
+            name=name, shape=shape, type=type, n_elements=n, nbytes=GGML_TYPES[type].nbytes(n), layer=layer
+        )
 
 
 @dataclass(frozen=True)
@@ -594,6 +595,13 @@ def tensor_shapes(s: ModelShape) -> Iterator[tuple[str, tuple[int, ...]]]:
         yield "output.weight", (s.n_embd, s.n_vocab)
 
 
+@lru_cache(maxsize=16)
+def _layout(shape: ModelShape) -> tuple[tuple[tuple[str, tuple[int, ...], str], ...], dict[tuple[str, str], Tensor]]:
+    """A model's tensors as (name, shape, kind: the name without its `blk.N.`), and the Tensors made for it so
+    far: a plan rebuilds one model at several quants, and a tensor of one type in two of them is one object."""
+    return tuple((n, d, n.split(".", 2)[2] if n.startswith("blk.") else n) for n, d in tensor_shapes(shape)), {}
+
+
 def rebuild(shape: ModelShape, quant: str) -> ModelSpec:
     """Catalog shapes + a quant label -> the tensor table llama-quantize would produce."""
     kv = max(shape.n_head_kv) or 1
@@ -608,7 +616,20 @@ def rebuild(shape: ModelShape, quant: str) -> ModelSpec:
         hybrid=any(shape.recurrent_layers),
     )
     counters: dict[str, int] = {}
-    shapes = list(tensor_shapes(shape))
-    ctx = replace(ctx, n_attn_v=sum(1 for name, _ in shapes if is_attn_v(name, ctx)))
-    tensors = tuple(Tensor(name, dims, tensor_type(name, dims, ctx, counters)) for name, dims in shapes)
-    return ModelSpec(shape=shape, tensors=tensors, quant=quant, exact=False)
+    layout, made = _layout(shape)
+    ctx = replace(ctx, n_attn_v=sum(1 for name, _, _ in layout if is_attn_v(name, ctx)))
+    # every layer repeats the same tensor kinds: outside the two that count layers (attn_v, ffn_down), a
+    # kind and shape get one type, so it is worked out once (a plan rebuilds ~20 tables of ~1,000 tensors)
+    typed: dict[tuple[str, tuple[int, ...]], str] = {}
+    counted = {kind for _, _, kind in layout if "ffn_down" in kind or is_attn_v(kind, ctx)}
+    tensors = []
+    for name, dims, kind in layout:
+        if kind in counted:
+            ttype = tensor_type(name, dims, ctx, counters)
+        elif (ttype := typed.get((kind, dims), "")) == "":
+            ttype = typed[kind, dims] = tensor_type(name, dims, ctx, counters)
+        tensor = made.get((name, ttype))
+        if tensor is None:
+            tensor = made[name, ttype] = Tensor(name, dims, ttype)
+        tensors.append(tensor)
+    return ModelSpec(shape=shape, tensors=tuple(tensors), quant=quant, exact=False)
