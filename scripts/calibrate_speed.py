@@ -5,6 +5,9 @@
                                                              and tests/fixtures/speed-cpu.jsonl)
     python scripts/calibrate_speed.py --fit                  (refit the constants; needs scipy)
 
+With the default files it also predicts the rows of tests/fixtures/speed-public-extra.jsonl, sources no fit has
+seen, with the shipped constants ("unseen sources").
+
 Each row names the hardware, the model and the quant of a real llama.cpp run and its measured tokens/s. The
 script simulates that machine (`--gpu`), rebuilds the model's tensor table, places it as the planner would and
 prints the point estimate, the range shown to users and the error. Targets (issue 11): median |error| of the
@@ -24,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ollama_fit.errors import InvalidInput
 from ollama_fit.hardware.known import find_chip
 from ollama_fit.hardware.model import Cpu, Hardware
 from ollama_fit.hardware.simulate import Simulation, simulate
@@ -83,6 +87,18 @@ MODELS = {
         post_norms=True,
     ),
 }
+# rows of models the catalog holds, by the id a calibration file gives them (tests/fixtures/speed-public-extra.md)
+CATALOG_MODELS = {
+    "gpt-oss-20b": "gpt-oss:20b",
+    "gpt-oss-120b": "gpt-oss:120b",
+    "qwen3-30b-a3b": "qwen3:30b-a3b",
+    "qwen3.6-35b-a3b": "qwen3.6:35b-a3b",
+    "qwen3.5-9b": "qwen3.5:9b",
+    "qwen3-next-80b-a3b": "qwen3-next:80b-a3b",
+    "llama3.2-3b": "llama3.2:3b",
+}
+# published rows from sources the constants were never fitted on: predicted with the shipped constants only
+UNSEEN_FILES = (ROOT / "tests/fixtures/speed-public-extra.jsonl",)
 FILL = {"tg128": 64, "gen1024": 258 + 512}  # tokens in the cache, averaged over the generated ones
 
 
@@ -168,7 +184,7 @@ def prepare(row: dict[str, Any]) -> Prepared:
     """Every measured run had all layers on its GPU(s) (-ngl 99, layers split evenly over two cards) or ran
     on the CPU alone; the memory fit is not the question here, so the placement is taken as measured."""
     hw = _hardware(row)
-    spec = rebuild(MODELS[row["model_id"]], row["quant"])
+    spec = rebuild(_shape(row["model_id"]), row["quant"])
     count = len(hw.gpus)
     rt = Runtime(ctx=int(row.get("ctx", 4096)), backend=hw.gpus[0].backend if count else "cpu")
     n = spec.shape.n_layer
@@ -176,6 +192,45 @@ def prepare(row: dict[str, Any]) -> Prepared:
     est = estimate(spec, rt, split=split)
     gpus = [gpu_device(g, hw) for g in hw.gpus]
     return Prepared(row, hw, tuple(stages(spec, est, gpus, cpu_device(hw), FILL.get(row["test"], 64))), spec, est)
+
+
+def _shape(model_id: str) -> ModelShape:
+    if model_id in MODELS:
+        return MODELS[model_id]
+    from ollama_fit.model.catalog import find_model
+
+    return find_model(CATALOG_MODELS[model_id]).shape
+
+
+def unseen_skip(row: dict[str, Any]) -> str:
+    """Why a row of an unseen source cannot be predicted like for like ("" when it can)."""
+    if row["quant"].startswith("UD-") or "(" in row["quant"]:
+        return f"a mixed file ({row['quant']}): not a llama-quantize mixture the rebuild can write"
+    if "ANOMALOUS" in (row.get("notes") or ""):
+        return "flagged anomalous by its source notes"
+    if row.get("vendor") == "nvidia" and "Vulkan" in row.get("backend", ""):
+        return "NVIDIA on Vulkan: Ollama runs CUDA there, the only backend predicted for NVIDIA"
+    if row.get("vendor") == "cpu" and not row.get("bandwidth_gbs"):
+        return "a CPU row without its RAM bandwidth"
+    device = re.sub(r"\s*\(.*\)$", "", row["device"]).strip()
+    try:
+        _hardware(row)
+    except InvalidInput:
+        return f"{device}: not in the GPU table"
+    return ""
+
+
+def unseen_report() -> tuple[float, float, float] | None:
+    """The shipped constants and range on published rows from sources no fit has seen."""
+    rows = load(list(UNSEEN_FILES))
+    usable = [r for r in rows if not unseen_skip(r)]
+    if not usable:
+        return None
+    result = report([predict(prepare(r)) for r in usable], "unseen sources: rows no fit has seen, shipped constants")
+    for r in rows:
+        if why := unseen_skip(r):
+            print(f"  not predicted: {r['id']}: {why}")
+    return result
 
 
 def retimed(prep: Prepared, p: Params) -> float:
@@ -393,6 +448,8 @@ def main() -> int:
         [predict(x, p) for x in preps], "in sample: the constants " + ("refitted" if args.fit else "shipped")
     )
     prompt_report(preps, p, held_out=False)
+    if not args.files:
+        unseen_report()
     if not args.held_out:
         return 0 if in_sample[0] <= 0.10 and in_sample[1] >= 0.8 and in_sample[2] <= 1.5 else 1
     prompt_report(preps, p, held_out=True)

@@ -234,6 +234,27 @@ def test_published_measurements_meet_the_targets():
             assert script.summary(mine)[0] <= 0.10, src
 
 
+def test_unseen_published_rows_are_predicted_like_for_like_or_say_why_not():
+    """tests/fixtures/speed-public-extra.jsonl: rows from sources no fit has seen (AMD ROCm and Vulkan, Strix Halo,
+    Intel Arc, MoE models). Each names its source, url and build; each is predicted with the shipped constants,
+    or left out with a reason (a mixed unsloth file, NVIDIA on Vulkan where Ollama runs CUDA, an unknown card)."""
+    script = _calibration_script()
+    rows = script.load(list(script.UNSEEN_FILES))
+    assert len(rows) >= 40
+    for r in rows:
+        assert r["source"], r["id"]
+        assert r["url"], r["id"]
+        assert r["tg_tps"] > 0, r["id"]
+    usable = [r for r in rows if not script.unseen_skip(r)]
+    assert {r["vendor"] for r in usable} >= {"amd", "intel", "cpu"}
+    assert any(r["quant"] == "MXFP4" for r in usable)  # gpt-oss's MoE files, predicted from the catalog's shapes
+    for r in usable:
+        result = script.predict(script.prepare(r))
+        assert 0 < result.low < result.predicted < result.high
+    vulkan = next(r for r in rows if r["vendor"] == "nvidia" and "Vulkan" in r["backend"])
+    assert "Ollama runs CUDA" in script.unseen_skip(vulkan)
+
+
 def test_an_old_build_pays_more_per_layer():
     script = _calibration_script()
     assert script.era({"date": "2025-08 or later"}) == "current"

@@ -34,7 +34,9 @@ NEARLY = 1.5  # a wholly-on-GPU model beats a partly offloaded one at most this 
 # ... and one at most twice its size when the partly offloaded pick is marginal: its speed range (where 90% of
 # measurements fall) reaches below the target, so it may well crawl where the resident one would not
 MARGINAL_NEARLY = 2.0
-SUPERSEDED_WEIGHT = 2 / 3  # an older generation of a family ranks as if this share of its size
+# an older generation of a family ranks as if it were this share of its size: at 2/3, Mistral Small 3.2 24B
+# (2025-06, replaced by Mistral Small 4) still outranked Mistral's Ministral 3 14B (2025-12) on a 24 GB Mac
+SUPERSEDED_WEIGHT = 1 / 2
 # Across families: a model released this many months or more before a candidate of comparable size (at least
 # 1/NEARLY of its size) ranks at SUPERSEDED_WEIGHT of its size too; the release dates are the catalog's
 AGED_MONTHS = 12
