@@ -149,6 +149,10 @@ MINIMAX_M2 = catalog_layers("minimax-m2.7:229b-a10b", range(2))
 # DeepSeek-V3.1's layer 0 (dense) and layer 3 (its first MoE layer: 256 experts and a shared expert) with multi-head
 # latent attention (deepseek2, MLA: q_a/q_b, kv_a_mqa, k_b/v_b), and the MTP layer llama.cpp skips.
 DEEPSEEK2 = replace(catalog_layers("deepseek-v3.1:671b", [0, 3]), n_dense_lead=1)
+# Mistral Small 4's first 2 layers (mistral4: deepseek2's MLA layer with its own sizes, q_lora 1024, kv_lora 256,
+# 64 + 64 / 128-dim heads), both MoE: 128 experts of 2048 with gate and up fused (ffn_gate_up_exps), no selection
+# bias (softmax routing), a shared expert; yarn keys as conversion/mistral3.py writes them. No MTP block.
+MISTRAL4 = catalog_layers("mistral-small4:119b", range(2))
 # the presets whose files keep the multi-token-prediction block the converters write (not loaded by llama.cpp)
 MTP_PRESETS = frozenset({"qwen35", "qwen35moe", "qwen3next", "glm4moe", "deepseek2"})
 PRESETS = {
@@ -167,6 +171,7 @@ PRESETS = {
     "glm4moe": GLM4MOE,
     "minimax_m2": MINIMAX_M2,
     "deepseek2": DEEPSEEK2,
+    "mistral4": MISTRAL4,
 }
 
 
@@ -253,6 +258,8 @@ def _keys(w: gguf.GGUFWriter, s: ModelShape, n_blocks: int, nextn: int) -> None:
         w.add_uint32(f"{a}.rope.dimension_count_swa", s.swa_key_length)
     if a in ("glm4moe", "minimax-m2", "deepseek2"):
         _sigmoid_moe_keys(w, s)
+    if a == "mistral4":
+        _mistral4_keys(w, s)
 
 
 def _sigmoid_moe_keys(w: gguf.GGUFWriter, s: ModelShape) -> None:
@@ -275,6 +282,30 @@ def _sigmoid_moe_keys(w: gguf.GGUFWriter, s: ModelShape) -> None:
         w.add_uint32(f"{a}.attention.kv_lora_rank", s.mla_kv_lora_rank)
         w.add_uint32(f"{a}.attention.key_length_mla", s.mla_key_length)
         w.add_uint32(f"{a}.attention.value_length_mla", s.mla_value_length)
+
+
+def _mistral4_keys(w: gguf.GGUFWriter, s: ModelShape) -> None:
+    """Mistral Small 4 (conversion/mistral3.py's Mistral4Model, DeepseekV2Model.set_gguf_parameters on
+    Mistral4Config): no expert_gating_func (the config has no scoring_func: the loader's softmax default), no
+    leading dense layers, one shared expert, routed_scaling_factor 1.0, norm_topk_prob, MLA ranks and head sizes,
+    and the yarn rope scaling (factor 128 over 8192; yarn_log_multiplier 0.1 x mscale_all_dim 1.0)."""
+    a = s.arch
+    w.add_uint32(f"{a}.vocab_size", s.n_vocab)
+    w.add_uint32(f"{a}.leading_dense_block_count", s.n_dense_lead)
+    w.add_uint32(f"{a}.expert_shared_count", s.shared_ff // s.expert_ff)
+    w.add_float32(f"{a}.expert_weights_scale", 1.0)
+    w.add_bool(f"{a}.expert_weights_norm", True)
+    w.add_uint32(f"{a}.rope.dimension_count", s.mla_rope_dim)
+    w.add_uint32(f"{a}.attention.q_lora_rank", s.mla_q_lora_rank)
+    w.add_uint32(f"{a}.attention.kv_lora_rank", s.mla_kv_lora_rank)
+    w.add_uint32(f"{a}.attention.key_length_mla", s.mla_key_length)
+    w.add_uint32(f"{a}.attention.value_length_mla", s.mla_value_length)
+    w.add_string(f"{a}.rope.scaling.type", "yarn")
+    w.add_float32(f"{a}.rope.scaling.factor", 128.0)
+    w.add_uint32(f"{a}.rope.scaling.original_context_length", 8192)
+    w.add_float32(f"{a}.rope.scaling.yarn_beta_fast", 32.0)
+    w.add_float32(f"{a}.rope.scaling.yarn_beta_slow", 1.0)
+    w.add_float32(f"{a}.rope.scaling.yarn_log_multiplier", 0.1)
 
 
 def write_hybrid(

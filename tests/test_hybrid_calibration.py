@@ -66,6 +66,30 @@ def test_weights_kv_and_state_match_llama_cpp(row, specs):
     assert est.state_bytes == pytest.approx(_mib(row, "RS") * MiB, abs=0.01 * MiB)
 
 
+@pytest.mark.parametrize(
+    "row",
+    [r for r in ROWS if r["preset"] == "mistral4"],
+    ids=lambda r: f"c{r['ctx']}-np{r['parallel']}-{r['kv_type']}-fa{r['fa']}",
+)
+def test_mistral4_compute_matches_llama_cpp(row, specs):
+    """Mistral Small 4's layers (mistral4): the graph llama-server reserved, within the bar of
+    tests/test_ollama_argv.py (max(3%, 16 MiB)); measured 92-152 MiB with flash attention (estimate within
+    0.05 MiB), 104.01 with a q8_0 cache (estimate 109.33: the query's conversion is counted on top), 1140.01
+    with it off (1144.03)."""
+    est = estimate(specs["mistral4"], _runtime(row))
+    measured = _mib(row, "compute") + _mib(row, "output")
+    assert abs(est.host.compute_bytes / MiB - measured) <= max(0.03 * measured, 16)
+
+
+def test_mistral4_layers_are_deepseek2s_without_a_selection_bias_and_with_fused_experts(specs):
+    """conversion/mistral3.py's Mistral4Model writes one ffn_gate_up_exps (the checkpoint's stacked gate_up_proj)
+    and no exp_probs_b (a softmax router without a correction bias); the MLA tensors are deepseek2's."""
+    names = {t.name.split(".", 2)[2] for t in specs["mistral4"].tensors if t.layer == 0}
+    assert {"ffn_gate_up_exps.weight", "ffn_down_exps.weight", "attn_k_b.weight", "attn_v_b.weight"} <= names
+    assert not names & {"exp_probs_b.bias", "ffn_gate_exps.weight", "ffn_up_exps.weight"}
+    assert specs["mistral4"].ffn_floats == 3 * 4 * 2048  # no n_embd-wide output per used expert at the peak
+
+
 def test_the_mtp_block_is_in_the_file_but_not_loaded():
     """Qwen3.5/Next, GLM-4.5+ and DeepSeek files keep a multi-token-prediction block that llama.cpp skips."""
     mtp = [r for r in ROWS if r["preset"] in MTP_PRESETS]

@@ -15,6 +15,10 @@ from ollama_fit.model.quants import GGML_TYPES, MixContext, is_attn_v, tensor_ty
 from ollama_fit.units import human
 
 SIGMOID_MOE_ARCHS = frozenset({"glm4moe", "minimax-m2"})
+# MoE layouts whose feed-forward peak keeps no n_embd-wide output per used expert (ModelSpec.ffn_floats): the
+# sigmoid-routed ones, and Mistral Small 4 (mistral4, softmax-routed, fused gate/up experts: measured 3 x 4 x 2048
+# floats a token over the 5 n_embd rows at -ub 512, tests/fixtures/hybrid-llama-cpu.jsonl)
+NO_EXPERT_OUTPUT_PEAK_ARCHS = SIGMOID_MOE_ARCHS | {"mistral4"}
 
 
 @dataclass(frozen=True, init=False)
@@ -227,7 +231,7 @@ class ModelSpec:
         gated = any("ffn_gate_exps" in n or "ffn_gate_up_exps" in n for n in names)
         # the sigmoid-routed layouts (GLM-4.x, MiniMax-M2) keep no n_embd-wide output per used expert at the
         # peak (measured: GLM-4.7 62464 floats a token, MiniMax-M2.7 52224; tests/fixtures/ollama-argv-llama-cpu)
-        outputs = 0 if s.arch in SIGMOID_MOE_ARCHS else s.n_expert_used * s.n_embd
+        outputs = 0 if s.arch in NO_EXPERT_OUTPUT_PEAK_ARCHS else s.n_expert_used * s.n_embd
         moe = (3 if gated else 2) * s.n_expert_used * s.expert_ff + outputs
         return max(dense, moe)
 
@@ -486,16 +490,23 @@ def _gemma4_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]
         yield p + "post_norm.weight", (e,)
 
 
-def _routed_experts(s: ModelShape, p: str, *, probs_bias: bool) -> Iterator[tuple[str, tuple[int, ...]]]:
-    """A routed MoE block: the router, its selection bias (sigmoid routing: exp_probs_b), the experts, and a shared
-    expert of `shared_ff` where there is one."""
+def _routed_experts(
+    s: ModelShape, p: str, *, probs_bias: bool, fused_gate_up: bool = False
+) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """A routed MoE block: the router, its selection bias (sigmoid routing: exp_probs_b), the experts (gate and up
+    in one ffn_gate_up_exps where the checkpoint stacks them so), and a shared expert of `shared_ff` where there
+    is one."""
     e, x, f = s.n_embd, s.n_expert, s.expert_ff
     yield p + "ffn_gate_inp.weight", (e, x)
     if probs_bias:
         yield p + "exp_probs_b.bias", (x,)
-    yield p + "ffn_gate_exps.weight", (e, f, x)
-    yield p + "ffn_down_exps.weight", (f, e, x)
-    yield p + "ffn_up_exps.weight", (e, f, x)
+    if fused_gate_up:  # llama_model_base::create_tensor_gate_up_exps: {n_embd, 2 n_ff_exp, n_expert}
+        yield p + "ffn_gate_up_exps.weight", (e, 2 * f, x)
+        yield p + "ffn_down_exps.weight", (f, e, x)
+    else:
+        yield p + "ffn_gate_exps.weight", (e, f, x)
+        yield p + "ffn_down_exps.weight", (f, e, x)
+        yield p + "ffn_up_exps.weight", (e, f, x)
     if s.shared_ff:
         yield p + "ffn_gate_shexp.weight", (e, s.shared_ff)
         yield p + "ffn_down_shexp.weight", (s.shared_ff, e)
@@ -541,7 +552,16 @@ def _deepseek2_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ..
     """DeepSeek-V3 / Kimi K2 (deepseek2 with MLA: llama_model_deepseek2::load_arch_tensors): the query through a
     low-rank pair (q_a, q_b) with its norm, the compressed K/V latent plus the rope part (kv_a_mqa) with its norm,
     the per-head K and V decompressions split as the converter writes them (k_b, v_b), dense FFNs in the first
-    n_dense_lead layers, then routed experts (a selection bias where the router is sigmoid) and shared experts."""
+    n_dense_lead layers, then routed experts (a selection bias where the router is sigmoid) and shared experts.
+
+    Mistral Small 4 (mistral4) loads through the same code (src/models/models.h: llama_model_mistral4 derives
+    from llama_model_deepseek2 and reuses its load_arch_hparams / load_arch_tensors); what its converter
+    (conversion/mistral3.py, Mistral4Model(DeepseekV2Model)) writes differs in two tensors a MoE layer:
+    - no exp_probs_b: Mistral4TopkRouter (transformers modular_mistral4.py) is a softmax router with no
+      correction bias, and the loader makes exp_probs_b optional (TENSOR_NOT_REQUIRED);
+    - one ffn_gate_up_exps instead of ffn_gate_exps + ffn_up_exps: the checkpoint stacks its experts as 3-D
+      `mlp.experts.gate_up_proj` (merge_expert = False; tensor_mapping.py FFN_GATE_UP_EXP), which the loader takes
+      first (create_tensor_gate_up_exps)."""
     e, p, h = s.n_embd, f"blk.{i}.", s.n_head
     rank, rope, kq, vd = s.mla_kv_lora_rank, s.mla_rope_dim, s.mla_key_length, s.mla_value_length
     yield p + "attn_norm.weight", (e,)
@@ -558,7 +578,11 @@ def _deepseek2_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ..
     yield p + "attn_v_b.weight", (rank, vd, h)
     yield p + "attn_output.weight", (h * vd, e)
     yield p + "ffn_norm.weight", (e,)
-    yield from (_dense_ffn(s, p) if i < s.n_dense_lead else _routed_experts(s, p, probs_bias=True))
+    if i < s.n_dense_lead:
+        yield from _dense_ffn(s, p)
+    else:
+        mistral4 = s.arch == "mistral4"
+        yield from _routed_experts(s, p, probs_bias=not mistral4, fused_gate_up=mistral4)
 
 
 _LAYERS = {"qwen35": _delta_net_layer, "qwen35moe": _delta_net_layer, "qwen3next": _delta_net_layer}
@@ -566,6 +590,7 @@ _LAYERS["granitehybrid"] = _mamba2_layer
 _LAYERS |= {"lfm2": _shortconv_layer, "nemotron_h": _nemotron_h_layer, "nemotron_h_moe": _nemotron_h_layer}
 _LAYERS["gemma4"] = _gemma4_layer
 _LAYERS |= {"glm4moe": _glm4moe_layer, "minimax-m2": _minimax_m2_layer, "deepseek2": _deepseek2_layer}
+_LAYERS["mistral4"] = _deepseek2_layer  # Mistral Small 4: llama_model_mistral4 is llama_model_deepseek2's loader
 # dense / MoE layer tables (_dense_layer): mistral3 is Ministral 3's llama layer; llama4's MoE layers add a
 # shared expert as wide as a routed one (llama_model_llama4::load_arch_tensors)
 REBUILDABLE = frozenset(

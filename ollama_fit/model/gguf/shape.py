@@ -55,7 +55,7 @@ def _vocab(h: GGUFHeader, tensors: tuple[Tensor, ...]) -> int:
 STANDARD_ARCHES = frozenset(
     {
         "llama", "llama4", "mistral3", "qwen2", "qwen2moe", "qwen2vl", "qwen3", "qwen3moe", "qwen3vl", "qwen3vlmoe",
-        "gemma", "gemma2", "gemma3", "phi2", "phi3", "gpt-oss", "granite", "granitemoe", "deepseek2",
+        "gemma", "gemma2", "gemma3", "phi2", "phi3", "gpt-oss", "granite", "granitemoe", "deepseek2", "mistral4",
         "olmo2", "olmoe", "command-r", "cohere2", "starcoder2", "exaone", "exaone4", "glm4", "glm4moe",
         "smollm3", "ernie4_5", "ernie4_5-moe", "seed_oss", "stablelm", "internlm2", "minicpm", "apertus", "minimax-m2",
     }
