@@ -240,3 +240,12 @@ def test_rebuilding_a_model_at_several_quants_shares_nothing_that_differs():
     assert norms
     assert all(a is b for a, b in zip(norms, [t for t in shared[1].tensors if t.type == "F32"], strict=True))
     assert shared[0].weights_bytes < shared[1].weights_bytes < shared[3].weights_bytes
+
+
+@pytest.mark.parametrize("model", catalog(), ids=lambda m: m.id)
+def test_the_weights_floor_never_exceeds_the_rebuilt_weights(model):
+    """The planner turns a model down on this bound without building its table: it must be a lower bound for
+    every quant the model offers (llama-quantize only ever raises a tensor above the base type)."""
+    for quant in model.quants:
+        floor = model.weights_floor(quant)
+        assert 0 < floor <= model.spec(quant).weights_bytes, quant

@@ -7,7 +7,7 @@ from plans import assert_fits, run, simulated
 
 from ollama_fit.errors import InvalidInput, NothingFits, TaskRefused
 from ollama_fit.hardware.model import Cpu, Hardware, ProbeReport
-from ollama_fit.model.catalog import catalog
+from ollama_fit.model.catalog import catalog, find_model
 from ollama_fit.plan.tasks import meets
 
 GiB = 1024**3
@@ -216,3 +216,23 @@ def test_shortfall_is_reported_in_bytes():
     text = "\n".join(p.reasons)
     assert "next larger, Qwen3 235B-A22B (MoE) at Q4_K_M: needs" in text
     assert "GiB short" in text
+
+
+def test_models_beyond_every_device_are_turned_down_without_their_tables(monkeypatch):
+    """A model whose weights alone exceed GPU and RAM together is a miss without its placement worked out; the
+    plan reads the same as when every model is placed, and the nearest larger miss is still given in full."""
+    import ollama_fit.plan.planner as planner
+
+    machine = report("RTX 4060", ram="16GiB")
+    quick = run(machine)
+    monkeypatch.setattr(planner, "_beyond_reach", lambda *a: lambda model: None)
+    placed = run(machine)
+    assert quick.choice == placed.choice
+    assert quick.reasons == placed.reasons
+    assert any(r.startswith("next larger") and "usable" in r for r in quick.reasons)
+    monkeypatch.undo()
+    reach = planner._beyond_reach("Q4_K_M", planner.PlanRequest(), machine)
+    huge = reach(find_model("deepseek-v3.1:671b"))
+    assert huge is not None
+    assert huge.result.need_bytes > huge.result.have_bytes
+    assert reach(find_model("qwen3.5:9b")) is None

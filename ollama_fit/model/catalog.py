@@ -8,7 +8,7 @@ from functools import cache
 from typing import Any
 
 from ollama_fit.errors import InvalidInput, ProfileError
-from ollama_fit.model.spec import REBUILDABLE, ModelShape, ModelSpec, rebuild
+from ollama_fit.model.spec import REBUILDABLE, ModelShape, ModelSpec, rebuild, weights_floor
 from ollama_fit.profiles import load_profile, require
 
 # The quants publishers ship for every model, best first: the planner's ladder.
@@ -75,6 +75,10 @@ class CatalogModel:
     def spec(self, quant: str) -> ModelSpec:
         found = self.exact_for(quant)
         return found.spec if found else _spec(self.shape, quant)
+
+    def weights_floor(self, quant: str) -> int:
+        """Bytes its weights need at least (0 where a real header stands in: a publisher's mixture may go lower)."""
+        return 0 if self.exact_for(quant) else weights_floor(self.shape, quant)
 
     def exact_for(self, quant: str) -> ExactQuant | None:
         return next((e for e in self.exact if e.quant == quant), None)

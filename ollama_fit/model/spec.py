@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from math import prod
 
-from ollama_fit.model.quants import GGML_TYPES, MixContext, is_attn_v, tensor_type
+from ollama_fit.model.quants import BASE_TYPE, GGML_TYPES, MixContext, is_attn_v, tensor_type
 from ollama_fit.units import human
 
 SIGMOID_MOE_ARCHS = frozenset({"glm4moe", "minimax-m2"})
@@ -625,6 +625,14 @@ def _layout(shape: ModelShape) -> tuple[tuple[tuple[str, tuple[int, ...], str], 
     """A model's tensors as (name, shape, kind: the name without its `blk.N.`), and the Tensors made for it so
     far: a plan rebuilds one model at several quants, and a tensor of one type in two of them is one object."""
     return tuple((n, d, n.split(".", 2)[2] if n.startswith("blk.") else n) for n, d in tensor_shapes(shape)), {}
+
+
+def weights_floor(shape: ModelShape, quant: str) -> int:
+    """A lower bound of the weights a quant's file holds, without building its tensor table: every tensor at
+    the quant's base type (llama-quantize's mixtures only ever give a tensor a larger type; a test checks the
+    bound against every rebuilt table)."""
+    base = GGML_TYPES[BASE_TYPE[quant]]
+    return sum(base.nbytes(prod(dims)) for _, dims, _ in _layout(shape)[0])
 
 
 def rebuild(shape: ModelShape, quant: str) -> ModelSpec:

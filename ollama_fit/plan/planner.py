@@ -447,16 +447,48 @@ Evaluate = Callable[[CatalogModel], Outcome]  # evaluate() for one plan's floor,
 
 
 def _first_fit(
-    candidates: Sequence[CatalogModel], evaluate: Evaluate
+    candidates: Sequence[CatalogModel], evaluate: Evaluate, beyond: Callable[[CatalogModel], Miss | None]
 ) -> tuple[Candidate | None, list[str], list[Miss]]:
+    """The first candidate that fits, and the larger ones that missed. A model `beyond` every device's reach is
+    a miss without its placement worked out; only the nearest larger miss is shown in full, so that one is
+    evaluated after all (the others are only counted)."""
     misses: list[Miss] = []
+    quick: set[str] = set()
+    found: tuple[Candidate | None, list[str]] = (None, [])
     for model in candidates:
+        if (miss := beyond(model)) is not None:
+            misses.append(miss)
+            quick.add(model.id)
+            continue
         outcome = evaluate(model)
         if isinstance(outcome, Miss):
             misses.append(outcome)
         elif outcome is not None:
-            return outcome[0], outcome[1], misses
-    return None, [], misses
+            found = (outcome[0], outcome[1])
+            break
+    if misses and misses[-1].model.id in quick:
+        full = evaluate(misses[-1].model)
+        if isinstance(full, Miss):
+            misses[-1] = full
+    return found[0], found[1], misses
+
+
+def _beyond_reach(floor: str, req: PlanRequest, report: ProbeReport) -> Callable[[CatalogModel], Miss | None]:
+    """A miss for a model whose weights alone, at the lowest quant it may take, exceed every device and RAM
+    together (a bound from its shapes, no tensor table: place() would turn it down after building one and
+    estimating it, most of a plan's time on a small machine with a catalog of 1T models)."""
+    budget = report.budget
+    room = sum(g.usable_bytes for g in budget.gpus) + budget.host.usable_bytes
+
+    def miss(model: CatalogModel) -> Miss | None:
+        ladder = _ladder(model, floor, req)
+        need = model.weights_floor(ladder[-1]) if ladder else 0
+        if need <= room:
+            return None
+        why = f"needs at least {human(need)} for its weights alone, {human(room)} usable on every device together"
+        return Miss(model, ladder[-1], why, Shortfall("every device together", need, room))
+
+    return miss
 
 
 def _gpu_first_window(chosen: Candidate, target: float) -> float:
@@ -519,7 +551,7 @@ def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) 
             outcomes[model.id] = evaluate(model, floor, req, report)
         return outcomes[model.id]
 
-    chosen, extra, misses = _first_fit(candidates, evaluated)
+    chosen, extra, misses = _first_fit(candidates, evaluated, _beyond_reach(floor, req, report))
     if chosen is None:
         raise _nothing_fits(misses, report, req, target)
     gpu_pick = _gpu_first(chosen, candidates, evaluated, report, target)
