@@ -162,14 +162,15 @@ def test_list_takes_offline_and_all():
 
 
 def test_current_generation_beats_an_older_slightly_larger_one():
-    # Qwen3 32B (32.8B, superseded: ranked as 21.9B) against the current Qwen3.5 27B; both fit a 4090
-    models = [m for m in catalog() if m.id in ("qwen3:32b", "qwen3.5:27b")]
+    # Qwen3 32B (32.8B, superseded: ranked as 16.4B) against the current Qwen3.6 27B; both fit a 4090
+    models = [m for m in catalog() if m.id in ("qwen3:32b", "qwen3.6:27b")]
     assert [m.superseded for m in models] == [True, False]
     p = plan(report("RTX 4090", ram="64GiB"), PlanRequest(), models)
-    assert p.choice.model.id == "qwen3.5:27b"
+    assert p.choice.model.id == "qwen3.6:27b"
     assert any("older generation of a family ranks as 0.5 of its size" in r for r in p.reasons)
     pinned = plan(report("RTX 4090", ram="64GiB"), PlanRequest(model="qwen3:32b"), models)
     assert pinned.choice.model.id == "qwen3:32b"  # --model still plans it
+    assert find_model("qwen3.5:27b").superseded  # Qwen3.6 27B has the same layout, two months later
 
 
 # ----- placement correctness -----
@@ -336,3 +337,12 @@ def test_a_large_download_is_said_plainly():
     assert "about 67 minutes at 100 MB/s" in line
     assert "about 2.8 hours" in _large_download_lines(10**12)[0]
     assert _large_download_lines(59 * 10**9) == []
+
+
+def test_a_pick_with_its_experts_in_ram_says_its_speed_is_less_sure():
+    p = run(report("RTX 4060", ram="32GiB"))
+    assert p.choice.placement.kind == "experts"
+    assert any(r.startswith("speed with the experts in RAM") and "not fitted" in r for r in p.reasons)
+    whole = run(report("RTX 4090", ram="32GiB"))
+    assert whole.choice.placement.kind == "gpu"
+    assert not any(r.startswith("speed with the experts in RAM") for r in whole.reasons)

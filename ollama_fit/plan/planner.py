@@ -3,13 +3,14 @@
 Pure: hardware, catalog and request in, a Plan out (no I/O, no clock, no environment). A candidate fits when
 it meets the task's quality floor (the seed measurements: a larger model at Q4_K_M beats a smaller one at
 FP16), fits the memory and decodes at the task's speed target. Among those the largest effective size wins
-(MoE models count sqrt(active x total), older generations of a family count 2/3 of their size), except that
+(MoE models count sqrt(active x total), older generations of a family count half their size), except that
 a model wholly on the GPU beats a partly offloaded one that is at most 1.5x its size. The quant is raised
 only while every layer stays where it was and the speed target still holds.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,6 +26,7 @@ from ollama_fit.plan.apple_advice import wired_limit_remedy
 from ollama_fit.plan.tasks import Task, floor_for, get_task, meets
 from ollama_fit.runtime.ollama import NEWEST, OllamaLoad
 from ollama_fit.speed import Speed, prompt_speed
+from ollama_fit.speed.params import PARAMS
 from ollama_fit.speed.prompt import PROMPT_TOKENS
 from ollama_fit.units import human
 
@@ -259,7 +261,8 @@ def _months(released: str) -> int | None:
 
 def aged_models(models: Sequence[CatalogModel]) -> dict[str, CatalogModel]:
     """Models released AGED_MONTHS or more before another candidate of comparable size (its effective size
-    at least 1/NEARLY of theirs): id -> the newest such candidate, for the rule and its reason."""
+    at least 1/NEARLY of theirs): id -> the one of those closest to it in size (the newest of equals), which
+    the reason cites: "Phi-4 14B against Gemma 4 12B" reads as the comparison it is, a 1T model would not."""
     out: dict[str, CatalogModel] = {}
     dated = [(m, _months(m.released)) for m in models]
     for m, when in dated:
@@ -271,7 +274,7 @@ def aged_models(models: Sequence[CatalogModel]) -> dict[str, CatalogModel]:
             if n_when is not None and n_when - when >= AGED_MONTHS and n.effective_b * NEARLY >= m.effective_b
         ]
         if newer:
-            out[m.id] = max(newer, key=lambda t: (t[0], t[1].effective_b))[1]
+            out[m.id] = min(newer, key=lambda t: (abs(math.log(t[1].effective_b / m.effective_b)), -t[0]))[1]
     return out
 
 
@@ -603,6 +606,13 @@ def plan(report: ProbeReport, req: PlanRequest, models: Sequence[CatalogModel]) 
             f"comparable size (at least 1/{NEARLY:g} of it) ranks as {SUPERSEDED_WEIGHT:.2g} of its size ({examples})"
         )
     reasons.extend(_memory_reasons(report))
+    if chosen.placement.kind == "experts" and chosen.placement.speed is not None:
+        handoff = PARAMS.expert_handoff_s * 1e6
+        reasons.append(
+            "speed with the experts in RAM: what each token reads, timed where it sits, plus "
+            f"{handoff:.0f} us per layer handed to the CPU and back; that hand-off is not fitted (no published "
+            "experts-in-RAM run in the calibration set), so this speed is less sure than its range says"
+        )
     if req.correction_note and report.budget.gpus:
         reasons.append(req.correction_note)
     if req.speed_note and req.speed_ratio != 1.0:
