@@ -211,7 +211,9 @@ def _keys(w: gguf.GGUFWriter, s: ModelShape, n_blocks: int, nextn: int) -> None:
     w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", 1e-6)
     w.add_float32(f"{a}.attention.layer_norm_epsilon", 1e-5)
     w.add_float32(f"{a}.rope.freq_base", 10000.0)
-    if a.startswith("qwen3"):
+    if a == "qwen3":  # conversion/qwen.py's Qwen3Model: full rotary heads (qwen3.cpp asserts n_rot = head size)
+        w.add_uint32(f"{a}.rope.dimension_count", s.key_length)
+    elif a.startswith("qwen3"):
         w.add_uint32(f"{a}.rope.dimension_count", s.key_length // 4)
         if a != "qwen3next":
             w.add_array(f"{a}.rope.dimension_sections", [11, 11, 10, 0])

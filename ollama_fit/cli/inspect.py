@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -36,6 +37,13 @@ from ollama_fit.cli.options import (
 @click.option("--ollama-version", metavar="VERSION", help="Plan for this Ollama (default: the newest modelled).")
 @draft_option
 @click.option(
+    "--draft-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="DRAFT.gguf",
+    help="Plan the model as created with this draft file (Modelfile DRAFT): Ollama passes it to llama-server "
+    "(--spec-draft-model) and drafts --draft tokens a step (4, Ollama's default with a draft file).",
+)
+@click.option(
     "--gpu-layers",
     type=int,
     metavar="N",
@@ -54,6 +62,7 @@ def inspect_cmd(
     backend: str,
     ollama_version: str | None,
     draft: int,
+    draft_file: Path | None,
     gpu_layers: int | None,
     as_json: bool,
 ) -> None:
@@ -77,7 +86,10 @@ def inspect_cmd(
 
     report = report_for(hardware)
     ollama = parse_version(ollama_version) if ollama_version else None
-    rt = inspect_runtime(report, ctx, kv_type, flash_attn, ubatch, parallel, backend, ollama, draft)
+    given = click.get_current_context().get_parameter_source("draft") == click.core.ParameterSource.COMMANDLINE
+    if draft_file is not None and not given:
+        draft = 4  # api.DefaultOptions DraftNumPredict, kept for a model with a draft file (server/routes.go)
+    rt = inspect_runtime(report, ctx, kv_type, flash_attn, ubatch, parallel, backend, ollama, draft, draft_file)
     result = inspect_ref(ref, rt, report, gpu_layers)
     if as_json:
         emit_json(result.to_dict())

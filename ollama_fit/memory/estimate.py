@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ollama_fit.model.gguf.draft import DRAFT_DFLASH, DraftModel
 from ollama_fit.model.quants import KV_TYPES
 from ollama_fit.model.spec import ModelSpec
 from ollama_fit.units import MiB
@@ -95,6 +96,11 @@ class Runtime:
     # are loaded and a second context (their KV cache and graph) runs beside the model's; `draft` tokens a step
     mtp_layers: int = 0
     draft: int = 0
+    # ...or with a separate draft model (llama-server --spec-draft-model; Ollama's draft file): its --spec-type,
+    # "draft-mtp" or "draft-dflash". Its own memory is an ExternalDraft given to `estimate`; here, what drafting
+    # changes in the target's context (recurrent state copies, output rows), as the MTP block does
+    draft_file: str = ""
+    draft_model: DraftModel | None = None  # that draft file's header numbers (model/gguf/draft.py)
 
     def __post_init__(self) -> None:
         if self.batch_steps:
@@ -110,6 +116,11 @@ class Runtime:
     def streams(self) -> int:
         """KV cache streams: one per slot, or one for all with a unified cache."""
         return 1 if self.kv_unified else max(1, self.parallel)
+
+    @property
+    def drafting(self) -> bool:
+        """Speculative decoding on: with the GGUF's own block or a draft file (the target's context changes)."""
+        return bool(self.draft and (self.mtp_layers or self.draft_file))
 
     @property
     def engine(self) -> bool:
@@ -172,6 +183,54 @@ def _with_mtp(spec: ModelSpec, rt: Runtime, dev: DeviceMemory) -> DeviceMemory:
         weights_bytes=dev.weights_bytes + int(spec.extra.get("skipped_bytes", "0")),
         kv_bytes=dev.kv_bytes + mtp_kv_bytes(spec, rt),
         compute_bytes=dev.compute_bytes + int(MTP_COMPUTE_BOUND * compute_bytes(spec, replace(rt, mtp_layers=0))),
+    )
+
+
+# ----- a separate draft model (llama-server --spec-draft-model; Ollama's draft file) -----
+
+
+def draft_kv_bytes(d: DraftModel, rt: Runtime) -> int:
+    """The draft context's KV cache: its cached layers at the target's cells (common/speculative.cpp
+    `common_speculative_init_result` L2611: cparams.n_ctx = llama_n_ctx(ctx_tgt)), a stream a slot, in
+    --spec-draft-type-k/v (f16 unless given, common/common.h L346-347; Ollama gives none) whatever the target's
+    cache type (`common_base_params_to_speculative` L2559)."""
+    return int(d.cached_layers * d.kv_width * rt.cells * KV_TYPES["f16"]) * rt.streams
+
+
+def draft_output_bytes(d: DraftModel, rt: Runtime) -> int:
+    """The draft context's output buffer at creation: a row of logits a slot (llama-context.cpp `output_reserve`)."""
+    return 4 * d.n_vocab * max(1, rt.parallel)
+
+
+def draft_compute_bytes(spec: ModelSpec, d: DraftModel, rt: Runtime) -> int:
+    """The draft context's graph buffer (reserved at min(n_ctx, n_ubatch) tokens, the target's -b/-ub; a context
+    holds only its last reservation). dflash, the larger of (measured, tests/fixtures/draft-llama-cpu.jsonl):
+    - its decoder: the attention mask over one slot's cells and 4 x b x (3 n_ff + 3 n_embd) floats (exact to
+      0.01 MiB at -ub 512 / 1024, 1 and 2 slots);
+    - the re-reservation once draft-dflash attaches its backend samplers (common/speculative.cpp L1101-1113):
+      a dflash model has an encoder, so its context keeps n_batch output rows (src/llama-context.cpp L252), and
+      their logits and probabilities, 8 x b x n_vocab bytes, plus 32 x b^2 bytes (a fit: 136.13 and 288.12 MiB
+      at -ub 512 / 1024 with a 32768 vocabulary, within 0.13 MiB).
+    draft-mtp: the prediction block's context, bounded as the GGUF's own block is (MTP_COMPUTE_BOUND x the
+    target's graph; measured 0.75-0.8x with a separate Qwen3.5 drafter)."""
+    b = min(rt.ubatch, rt.cells * max(1, rt.parallel))
+    if d.kind == DRAFT_DFLASH:
+        mask = rt.cells * b * (2 if rt.flash_attn else 4)
+        return max(mask + 4 * b * (3 * d.n_ff + 3 * d.n_embd), 8 * b * d.n_vocab + 32 * b * b)
+    plain = replace(rt, mtp_layers=0, draft_file="", draft_model=None)
+    return int(MTP_COMPUTE_BOUND * compute_bytes(spec, plain))
+
+
+def _with_draft(spec: ModelSpec, rt: Runtime, d: DraftModel, dev: DeviceMemory, gpu: bool) -> DeviceMemory:
+    """A device with the draft model: its weights, its context's KV cache and graph. llama-server loads it with
+    the target's model parameters but its own -ngl (--spec-draft-ngl, default "auto" = -1: every layer,
+    llama-model.cpp `n_gpu_layers` L2010) on the target's devices (`common_base_params_to_speculative`
+    L2539-2542): beside a GPU the whole draft but its input embedding (which the estimate keeps on the host)."""
+    return replace(
+        dev,
+        weights_bytes=dev.weights_bytes + d.weights_bytes - (d.input_bytes if gpu else 0),
+        kv_bytes=dev.kv_bytes + draft_kv_bytes(d, rt),
+        compute_bytes=dev.compute_bytes + draft_compute_bytes(spec, d, rt),
     )
 
 
@@ -342,8 +401,10 @@ def layer_state_bytes(spec: ModelSpec, layer: int, rt: Runtime) -> int:
     if not (s.is_recurrent(layer) or (not s.modelled and s.state_row)):
         return 0
     rows = max(1, rt.parallel)
-    if rt.mtp_layers and s.arch in STATE_ROLLBACK_ARCHS:
-        rows *= 1 + rt.draft  # llama-memory-recurrent.cpp: mem_size x (1 + n_rs_seq), n_rs_seq = the draft
+    if rt.drafting and s.arch in STATE_ROLLBACK_ARCHS:
+        # llama-memory-recurrent.cpp: mem_size x (1 + n_rs_seq), n_rs_seq = the draft for draft-mtp and
+        # draft-dflash alike (common/common.h `need_n_rs_seq`; measured with a draft file: draft-llama-cpu.jsonl)
+        rows *= 1 + rt.draft
     return 4 * s.state_row * rows
 
 
@@ -378,7 +439,7 @@ def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1,
     # tests/fixtures/ollama-real-gemma.jsonl; unmeasured on GPUs)
     b = engine_batch(rt) if rt.engine else min(rt.ubatch, rt.cells * slots)
     outputs = min(b, slots) if rt.runner in ("llama-server", "ollama-engine") else b
-    if rt.mtp_layers:  # drafting verifies the drafted tokens too: 1 + draft rows a slot (server_output_limits)
+    if rt.drafting:  # drafting verifies the drafted tokens too: 1 + draft rows a slot (server_output_limits)
         outputs = min(b, slots * (1 + rt.draft))
     if holds == "output":  # only the output matmul runs here
         return 4 * outputs * (s.n_embd + s.n_vocab)
@@ -437,7 +498,7 @@ def host_compute_bytes(spec: ModelSpec, rt: Runtime) -> int:
 
 def output_buffer_bytes(spec: ModelSpec, rt: Runtime) -> int:
     """llama.cpp's output buffer: one row of logits per slot. The Go engine keeps its logits in the graph."""
-    rows = max(1, rt.parallel) * (1 + rt.draft if rt.mtp_layers else 1)
+    rows = max(1, rt.parallel) * (1 + rt.draft if rt.drafting else 1)
     return 0 if rt.engine else 4 * spec.shape.n_vocab * rows
 
 
@@ -605,4 +666,15 @@ def estimate(
     )
     if rt.mtp_layers and not gpus:
         host = _with_mtp(spec, rt, host)
+    dm = rt.draft_model
+    if dm is not None and rt.draft_file and rt.draft:
+        # the draft follows the target's devices (with several GPUs, as the output layer: a simplification of
+        # the draft's own layer split); its input embedding and output buffer stay in system memory
+        if gpus:
+            at = next(i for i, g in enumerate(gpus) if g.position == out_dev) if out_gpu else len(gpus) - 1
+            gpus[at] = _with_draft(spec, rt, dm, gpus[at], gpu=True)
+            host = replace(host, weights_bytes=host.weights_bytes + dm.input_bytes)
+        else:
+            host = _with_draft(spec, rt, dm, host, gpu=False)
+        host = replace(host, compute_bytes=host.compute_bytes + draft_output_bytes(dm, rt))
     return MemoryEstimate(tuple(gpus), host, s.n_layer, offloaded, rt.cells, rt.backend, tuple(moves))

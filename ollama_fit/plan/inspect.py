@@ -75,10 +75,29 @@ class Inspection:
                 "runner": self.runtime.runner,
                 "mtp_layers": self.runtime.mtp_layers,
                 "mmap": self.runtime.mmap,
+                "draft": self.runtime.draft,
+                "draft_file": _draft_dict(self.runtime),
             },
             "estimates": [q.to_dict() for q in self.quants],
             "header_bytes_read": self.header_bytes_read,
         }
+
+
+def _draft_dict(rt: Runtime) -> dict[str, Any] | None:
+    """The draft file the load drafts with, and what it adds (CPU-side sizes; where they sit: `estimates`)."""
+    from ollama_fit.memory.estimate import draft_kv_bytes
+
+    d = rt.draft_model
+    if d is None or not rt.draft_file or not rt.draft:
+        return None
+    return {
+        "name": d.name,
+        "architecture": d.arch,
+        "spec_type": rt.draft_file,
+        "weights_bytes": d.weights_bytes,
+        "kv_bytes": draft_kv_bytes(d, rt),
+        "cached_layers": d.cached_layers,
+    }
 
 
 def summarize(spec: ModelSpec) -> dict[str, Any]:
@@ -203,9 +222,11 @@ def inspect_runtime(
     backend: str,
     ollama: tuple[int, int, int] | None = None,
     draft: int = 0,
+    draft_file: Path | None = None,
 ) -> Callable[[ModelSpec], Runtime]:
     """The inspect options as the planner's runtime of each file (for Ollama `ollama`, by default the newest
-    modelled; None: llama-server itself); --backend overrides where offloaded layers run."""
+    modelled; None: llama-server itself); --backend overrides where offloaded layers run. `draft_file`: a draft
+    GGUF the model is created with (Ollama's DRAFT), planned with its memory when `draft` > 0."""
     from ollama_fit.plan.planner import PlanRequest, runtime_for
     from ollama_fit.runtime.ollama import NEWEST
     from ollama_fit.validate import at_least_one, parse_ctx
@@ -221,6 +242,11 @@ def inspect_runtime(
         raise InvalidInput("--backend rpc needs the device's size", hint="add --vram SIZE (the rpc-server's memory)")
     if backend == "cpu":  # what runs it sees no GPU: Ollama's CPU-only rules (mmap, batch) apply
         report = replace(report, hardware=replace(report.hardware, gpus=()))
+    drafter = None
+    if draft_file is not None:
+        from ollama_fit.model.gguf.draft import read_draft
+
+        drafter = read_draft(draft_file)
     request = PlanRequest(
         ctx=tokens,
         kv_type=kv_type,
@@ -229,10 +255,17 @@ def inspect_runtime(
         parallel=parallel,
         ollama=ollama or NEWEST,
         draft=draft,
+        draft_arch=drafter.arch if drafter else None,
     )
 
     def of(spec: ModelSpec) -> Runtime:
+        if drafter is not None and draft:
+            from ollama_fit.model.gguf.draft import check_pairing
+
+            check_pairing(drafter, spec.shape)
         rt = runtime_for(request, report, spec, tokens)
+        if drafter is not None:
+            rt = replace(rt, draft_model=drafter)
         return rt if backend == "auto" else replace(rt, backend=backend, extra_overhead=0)
 
     return of

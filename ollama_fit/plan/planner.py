@@ -65,6 +65,7 @@ class PlanRequest:
     ctx_auto: bool = False
     vision: bool = True  # pull and plan the repository's vision projector with the pick (False: --text-only)
     draft: int = 0  # draft_num_predict: tokens drafted per step by the GGUF's own prediction block (0: off)
+    draft_arch: str | None = None  # the architecture of the model's draft file (inspect --draft-file); None: none
     flash_attn_archs: tuple[str, ...] | None = None  # runtimes that turn flash attention on only for these
     overhead_correction: int = 0  # per-GPU bytes learned from real loads here (ollama/learning.py)
     correction_note: str = ""  # how it was learned, for the explanation
@@ -239,7 +240,10 @@ def ollama_load(
     machine = Machine(hw.gpus, hw.ram_available_bytes, hw.ram_total_bytes, "darwin" if macos else "linux")
     env = {} if req.flash_attn is None else {"OLLAMA_FLASH_ATTENTION": "1" if req.flash_attn else "0"}
     version = req.ollama or NEWEST
-    return plan_load(version, shape, machine, ctx, file_bytes, req.parallel, req.kv_type, env, req.draft, mtp_layers)
+    return plan_load(
+        version, shape, machine, ctx, file_bytes, req.parallel, req.kv_type, env, req.draft, mtp_layers,
+        draft_arch=req.draft_arch,
+    )  # fmt: skip
 
 
 def runtime_for(req: PlanRequest, report: ProbeReport, spec: ModelSpec, ctx: int) -> Runtime:

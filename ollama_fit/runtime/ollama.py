@@ -88,8 +88,16 @@ NUM_KEEP = 4  # api.DefaultOptions().NumKeep, passed as --keep with --context-sh
 # llm/llama_server.go `mmprojOffloadHeadroom`: a projector goes to the GPU only where the projector and this
 # much more are free, and LLAMA_ARG_FIT_TARGET becomes projector + this (llama.cpp's own margin is the same 1 GiB)
 PROJECTOR_HEADROOM = GiB
-# llm/llama_server.go `draftTypeMTP`: what --spec-type Ollama passes for a GGUF's own prediction block
+# llm/llama_server.go `draftTypeMTP`, `draftTypeDFlash` (v0.32.15 L803-804): what --spec-type Ollama passes for a
+# GGUF's own prediction block or a draft file (`externalDraftType`, L826-835: "draft-dflash" for a draft GGUF of
+# architecture `dflash`, "draft-mtp" for any other)
 DRAFT_MTP = "draft-mtp"
+DRAFT_DFLASH = "draft-dflash"
+
+
+def external_draft_type(arch: str) -> str:
+    """llm/llama_server.go `externalDraftType` (v0.32.15 L826): the --spec-type of a model's draft file."""
+    return DRAFT_DFLASH if arch == "dflash" else DRAFT_MTP
 
 
 def parse_version(text: str, strict: bool = True) -> Version:
@@ -229,6 +237,10 @@ class OllamaLoad:
     # drafted per step (the model's draft_num_predict; 0: off, Ollama's default for a model without a draft file)
     draft: int = 0
     mtp_layers: int = 0  # the prediction blocks loaded for it (0 when not drafting)
+    # a draft file (server/images.go: the layer `application/vnd.ollama.image.draft` becomes Model.DraftPath,
+    # routes.go `llamaServerConfigForModel` passes it as DraftModelPath): its --spec-type (external_draft_type),
+    # "" without one or when not drafting
+    draft_file: str = ""
 
     def runtime(self, backend: str, flash_attn_resolved: bool, extra_overhead: int = 0) -> Runtime:
         """The estimator's view of this load. A llama-server load keeps Ollama's batch rule, so that a context
@@ -248,7 +260,14 @@ class OllamaLoad:
             mmap=self.mmap,
             mtp_layers=self.mtp_layers,
             draft=self.draft,
+            draft_file=self.draft_file,
         )
+
+    def _draft_dict(self) -> dict[str, Any] | None:
+        if not self.draft:
+            return None
+        out: dict[str, Any] = {"type": self.draft_file or DRAFT_MTP, "tokens": self.draft}
+        return out | {"file": True} if self.draft_file else out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -261,7 +280,7 @@ class OllamaLoad:
             "kv_type": self.kv_type,
             "mmap": self.mmap,
             "context_shift": self.context_shift,
-            "draft": {"type": DRAFT_MTP, "tokens": self.draft} if self.draft else None,
+            "draft": self._draft_dict(),
             "argv": list(self.argv) or None,
         }
 
@@ -287,12 +306,16 @@ def plan_load(
     env: Mapping[str, str] | None = None,
     draft: int = 0,
     mtp_layers: int = 0,
+    draft_arch: str | None = None,
 ) -> OllamaLoad:
     """The load Ollama `version` makes of a model (`shape`, its GGUF of `file_bytes`; None: not known yet) on
     `machine` for a request at `num_ctx` (None: the model has none, Ollama's default applies) with
     OLLAMA_NUM_PARALLEL = `parallel`. `env`: the server's OLLAMA_* settings that change the load
     (OLLAMA_FLASH_ATTENTION, OLLAMA_CONTEXT_LENGTH, OLLAMA_GPU_OVERHEAD). `draft`: the model's
-    draft_num_predict; it drafts with the GGUF's prediction block (`mtp_layers` of them) from 0.30 on."""
+    draft_num_predict; it drafts with the GGUF's prediction block (`mtp_layers` of them) from 0.30 on, or with
+    a draft file of architecture `draft_arch` (None: the model has none). A model with a draft file drafts 4
+    tokens unless draft_num_predict says otherwise: routes.go `modelOptionsWithEmbeddingBatchDefault` zeroes the
+    default (api.DefaultOptions DraftNumPredict 4) only for a model without one; give that default as `draft`."""
     env = env or {}
     check_modelled(version)
     arch = shape.arch if shape else None
@@ -314,6 +337,15 @@ def plan_load(
     cuda = [g.memory_free_bytes or g.memory_total_bytes for g in machine.gpus if g.backend == "cuda"]
     batch = generation_batch(ctx * n_slots, predicted, available, fa, cuda)
     mmap = use_mmap(machine.gpus, predicted, available, machine.free_ram, machine.total_ram, machine.os, file_bytes)
+    if draft_arch is not None:
+        # NewLlamaServerRunner (llama_server.go L901-913): with a draft file the GGUF's own block is not used as
+        # the draft (EnableMTP stays off) and the type is the file's; `appendDraftArgs` L807-823
+        drafting = max(0, draft)
+        load = OllamaLoad(
+            version, engine, ctx, n_slots, batch, fa, kv_type, mmap, shift, draft=drafting,
+            draft_file=external_draft_type(draft_arch) if drafting else "",
+        )  # fmt: skip
+        return replace(load, argv=tuple(server_argv(load)))
     drafting = draft if draft > 0 and mtp_layers > 0 else 0  # `hasMTPDraft`, `appendDraftArgs`
     load = OllamaLoad(
         version, engine, ctx, n_slots, batch, fa, kv_type, mmap, shift, draft=drafting,
@@ -322,14 +354,19 @@ def plan_load(
     return replace(load, argv=tuple(server_argv(load)))
 
 
-def server_argv(load: OllamaLoad, model: str = "MODEL", port: str = "PORT") -> list[str]:
+def server_argv(load: OllamaLoad, model: str = "MODEL", port: str = "PORT", draft_model: str = "DRAFT") -> list[str]:
     """llm/llama_server.go `startLlamaServer` (v0.32.15) for a text model with no num_gpu, num_thread or
     main_gpu set: llama-server then fits the layers itself (--fit, on by default)."""
     argv = ["llama-server", "--model", model, "--port", port, "--host", "127.0.0.1", "--no-webui", "--offline"]
     argv += ["-c", str(load.num_ctx * load.parallel), "-np", str(load.parallel)]
     argv += ["--log-verbosity", "4", "--no-log-prefix", "--no-log-timestamps"]
-    if load.draft:
-        argv += ["--spec-type", DRAFT_MTP, "--spec-draft-n-max", str(load.draft), "--spec-draft-backend-sampling"]
+    if load.draft:  # `appendDraftArgs` (L807-823), after the log (and jinja / mmproj) arguments
+        spec_type = load.draft_file or DRAFT_MTP
+        argv += ["--spec-type", spec_type, "--spec-draft-n-max", str(load.draft)]
+        if spec_type == DRAFT_MTP:
+            argv += ["--spec-draft-backend-sampling"]
+        if load.draft_file:
+            argv += ["--spec-draft-model", draft_model]
     if not load.mmap:
         argv += ["--load-mode", "none"]
     if load.kv_type != "f16":
