@@ -240,3 +240,42 @@ def test_verbose_logs_the_hardware_and_quiet_does_not(monkeypatch, caplog):
     loud = CliRunner().invoke(cli, ["-v", "plan", "--gpu", "RTX 4090", "--json"])
     assert loud.exit_code == 0
     assert any(r.getMessage().startswith("hardware: Hardware(") for r in caplog.records if r.name == "ollama_fit")
+
+
+def test_list_installed_counts_a_draft_files_context(ollama, monkeypatch, tmp_path):
+    """A model created with a draft file (its Modelfile's DRAFT line): Ollama drafts 4 tokens a step unless
+    draft_num_predict says otherwise; the draft's weights are in the manifest's size already, its context (KV
+    cache, graph, logits) is added when the file can be read here, and said when it cannot."""
+    from draft_ggufs import write_dflash_draft
+
+    monkeypatch.setenv("OLLAMA_HOST", ollama.host)
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "models"))
+    ollama.version = "0.32.15"  # draft files came with llama-server underneath (0.30)
+    draft = write_dflash_draft(tmp_path / ("sha256-" + "4" * 64))
+    ollama.blobs["sha256-" + "3" * 64] = Blob(2 * GiB, b"GGUF")
+    files = {"m.gguf": "sha256:" + "3" * 64}
+    ollama.models["plain:latest"] = Model("plain:latest", files, {"num_ctx": 8192}, "chatml", "a" * 64)
+    ollama.models["drafted:latest"] = Model(
+        "drafted:latest", files, {"num_ctx": 8192}, "chatml", "b" * 64, draft=str(draft)
+    )
+    ollama.models["off:latest"] = Model(
+        "off:latest", files, {"num_ctx": 8192, "draft_num_predict": 0}, "chatml", "c" * 64, draft=str(draft)
+    )
+    ollama.models["remote:latest"] = Model(
+        "remote:latest", files, {"num_ctx": 8192}, "chatml", "d" * 64, draft="/elsewhere/blobs/sha256-" + "5" * 64
+    )
+    result = run("list", "--installed", "--vram", "24GiB", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)["models"]}
+    assert rows["plain:latest"]["draft"] == ""
+    assert rows["off:latest"]["draft"] == ""  # draft_num_predict 0: Ollama does not draft
+    assert rows["off:latest"]["need_bytes"] == rows["plain:latest"]["need_bytes"]
+    assert rows["drafted:latest"]["draft"].startswith("draft-dflash with dflash draft file, 4 tokens")
+    assert rows["drafted:latest"]["need_bytes"] > rows["plain:latest"]["need_bytes"] + 64 * 2**20
+    assert "not readable here" in rows["remote:latest"]["draft"]
+    text = run("list", "--installed", "--vram", "24GiB")
+    assert "Speculative decoding:" in text.stdout
+    assert "drafted:latest: draft-dflash" in text.stdout
+    ollama.version = "0.24.0"  # the Go engine: no drafting at all
+    older = {r["name"]: r for r in json.loads(run("list", "--installed", "--vram", "24GiB", "--json").stdout)["models"]}
+    assert older["drafted:latest"]["draft"] == ""

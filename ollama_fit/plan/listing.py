@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from ollama_fit.hardware.model import ProbeReport
-from ollama_fit.memory.estimate import compute_bytes, kv_bytes, state_bytes
+from ollama_fit.memory.estimate import (
+    compute_bytes,
+    draft_compute_bytes,
+    draft_kv_bytes,
+    draft_output_bytes,
+    kv_bytes,
+    state_bytes,
+)
 from ollama_fit.model.catalog import CatalogModel
+from ollama_fit.model.gguf.draft import DraftModel
 from ollama_fit.model.spec import ModelShape, ModelSpec, Tensor
 from ollama_fit.placement.offload import KIND_TEXT
 from ollama_fit.plan.planner import Candidate, Miss, PlanRequest, evaluate, rank_candidates
 from ollama_fit.plan.tasks import floor_for, get_task
-from ollama_fit.runtime.ollama import NEWEST
+from ollama_fit.runtime.ollama import LLAMA_SERVER_SINCE, NEWEST
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,9 @@ class InstalledRow:
     need_bytes: int | None  # predicted device (or RAM) bytes at ctx; None when the metadata is too thin
     fits: bool | None
     where: str
+    # a model created with a draft file (Ollama's DRAFT / draft_files): how it drafts, or why its draft's context
+    # is not counted ("" without one)
+    draft: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,7 +94,45 @@ class InstalledRow:
             "need_bytes": self.need_bytes,
             "fits": self.fits,
             "where": self.where,
+            "draft": self.draft,
         }
+
+
+# Ollama 0.32.15 drafts DEFAULT_DRAFT tokens a step for a model with a draft file unless its draft_num_predict
+# says otherwise (api/types.go DefaultOptions L1119; server/routes.go L154 zeroes it only without a draft file)
+DEFAULT_DRAFT = 4
+
+
+@dataclass(frozen=True)
+class InstalledDraft:
+    """The draft file /api/show names (its Modelfile's DRAFT line), read where this machine can reach it."""
+
+    tokens: int  # draft_num_predict
+    model: DraftModel | None  # None: the file is not readable here
+    where: str  # the path Ollama gave
+
+
+def installed_draft(modelfile: str, parameters: str) -> InstalledDraft | None:
+    """The draft of an installed model: Ollama's Modelfile names its blob (server/images.go L601-604); the blob is
+    read as Ollama's path gives it, else under this machine's Ollama folder by its digest file name."""
+    from ollama_fit import config
+    from ollama_fit.errors import BadModelFile
+    from ollama_fit.model.gguf.draft import draft_from_header
+    from ollama_fit.model.gguf.reader import read_local_header
+
+    line = re.search(r"(?m)^DRAFT\s+(\S+)", modelfile)
+    if line is None:
+        return None
+    asked = re.search(r"(?m)^draft_num_predict\s+(\d+)", parameters)
+    tokens = int(asked.group(1)) if asked else DEFAULT_DRAFT
+    path = Path(line.group(1))
+    for candidate in (path, config.ollama_models_dir() / "blobs" / path.name):
+        try:
+            header = read_local_header(candidate)
+        except (OSError, BadModelFile):
+            continue
+        return InstalledDraft(tokens, draft_from_header(header, path.name), str(path))
+    return InstalledDraft(tokens, None, str(path))
 
 
 def _shape_from_info(info: dict[str, Any]) -> ModelShape | None:
@@ -106,10 +156,12 @@ def installed_row(
     ctx: int | None,
     report: ProbeReport,
     version: tuple[int, int, int] = NEWEST,
+    draft: InstalledDraft | None = None,
 ) -> InstalledRow:
     """An approximate check from what Ollama shows: the blob size as weights, KV and compute from the
     hyper-parameters in model_info (Ollama empties long arrays, so no tensor table), as Ollama `version` loads
-    it at `ctx` (None: the model has no num_ctx, so the context Ollama gives it here)."""
+    it at `ctx` (None: the model has no num_ctx, so the context Ollama gives it here). A draft file's weights are
+    in the size already (the manifest's layers); its context (KV cache, graph, logits) is added when it is read."""
     from ollama_fit.plan.planner import PlanRequest, ollama_load, runtime
 
     shape = _shape_from_info(info)
@@ -121,20 +173,29 @@ def installed_row(
     request = PlanRequest(ollama=version)
     ctx = ollama_load(request, report, ctx, shape, size).num_ctx  # no num_ctx: the one Ollama gives it here
     rt = runtime(request, report, ctx, shape, size)
+    note = ""
+    if draft is not None and draft.tokens and version >= LLAMA_SERVER_SINCE:
+        if draft.model is None:
+            note = f"draft file {draft.where} not readable here: its context is not counted"
+        else:
+            rt = replace(rt, draft=draft.tokens, draft_file=draft.model.kind, draft_model=draft.model)
+            note = f"{draft.model.kind} with {draft.model.arch} draft file, {draft.tokens} tokens a step"
     need = size + kv_bytes(spec, rt) + state_bytes(spec, rt) + compute_bytes(spec, rt)
+    if rt.draft_model is not None:
+        need += draft_kv_bytes(rt.draft_model, rt) + draft_compute_bytes(spec, rt.draft_model, rt)
+        need += draft_output_bytes(rt.draft_model, rt)
     if budget.gpus:
         from ollama_fit.memory.estimate import GPU_OVERHEAD
 
         need += GPU_OVERHEAD[backend]
         best = max(g.usable_bytes for g in budget.gpus)
         if need <= best:
-            return InstalledRow(name, size, ctx, need, True, KIND_TEXT["gpu"])
+            return InstalledRow(name, size, ctx, need, True, KIND_TEXT["gpu"], note)
     # GPU + RAM, or one pool on unified memory (the GPU's budget is a share of the RAM's)
     pool = budget.host.usable_bytes + (0 if budget.unified_memory else sum(g.usable_bytes for g in budget.gpus))
     fits_ram = need <= pool
-    return InstalledRow(
-        name, size, ctx, need, fits_ram, KIND_TEXT["partial" if budget.gpus else "cpu"] if fits_ram else "does not fit"
-    )
+    where = KIND_TEXT["partial" if budget.gpus else "cpu"] if fits_ram else "does not fit"
+    return InstalledRow(name, size, ctx, need, fits_ram, where, note)
 
 
 def installed_rows(ollama: Any, report: ProbeReport, ctx: int | None = None) -> list[InstalledRow]:
@@ -149,5 +210,7 @@ def installed_rows(ollama: Any, report: ProbeReport, ctx: int | None = None) -> 
         info = dict(getattr(shown, "modelinfo", None) or {}) if shown is not None else {}
         params = str(getattr(shown, "parameters", "") or "") if shown is not None else ""
         found = re.search(r"(?m)^num_ctx\s+(\d+)", params)
-        rows.append(installed_row(name, size, info, int(found.group(1)) if found else ctx, report, version))
+        modelfile = str(getattr(shown, "modelfile", "") or "") if shown is not None else ""
+        draft = installed_draft(modelfile, params)
+        rows.append(installed_row(name, size, info, int(found.group(1)) if found else ctx, report, version, draft))
     return rows

@@ -48,6 +48,7 @@ class Model:
     template: str
     digest: str
     modified_at: str = "2026-11-27T00:00:00Z"
+    draft: str = ""  # the draft file's blob path a model created with DRAFT shows (server/images.go L601-604)
     # the GGUF key/values /api/show returns (long arrays emptied, as the server does): Llama 3.2 1B's
     model_info: dict[str, Any] = field(
         default_factory=lambda: {
@@ -282,7 +283,8 @@ def _handler(o: FakeOllama) -> type[BaseHTTPRequestHandler]:
                 200,
                 {
                     "license": "",
-                    "modelfile": "".join(f"FROM /blobs/{d.replace(':', '-')}\n" for d in digests),
+                    "modelfile": "".join(f"FROM /blobs/{d.replace(':', '-')}\n" for d in digests)
+                    + (f"DRAFT {model.draft}\n" if model.draft else ""),
                     "parameters": params,
                     "template": model.template,
                     "details": {
