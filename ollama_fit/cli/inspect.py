@@ -82,13 +82,13 @@ def inspect_cmd(
     """
     from ollama_fit.cli import render
     from ollama_fit.plan.inspect import inspect_ref, inspect_runtime
-    from ollama_fit.runtime.ollama import parse_version
+    from ollama_fit.runtime.ollama import DEFAULT_DRAFT_TOKENS, parse_version
 
     report = report_for(hardware)
     ollama = parse_version(ollama_version) if ollama_version else None
     given = click.get_current_context().get_parameter_source("draft") == click.core.ParameterSource.COMMANDLINE
     if draft_file is not None and not given:
-        draft = 4  # api.DefaultOptions DraftNumPredict, kept for a model with a draft file (server/routes.go)
+        draft = DEFAULT_DRAFT_TOKENS  # what Ollama drafts for a model with a draft file
     rt = inspect_runtime(report, ctx, kv_type, flash_attn, ubatch, parallel, backend, ollama, draft, draft_file)
     result = inspect_ref(ref, rt, report, gpu_layers)
     if as_json:

@@ -24,7 +24,7 @@ from ollama_fit.model.spec import ModelShape, ModelSpec, Tensor
 from ollama_fit.placement.offload import KIND_TEXT
 from ollama_fit.plan.planner import Candidate, Miss, PlanRequest, evaluate, rank_candidates
 from ollama_fit.plan.tasks import floor_for, get_task
-from ollama_fit.runtime.ollama import LLAMA_SERVER_SINCE, NEWEST
+from ollama_fit.runtime.ollama import DEFAULT_DRAFT_TOKENS, LLAMA_SERVER_SINCE, NEWEST
 
 
 @dataclass(frozen=True)
@@ -98,11 +98,6 @@ class InstalledRow:
         }
 
 
-# Ollama 0.32.15 drafts DEFAULT_DRAFT tokens a step for a model with a draft file unless its draft_num_predict
-# says otherwise (api/types.go DefaultOptions L1119; server/routes.go L154 zeroes it only without a draft file)
-DEFAULT_DRAFT = 4
-
-
 @dataclass(frozen=True)
 class InstalledDraft:
     """The draft file /api/show names (its Modelfile's DRAFT line), read where this machine can reach it."""
@@ -124,7 +119,7 @@ def installed_draft(modelfile: str, parameters: str) -> InstalledDraft | None:
     if line is None:
         return None
     asked = re.search(r"(?m)^draft_num_predict\s+(\d+)", parameters)
-    tokens = int(asked.group(1)) if asked else DEFAULT_DRAFT
+    tokens = int(asked.group(1)) if asked else DEFAULT_DRAFT_TOKENS
     path = Path(line.group(1))
     for candidate in (path, config.ollama_models_dir() / "blobs" / path.name):
         try:

@@ -241,9 +241,8 @@ def ollama_load(
     env = {} if req.flash_attn is None else {"OLLAMA_FLASH_ATTENTION": "1" if req.flash_attn else "0"}
     version = req.ollama or NEWEST
     return plan_load(
-        version, shape, machine, ctx, file_bytes, req.parallel, req.kv_type, env, req.draft, mtp_layers,
-        draft_arch=req.draft_arch,
-    )  # fmt: skip
+        version, shape, machine, ctx, file_bytes, req.parallel, req.kv_type, env, req.draft, mtp_layers, req.draft_arch
+    )
 
 
 def runtime_for(req: PlanRequest, report: ProbeReport, spec: ModelSpec, ctx: int) -> Runtime:

@@ -85,6 +85,9 @@ DEFAULT_BATCH = 512  # api.DefaultOptions().NumBatch
 CTX_TIERS = ((47 * GiB, 262144), (23 * GiB, 32768))
 CTX_FALLBACK = 4096
 NUM_KEEP = 4  # api.DefaultOptions().NumKeep, passed as --keep with --context-shift
+# api.DefaultOptions().DraftNumPredict (api/types.go L1119): kept for a model created with a draft file, zeroed
+# for the others unless draft_num_predict is set (server/routes.go L154)
+DEFAULT_DRAFT_TOKENS = 4
 # llm/llama_server.go `mmprojOffloadHeadroom`: a projector goes to the GPU only where the projector and this
 # much more are free, and LLAMA_ARG_FIT_TARGET becomes projector + this (llama.cpp's own margin is the same 1 GiB)
 PROJECTOR_HEADROOM = GiB
