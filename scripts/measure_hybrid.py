@@ -43,6 +43,7 @@ RUNS = [
 PRESETS = (
     "qwen35", "qwen35moe", "qwen3next", "granitehybrid", "lfm2", "nemotron_h", "gemma4",
     "gemma4moe", "gemma4e2b", "llama4", "mistral3", "nemotron_h_moe", "glm4moe", "minimax_m2", "deepseek2", "mistral4",
+    "glm_dsa",
 )  # fmt: skip
 
 

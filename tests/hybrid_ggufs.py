@@ -46,6 +46,7 @@ def catalog_layers(model_id: str, layers: Sequence[int], n_vocab: int = 4096) ->
         swa_layers=per_layer(s.swa_layers),
         recurrent_layers=per_layer(s.recurrent_layers),
         ff_layers=per_layer(s.ff_layers),
+        indexer_layers=per_layer(s.indexer_layers),
         kv_layers=sum(1 for i in pick if i < s.kv_layers),
     )
 
@@ -153,6 +154,11 @@ DEEPSEEK2 = replace(catalog_layers("deepseek-v3.1:671b", [0, 3]), n_dense_lead=1
 # 64 + 64 / 128-dim heads), both MoE: 128 experts of 2048 with gate and up fused (ffn_gate_up_exps), no selection
 # bias (softmax routing), a shared expert; yarn keys as conversion/mistral3.py writes them. No MTP block.
 MISTRAL4 = catalog_layers("mistral-small4:119b", range(2))
+# GLM-5.2's layers 2 (dense, running its own lightning indexer) and 3 (its first MoE layer: 256 experts with a
+# selection bias and a shared expert; an IndexShare "shared" layer, reusing layer 2's top-k, without indexer
+# tensors or indexer keys), glm-dsa: deepseek2's MLA with 64 heads of 192 + 64 / 256 and the indexer's 32 heads of
+# 128; attention.indexer.types written as conversion/glm.py writes the config's indexer_types. No MTP block.
+GLM_DSA = replace(catalog_layers("glm-5.2:744b-a40b", [2, 3]), n_dense_lead=1)
 # the presets whose files keep the multi-token-prediction block the converters write (not loaded by llama.cpp)
 MTP_PRESETS = frozenset({"qwen35", "qwen35moe", "qwen3next", "glm4moe", "deepseek2"})
 PRESETS = {
@@ -172,6 +178,7 @@ PRESETS = {
     "minimax_m2": MINIMAX_M2,
     "deepseek2": DEEPSEEK2,
     "mistral4": MISTRAL4,
+    "glm_dsa": GLM_DSA,
 }
 
 
@@ -258,8 +265,14 @@ def _keys(w: gguf.GGUFWriter, s: ModelShape, n_blocks: int, nextn: int) -> None:
         w.add_uint32(f"{a}.embedding_length_per_layer_input", s.per_layer_embd)
         w.add_uint32(f"{a}.rope.dimension_count", s.key_length)  # conversion/gemma.py's rope dims
         w.add_uint32(f"{a}.rope.dimension_count_swa", s.swa_key_length)
-    if a in ("glm4moe", "minimax-m2", "deepseek2"):
+    if a in ("glm4moe", "minimax-m2", "deepseek2", "glm-dsa"):
         _sigmoid_moe_keys(w, s)
+    if s.indexer_heads:  # conversion/glm.py GlmMoeDsaModel.set_gguf_parameters
+        w.add_uint32(f"{a}.attention.indexer.head_count", s.indexer_heads)
+        w.add_uint32(f"{a}.attention.indexer.key_length", s.indexer_head_dim)
+        w.add_uint32(f"{a}.attention.indexer.top_k", s.indexer_top_k)
+        if s.indexer_layers:
+            w.add_array(f"{a}.attention.indexer.types", [bool(v) for v in s.indexer_layers])
     if a == "mistral4":
         _mistral4_keys(w, s)
 
@@ -278,7 +291,8 @@ def _sigmoid_moe_keys(w: gguf.GGUFWriter, s: ModelShape) -> None:
     w.add_bool(f"{a}.expert_weights_norm", True)
     if a == "glm4moe":
         w.add_uint32(f"{a}.rope.dimension_count", s.key_length // 2)  # partial_rotary_factor 0.5
-    else:  # deepseek2: the cached latent is key_length (rank + rope) wide; the per-head sizes after decompression
+    else:  # deepseek2, glm-dsa: the cached latent is key_length (rank + rope) wide; the per-head sizes after
+        # decompression
         w.add_uint32(f"{a}.rope.dimension_count", s.mla_rope_dim)
         w.add_uint32(f"{a}.attention.q_lora_rank", s.mla_q_lora_rank)
         w.add_uint32(f"{a}.attention.kv_lora_rank", s.mla_kv_lora_rank)

@@ -90,6 +90,35 @@ def test_mistral4_layers_are_deepseek2s_without_a_selection_bias_and_with_fused_
     assert specs["mistral4"].ffn_floats == 3 * 4 * 2048  # no n_embd-wide output per used expert at the peak
 
 
+@pytest.mark.parametrize(
+    "row",
+    [r for r in ROWS if r["preset"] == "glm_dsa"],
+    ids=lambda r: f"c{r['ctx']}-np{r['parallel']}-{r['kv_type']}-fa{r['fa']}",
+)
+def test_glm_dsa_compute_matches_llama_cpp(row, specs):
+    """GLM-5.2's layers (glm-dsa): the graph llama-server reserved, measured 244.08-492.08 MiB with flash
+    attention (the top-k phase's 12 bytes a cell and token overtaking the attention phase's 4 beyond 32768
+    cells), 268.08 with a q8_0 cache, 2332.08 with it off; the estimate within 0.1 MiB of each."""
+    est = estimate(specs["glm_dsa"], _runtime(row))
+    measured = _mib(row, "compute") + _mib(row, "output")
+    assert est.host.compute_bytes / MiB == pytest.approx(measured, abs=0.1)
+
+
+def test_glm_dsa_indexer_only_in_the_layers_that_run_one(specs):
+    """GLM-5.2's IndexShare: layer 2 runs a lightning indexer (its tensors, a key row of 128 per cell in the
+    indexer cache), layer 3 reuses its top-k and has neither; every row's second KV buffer is that one layer's."""
+    spec = specs["glm_dsa"]
+    assert spec.shape.indexer_layers == (True, False)
+    kinds = [{t.name.split(".", 2)[2] for t in spec.tensors if t.layer == i} for i in range(2)]
+    indexer = {"indexer.k_norm.weight", "indexer.k_norm.bias", "indexer.proj.weight", "indexer.attn_k.weight"}
+    assert indexer | {"indexer.attn_q_b.weight", "attn_k_b.weight", "ffn_gate.weight"} <= kinds[0]
+    assert not {k for k in kinds[1] if k.startswith("indexer")}
+    assert {"exp_probs_b.bias", "ffn_gate_exps.weight", "ffn_up_shexp.weight"} <= kinds[1]
+    for row in (r for r in ROWS if r["preset"] == "glm_dsa"):
+        main, lid = (b["mib"] for b in row["buffers"] if b["kind"] == "KV")
+        assert main == pytest.approx(lid * 2 * 576 / 128, abs=0.1)  # 2 layers of 512 + 64 against 1 of 128
+
+
 def test_the_mtp_block_is_in_the_file_but_not_loaded():
     """Qwen3.5/Next, GLM-4.5+ and DeepSeek files keep a multi-token-prediction block that llama.cpp skips."""
     mtp = [r for r in ROWS if r["preset"] in MTP_PRESETS]

@@ -381,6 +381,12 @@ def layer_kv_bytes(spec: ModelSpec, layer: int, rt: Runtime) -> int:
         return 0  # recurrent layer (its state is counted apart), or one reusing an earlier layer's cache
     if s.mla_kv_lora_rank:  # V-less MLA cache: only the compressed latent and the rope part
         elems = s.mla_kv_lora_rank + s.mla_rope_dim
+        # DeepSeek sparse attention: a second cache of the same cells, type and streams holds the lightning
+        # indexer's keys, one head of indexer_head_dim and no V, in the layers that run an indexer
+        # (src/llama-kv-cache-dsa.cpp: kv_lid over hparams_lid with one KV head of indexer_head_size; the MLA
+        # hparams keep has_v false; src/llama-model.cpp create_memory filter_lid)
+        if s.has_indexer(layer):
+            elems += s.indexer_head_dim
     else:
         elems = _kv_width(spec, layer, rt)
     if rt.engine:
@@ -451,10 +457,26 @@ def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1,
     mask = _mask_bytes(spec, rt, b) + 4 * b * s.per_layer_embd * s.n_layer
     kq_cells = pad256(rt.ctx * slots) if rt.engine else rt.cells
     kq = 0 if rt.flash_attn else 4 * b * kq_cells * s.n_head
+    sparse = 0  # DeepSeek sparse attention's top-k phase (below)
+    if s.indexer_heads:
+        # the lightning indexer's own mask over its key cache, f16 whatever the flash attention setting: llama.cpp
+        # always fuses the indexer (llama-context.cpp cparams.fused_lid = true; llama-graph.cpp
+        # build_attn_inp_k_dsa_impl builds the mask with flash_attn = fused_lid)
+        mask += kq_cells * b * 2
     if cpu and s.mla_kv_lora_rank:  # MLA with the latent absorbed: per head the latent and rope part twice, the
         # query (measured on DeepSeek layers: 207872 floats a token, tests/fixtures/ollama-argv-llama-cpu)
         latent = s.mla_kv_lora_rank + s.mla_rope_dim
         attention = mask + kq + 4 * b * (2 * s.n_head * latent + s.n_head * s.mla_key_length + 5 * s.n_embd)
+        if s.indexer_heads:
+            # selecting the top-k (llama-graph.cpp build_attn with top_k): the indexer's f32 scores over the cache
+            # (ggml_lightning_indexer, {n_kv, n_tokens}), the mask refilled with -inf and the top-k unmasked
+            # (ggml_fill + ggml_set_rows) and that added to the mask (ggml_add), both of the attention mask's
+            # type, beside the absorbed query and 3 n_embd rows; the query's conversion to a quantized cache's
+            # type falls in this phase (measured: GLM-5.2's layers, tests/fixtures/hybrid-llama-cpu.jsonl)
+            elem = 2 if rt.flash_attn else 4
+            sparse = mask + kq_cells * b * (4 + 2 * elem) + 4 * b * (s.n_head * latent + 3 * s.n_embd)
+            if rt.kv_type not in ("f16", "bf16", "f32") and rt.flash_attn:
+                sparse += int(b * q_width * KV_TYPES[rt.kv_type])
     elif cpu:  # llama-server keeps one more q-sized activation than llama-completion
         acts = 4 * q_width if rt.runner == "llama-completion" or rt.runner == "ollama" else 5 * q_width
         attention = mask + kq + 4 * b * (acts + s.n_embd + kv_width)
@@ -465,7 +487,9 @@ def compute_bytes(spec: ModelSpec, rt: Runtime, *, gpus_holding_layers: int = 1,
     rows = 5 if rt.backend != "rpc" else 4 if holds == "all" else 2
     ffn = mask + 4 * b * (spec.ffn_floats + rows * s.n_embd)
     size = max(out, attention, ffn)
-    if cpu and rt.kv_type not in ("f16", "bf16", "f32") and rt.flash_attn:
+    if sparse:  # the query's conversion is inside the top-k phase (counted there)
+        size = max(size, sparse)
+    elif cpu and rt.kv_type not in ("f16", "bf16", "f32") and rt.flash_attn:
         size += int(b * q_width * KV_TYPES[rt.kv_type])  # Q converted to the cache's type
     elif not cpu and rt.kv_type not in ("f16", "bf16", "f32"):
         # GPU flash attention dequantizes K and V of one layer to f16 over the whole context

@@ -212,6 +212,16 @@ def _model(entry: dict[str, Any], i: int) -> CatalogModel:
         if not (rope and num("v_head_dim", 0)):
             raise ProfileError(f"{where}: an MLA entry (kv_lora_rank) needs rope_dim and v_head_dim")
         key_length, value_length, per_layer_kv = lora + rope, lora, (1,) * layers
+    # DeepSeek sparse attention (glm-dsa, deepseek32): the indexer's heads, head size and top-k
+    # (index_n_heads, index_head_dim, index_topk); GLM-5.2's IndexShare runs an indexer in the first
+    # `indexer_offset` layers and then in every `indexer_freq`-th (index_skip_topk_offset, index_topk_freq: the
+    # config's indexer_types), the layers between reusing its top-k; without them every layer runs one
+    indexer_heads, freq, offset = num("indexer_heads", 0), num("indexer_freq", 0), num("indexer_offset", 0)
+    if indexer_heads and not (lora and num("indexer_head_dim", 0) and num("indexer_top_k", 0)):
+        raise ProfileError(f"{where}: an indexer (indexer_heads) needs an MLA entry, indexer_head_dim, indexer_top_k")
+    indexer_layers = (
+        tuple(i < offset or (i - offset + 1) % freq == 0 for i in range(layers)) if indexer_heads and freq else ()
+    )
     if not 0 <= num("dense_layers", 0) < layers:
         raise ProfileError(f"{where}: dense_layers must be fewer than the {layers} layers")
     shape = ModelShape(
@@ -228,6 +238,10 @@ def _model(entry: dict[str, Any], i: int) -> CatalogModel:
         mla_key_length=head_dim if lora else 0,
         mla_value_length=num("v_head_dim", 0) if lora else 0,
         n_dense_lead=num("dense_layers", 0),
+        indexer_heads=indexer_heads,
+        indexer_head_dim=num("indexer_head_dim", 0) if indexer_heads else 0,
+        indexer_top_k=num("indexer_top_k", 0) if indexer_heads else 0,
+        indexer_layers=indexer_layers,
         swa_key_length=head_dim if global_dim else 0,
         swa_value_length=head_dim if global_dim else 0,
         kv_layers=layers - kv_shared if kv_shared else 0,

@@ -17,8 +17,10 @@ from ollama_fit.units import human
 SIGMOID_MOE_ARCHS = frozenset({"glm4moe", "minimax-m2"})
 # MoE layouts whose feed-forward peak keeps no n_embd-wide output per used expert (ModelSpec.ffn_floats): the
 # sigmoid-routed ones, and Mistral Small 4 (mistral4, softmax-routed, fused gate/up experts: measured 3 x 4 x 2048
-# floats a token over the 5 n_embd rows at -ub 512, tests/fixtures/hybrid-llama-cpu.jsonl)
-NO_EXPERT_OUTPUT_PEAK_ARCHS = SIGMOID_MOE_ARCHS | {"mistral4"}
+# floats a token over the 5 n_embd rows at -ub 512, tests/fixtures/hybrid-llama-cpu.jsonl); GLM-5.x (glm-dsa,
+# sigmoid-routed like GLM-4.x: with the outputs its feed-forward would exceed the whole graph measured at 4096
+# cells) and DeepSeek-V3.2 (deepseek32, the same MoE block, assumed alike)
+NO_EXPERT_OUTPUT_PEAK_ARCHS = SIGMOID_MOE_ARCHS | {"mistral4", "glm-dsa", "deepseek32"}
 
 
 @dataclass(frozen=True, init=False)
@@ -77,6 +79,14 @@ class ModelShape:
     mla_key_length: int = 0
     mla_value_length: int = 0
     n_dense_lead: int = 0  # MoE models whose first layers are dense (leading_dense_block_count: GLM-4.5, DeepSeek)
+    # DeepSeek sparse attention (glm-dsa, deepseek32): the lightning indexer's heads and head size
+    # (attention.indexer.head_count / key_length) and its top-k; per layer whether the layer runs an indexer of its
+    # own ("full": its tensors and a key cache) or reuses the previous full layer's top-k ("shared", GLM-5.2's
+    # IndexShare: attention.indexer.types); () with indexer_heads set: every layer is full
+    indexer_heads: int = 0
+    indexer_head_dim: int = 0
+    indexer_top_k: int = 0
+    indexer_layers: tuple[bool, ...] = ()
     # hybrid layouts (llama.cpp's llama-memory-hybrid): layers marked recurrent keep a fixed-size state per
     # sequence instead of a KV cache, sized from the SSM / short-convolution hyper-parameters below
     recurrent_layers: tuple[bool, ...] = ()
@@ -112,6 +122,13 @@ class ModelShape:
         if self.is_recurrent(layer) or not self.kv_heads(layer):
             return False
         return not self.kv_layers or layer < self.kv_layers
+
+    def has_indexer(self, layer: int) -> bool:
+        """The layer runs its own lightning indexer (llama_hparams::is_indexer_full): its indexer tensors and a
+        row of indexer keys per cell (src/llama-model.cpp create_memory, filter_lid)."""
+        if not self.indexer_heads:
+            return False
+        return not self.indexer_layers or (layer < len(self.indexer_layers) and self.indexer_layers[layer])
 
     def head_dims(self, layer: int) -> tuple[int, int]:
         """(key, value) head dims of a layer: llama_hparams::n_embd_head_k/v(il)."""
@@ -585,12 +602,31 @@ def _deepseek2_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ..
         yield from _routed_experts(s, p, probs_bias=not mistral4, fused_gate_up=mistral4)
 
 
+def _dsa_layer(s: ModelShape, i: int) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """DeepSeek sparse attention (glm-dsa: GLM-5.x, src/models/glm-dsa.cpp llama_model_glm_dsa::load_arch_tensors;
+    deepseek32: DeepSeek-V3.2, src/models/deepseek32.cpp): deepseek2's MLA layer with a selection bias, plus the
+    lightning indexer in the layers that run one: its key projection {n_embd, indexer_head_dim} and LayerNorm
+    (k_norm weight and bias), its query from the low-rank query {q_lora_rank, indexer heads x head dim} and the
+    per-head weights {n_embd, indexer heads}. GLM-5.2's "shared" layers (IndexShare) reuse the previous full
+    layer's top-k: the checkpoint has no indexer there and the loader makes the tensors optional
+    (TENSOR_NOT_REQUIRED; deepseek32 requires them in every layer)."""
+    yield from _deepseek2_layer(s, i)
+    if s.has_indexer(i):
+        p, d, h = f"blk.{i}.", s.indexer_head_dim, s.indexer_heads
+        yield p + "indexer.k_norm.weight", (d,)
+        yield p + "indexer.k_norm.bias", (d,)
+        yield p + "indexer.proj.weight", (s.n_embd, h)
+        yield p + "indexer.attn_k.weight", (s.n_embd, d)
+        yield p + "indexer.attn_q_b.weight", (s.mla_q_lora_rank, h * d)
+
+
 _LAYERS = {"qwen35": _delta_net_layer, "qwen35moe": _delta_net_layer, "qwen3next": _delta_net_layer}
 _LAYERS["granitehybrid"] = _mamba2_layer
 _LAYERS |= {"lfm2": _shortconv_layer, "nemotron_h": _nemotron_h_layer, "nemotron_h_moe": _nemotron_h_layer}
 _LAYERS["gemma4"] = _gemma4_layer
 _LAYERS |= {"glm4moe": _glm4moe_layer, "minimax-m2": _minimax_m2_layer, "deepseek2": _deepseek2_layer}
 _LAYERS["mistral4"] = _deepseek2_layer  # Mistral Small 4: llama_model_mistral4 is llama_model_deepseek2's loader
+_LAYERS |= {"glm-dsa": _dsa_layer, "deepseek32": _dsa_layer}
 # dense / MoE layer tables (_dense_layer): mistral3 is Ministral 3's llama layer; llama4's MoE layers add a
 # shared expert as wide as a routed one (llama_model_llama4::load_arch_tensors)
 REBUILDABLE = frozenset(

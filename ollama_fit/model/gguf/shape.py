@@ -58,6 +58,7 @@ STANDARD_ARCHES = frozenset(
         "gemma", "gemma2", "gemma3", "phi2", "phi3", "gpt-oss", "granite", "granitemoe", "deepseek2", "mistral4",
         "olmo2", "olmoe", "command-r", "cohere2", "starcoder2", "exaone", "exaone4", "glm4", "glm4moe",
         "smollm3", "ernie4_5", "ernie4_5-moe", "seed_oss", "stablelm", "internlm2", "minicpm", "apertus", "minimax-m2",
+        "glm-dsa", "deepseek32",
     }
 )  # fmt: skip
 HYBRID_ARCHES = frozenset(
@@ -90,6 +91,26 @@ def _recurrent_layers(h: GGUFHeader, n_layer: int, kv_heads: tuple[int, ...]) ->
         ff = _per_layer(h.arch("feed_forward_length"), n_layer + _nextn(h), 0)[:n_layer]
         return tuple(k == 0 and f == 0 for k, f in zip(kv_heads, ff, strict=True))
     return ()
+
+
+# GLM-5.2's IndexShare layout, the default llama.cpp gives a glm-dsa file of 1M trained context without
+# attention.indexer.types (src/models/glm-dsa.cpp GLM_5_2_DEFAULT_INDEXER_TYPES): layers 0-2 full, then one in 4
+_GLM_5_2_INDEXER_TYPES = (True, True) + (True, False, False, False) * 19
+
+
+def _indexer_layers(h: GGUFHeader, n_layer: int) -> tuple[bool, ...]:
+    """Which layers run their own lightning indexer (llama_hparams::is_indexer_full), as load_arch_hparams sets
+    it: deepseek32 every layer (src/llama-model.cpp create_memory: filter_lid applies is_indexer_full to
+    glm-dsa only); glm-dsa from attention.indexer.types, else every layer below 1M trained context (GLM-5,
+    5.1) and GLM-5.2's pattern from 1M (src/models/glm-dsa.cpp: is_pre_5_2 = n_ctx_train < 1048576)."""
+    if h.architecture != "glm-dsa" or not _count(h, "attention.indexer.head_count"):
+        return ()
+    marked = h.arch("attention.indexer.types")
+    if isinstance(marked, tuple) and len(marked) >= n_layer:
+        return tuple(bool(v) for v in marked[:n_layer])
+    if _count(h, "context_length") < 1048576:
+        return ()
+    return tuple(i < len(_GLM_5_2_INDEXER_TYPES) and _GLM_5_2_INDEXER_TYPES[i] for i in range(n_layer))
 
 
 def _nextn(h: GGUFHeader) -> int:
@@ -165,6 +186,10 @@ def shape_from_metadata(h: GGUFHeader, tensors: tuple[Tensor, ...] = ()) -> Mode
         # converters that absorb the latent write the per-head key/value sizes here (older ones: key_length)
         mla_key_length=int(h.arch("attention.key_length_mla", key_length) or 0) if lora else 0,
         mla_value_length=int(h.arch("attention.value_length_mla", 0) or 0) if lora else 0,
+        indexer_heads=_count(h, "attention.indexer.head_count") if lora else 0,
+        indexer_head_dim=_count(h, "attention.indexer.key_length") if lora else 0,
+        indexer_top_k=_count(h, "attention.indexer.top_k") if lora else 0,
+        indexer_layers=_indexer_layers(h, n_layer) if lora else (),
         recurrent_layers=_recurrent_layers(h, n_layer, kv_heads),
         ssm_conv=_count(h, "ssm.conv_kernel"),
         ssm_inner=_count(h, "ssm.inner_size"),
