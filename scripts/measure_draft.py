@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import measure_mtp  # noqa: E402
-from measure_llama_server import default_binary, free_port  # noqa: E402
+from measure_llama_server import built_binary, free_port  # noqa: E402
 from measure_mtp import held, mem_available, parse_log, run, wait_for_memory  # noqa: E402
 
 from ollama_fit.model.gguf import read_local_header, spec_from_header  # noqa: E402
@@ -148,9 +148,8 @@ def main() -> int:
     parser.add_argument("--case", action="append", choices=list(CASES), default=[], help="only these cases")
     parser.add_argument("out", nargs="?", type=Path, default=ROOT / "tests" / "fixtures" / "draft-llama-cpu.jsonl")
     args = parser.parse_args()
-    binary = default_binary()
-    if not binary.exists():
-        print(f"no llama-server at {binary} (run scripts/build_llama_cpp.sh, or set LLAMA_SERVER)", file=sys.stderr)
+    binary = built_binary()
+    if binary is None:
         return 2
     rows: list[dict[str, Any]] = []
     done: set[tuple[str, int, int]] = set()

@@ -49,6 +49,15 @@ def default_binary() -> Path:
     return Path(os.environ.get("OLLAMA_FIT_LLAMA_CACHE") or cache) / "build-11434" / "bin" / "llama-server"
 
 
+def built_binary() -> Path | None:
+    """The llama-server the measurements run, or None (said on stderr) when it is not built."""
+    binary = default_binary()
+    if binary.exists():
+        return binary
+    print(f"no llama-server at {binary} (run scripts/build_llama_cpp.sh, or set LLAMA_SERVER)", file=sys.stderr)
+    return None
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from measure_llama_server import BUFFER, LlamaServer, default_binary, free_port  # noqa: E402
+from measure_llama_server import BUFFER, LlamaServer, built_binary, free_port  # noqa: E402
 
 from ollama_fit.model.gguf import read_local_header, spec_from_header  # noqa: E402
 from ollama_fit.runtime.ollama import NEWEST, Machine, plan_load, server_argv  # noqa: E402
@@ -233,9 +233,8 @@ def main() -> int:
     parser.add_argument("--preset", action="append", choices=order, default=[], help="only these layouts")
     parser.add_argument("out", nargs="?", type=Path, default=ROOT / "tests" / "fixtures" / "mtp-llama-cpu.jsonl")
     args = parser.parse_args()
-    binary = default_binary()
-    if not binary.exists():
-        print(f"no llama-server at {binary} (run scripts/build_llama_cpp.sh, or set LLAMA_SERVER)", file=sys.stderr)
+    binary = built_binary()
+    if binary is None:
         return 2
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from measure_llama_server import LlamaServer, default_binary, free_port, parse_buffers  # noqa: E402
+from measure_llama_server import LlamaServer, built_binary, free_port, parse_buffers  # noqa: E402
 
 from ollama_fit.model.gguf import read_local_header, spec_from_header  # noqa: E402
 from ollama_fit.runtime.ollama import NEWEST, Machine, plan_load, server_argv  # noqa: E402
@@ -74,9 +74,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     chosen, out = args.preset, args.out
-    binary = default_binary()
-    if not binary.exists():
-        print(f"no llama-server at {binary} (run scripts/build_llama_cpp.sh, or set LLAMA_SERVER)", file=sys.stderr)
+    binary = built_binary()
+    if binary is None:
         return 2
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -247,12 +247,7 @@ def _keys(w: gguf.GGUFWriter, s: ModelShape, n_blocks: int, nextn: int) -> None:
     if a == "llama4":  # no attention.sliding_window: chunked attention (conversion/llama.py's Llama4Model)
         w.add_uint32(f"{a}.interleave_moe_layer_step", 1)
     if a == "mistral3":  # conversion/mistral3.py's Ministral3Model: yarn and the llama-4 attention scaling
-        w.add_string(f"{a}.rope.scaling.type", "yarn")
-        w.add_float32(f"{a}.rope.scaling.factor", 16.0)
-        w.add_uint32(f"{a}.rope.scaling.original_context_length", 16384)
-        w.add_float32(f"{a}.rope.scaling.yarn_beta_fast", 32.0)
-        w.add_float32(f"{a}.rope.scaling.yarn_beta_slow", 1.0)
-        w.add_float32(f"{a}.rope.scaling.yarn_log_multiplier", 1.0)
+        _yarn(w, a, factor=16.0, original=16384, log_multiplier=1.0)
         w.add_float32(f"{a}.attention.temperature_scale", 0.1)
     if nextn:
         w.add_uint32(f"{a}.nextn_predict_layers", nextn)
@@ -316,12 +311,17 @@ def _mistral4_keys(w: gguf.GGUFWriter, s: ModelShape) -> None:
     w.add_uint32(f"{a}.attention.kv_lora_rank", s.mla_kv_lora_rank)
     w.add_uint32(f"{a}.attention.key_length_mla", s.mla_key_length)
     w.add_uint32(f"{a}.attention.value_length_mla", s.mla_value_length)
+    _yarn(w, a, factor=128.0, original=8192, log_multiplier=0.1)
+
+
+def _yarn(w: gguf.GGUFWriter, a: str, *, factor: float, original: int, log_multiplier: float) -> None:
+    """The yarn rope keys the Mistral converters write (beta fast 32, slow 1)."""
     w.add_string(f"{a}.rope.scaling.type", "yarn")
-    w.add_float32(f"{a}.rope.scaling.factor", 128.0)
-    w.add_uint32(f"{a}.rope.scaling.original_context_length", 8192)
+    w.add_float32(f"{a}.rope.scaling.factor", factor)
+    w.add_uint32(f"{a}.rope.scaling.original_context_length", original)
     w.add_float32(f"{a}.rope.scaling.yarn_beta_fast", 32.0)
     w.add_float32(f"{a}.rope.scaling.yarn_beta_slow", 1.0)
-    w.add_float32(f"{a}.rope.scaling.yarn_log_multiplier", 0.1)
+    w.add_float32(f"{a}.rope.scaling.yarn_log_multiplier", log_multiplier)
 
 
 def write_hybrid(
