@@ -13,9 +13,10 @@ from click.testing import CliRunner
 from ollama_fit.cli import cli
 from ollama_fit.errors import BadModelFile, InvalidInput
 from ollama_fit.memory.estimate import estimate
+from ollama_fit.model.draft import external_draft_type
 from ollama_fit.model.gguf import read_local_header, spec_from_header
 from ollama_fit.model.gguf.draft import check_pairing, read_draft
-from ollama_fit.runtime.ollama import NEWEST, Machine, external_draft_type, parse_version, plan_load
+from ollama_fit.runtime.ollama import NEWEST, Machine, parse_version, plan_load
 
 FIXTURE = Path(__file__).parent / "fixtures" / "draft-llama-cpu.jsonl"
 ALL = [json.loads(line) for line in FIXTURE.read_text().splitlines()]

@@ -66,6 +66,8 @@ def suggested_wired_limit_mb(ram_bytes: int) -> int:
 
 @dataclass(frozen=True)
 class AppleReading:
+    """What the Apple probe found: the GPU it reports, the chip's details and notes."""
+
     gpu: Gpu | None
     info: AppleInfo | None
     notes: tuple[str, ...]

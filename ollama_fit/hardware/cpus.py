@@ -17,6 +17,8 @@ SEGMENTS = ("desktop", "laptop", "workstation", "server")
 
 @dataclass(frozen=True)
 class MemoryConfig:
+    """A memory configuration and its peak bandwidth (channels x bus width x transfers per second)."""
+
     name: str  # "DDR5-5600 dual channel"
     kind: str  # DDR4, DDR5, LPDDR5, LPDDR5X
     mts: int  # transfers per second, millions
@@ -31,6 +33,8 @@ class MemoryConfig:
 
 @dataclass(frozen=True)
 class KnownCpu:
+    """A CPU of profiles/cpus.toml: cores, threads and the memory a plan assumes for it."""
+
     name: str  # "Ryzen 9 7950X"
     vendor: str  # amd, intel
     segment: str  # desktop, laptop, workstation, server

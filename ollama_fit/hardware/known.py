@@ -14,6 +14,8 @@ from ollama_fit.units import GiB
 
 @dataclass(frozen=True)
 class KnownGpu:
+    """A card of profiles/gpus.toml, as `--gpu NAME` simulates it."""
+
     name: str
     vendor: str
     segment: str  # desktop, laptop, workstation, datacenter, apu
@@ -28,6 +30,8 @@ class KnownGpu:
 
 @dataclass(frozen=True)
 class AppleChip:
+    """An Apple Silicon chip of profiles/gpus.toml: bandwidth, memory sizes, GPU cores."""
+
     chip: str  # "M3 Max"
     bandwidth_gbs: float
     memory_gb: tuple[int, ...]  # the RAM sizes it ships with

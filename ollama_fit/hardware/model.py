@@ -31,6 +31,8 @@ BACKENDS = {"nvidia": "cuda", "apple": "metal", "amd": "rocm", "intel": "vulkan"
 
 @dataclass(frozen=True)
 class Gpu:
+    """One GPU as probed or simulated (sizes in bytes)."""
+
     index: int
     vendor: str
     name: str
@@ -59,6 +61,8 @@ class Gpu:
 
 @dataclass(frozen=True)
 class AppleInfo:
+    """Apple unified memory: the chip, its RAM and how much of it the GPU may wire."""
+
     chip: str
     ram_bytes: int
     gpu_limit_bytes: int  # what Metal lets the GPU wire: recommendedMaxWorkingSetSize
@@ -69,6 +73,8 @@ class AppleInfo:
 
 @dataclass(frozen=True)
 class Cpu:
+    """The CPU: model, cores, and the RAM bandwidth CPU decoding is bound by."""
+
     model: str
     physical_cores: int | None
     logical_cores: int | None
@@ -77,6 +83,8 @@ class Cpu:
 
 @dataclass(frozen=True)
 class Hardware:
+    """This machine (or a simulated one): its GPUs, RAM and CPU."""
+
     gpus: tuple[Gpu, ...]
     ram_total_bytes: int
     ram_available_bytes: int
@@ -123,6 +131,8 @@ class DeviceBudget:
 
 @dataclass(frozen=True)
 class Budget:
+    """What a plan may use: each GPU's budget and the host's, after headroom."""
+
     gpus: tuple[DeviceBudget, ...]
     host: DeviceBudget
     unified_memory: bool

@@ -21,6 +21,8 @@ MemInfo = Callable[[], tuple[int, int]]  # (total, available) of system RAM
 
 @dataclass(frozen=True)
 class NvidiaReading:
+    """What NVML reported: the GPUs, the driver versions and notes."""
+
     gpus: tuple[Gpu, ...]
     notes: tuple[str, ...]
     driver_version: str | None = None

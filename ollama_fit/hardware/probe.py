@@ -9,10 +9,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ollama_fit.hardware.amd import probe_amd
 from ollama_fit.hardware.apple import AppleReader, MacReader, probe_apple
 from ollama_fit.hardware.model import Cpu, Hardware
-from ollama_fit.hardware.nvidia import probe_nvidia
 from ollama_fit.hardware.system import SystemReading, probe_system
 
 NO_GPU_NOTE = "no GPU found: models will run on the CPU, from RAM (slower; the plan uses the RAM budget)"
@@ -71,6 +69,10 @@ def probe(probes: Probes | None = None) -> Hardware:
             gpus.append(apple.gpu)
             apple_info = apple.info
     elif p.gpus:
+        # deferred: a simulated plan (--gpu) reads only RAM and cores here
+        from ollama_fit.hardware.amd import probe_amd
+        from ollama_fit.hardware.nvidia import probe_nvidia
+
         nvidia = probe_nvidia(meminfo, p.nvml, jetson=p.jetson)
         notes.extend(nvidia.notes)
         gpus.extend(nvidia.gpus)

@@ -25,6 +25,8 @@ from ollama_fit.units import GiB, parse_size, parse_sizes
 
 @dataclass(frozen=True)
 class Simulation:
+    """The machine `--gpu`, `--vram`, `--ram` and `--hardware` describe instead of this one."""
+
     gpus: tuple[str, ...] = ()  # names, each optionally "2x NAME"
     vram: tuple[str, ...] = ()  # sizes, each optionally "2x24GiB"
     ram: str | None = None

@@ -17,6 +17,8 @@ from ollama_fit.hardware.model import Cpu
 
 @dataclass(frozen=True)
 class SystemReading:
+    """RAM and CPU of this machine, with a container's memory limit."""
+
     ram_total_bytes: int
     ram_available_bytes: int
     cpu: Cpu

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ollama_fit.model.gguf.draft import DRAFT_DFLASH, DraftModel
+from ollama_fit.model.draft import DRAFT_DFLASH, DraftModel
 from ollama_fit.model.quants import KV_TYPES
 from ollama_fit.model.spec import ModelSpec
 from ollama_fit.units import MiB
@@ -130,6 +130,8 @@ class Runtime:
 
 @dataclass(frozen=True)
 class DeviceMemory:
+    """What one device holds for a load (bytes): weights, KV cache, state, compute, overhead."""
+
     name: str
     weights_bytes: int
     kv_bytes: int
@@ -257,6 +259,8 @@ class Move:
 
 @dataclass(frozen=True)
 class MemoryEstimate:
+    """A load's memory on every device that holds part of it, and where its layers went."""
+
     gpus: tuple[DeviceMemory, ...]  # one per GPU that holds layers
     host: DeviceMemory
     n_layer: int

@@ -15,6 +15,8 @@ from ollama_fit.profiles import load_profile, require
 
 @dataclass(frozen=True)
 class GgmlType:
+    """A ggml tensor type and its block layout (ggml-common.h)."""
+
     name: str
     id: int
     block_size: int  # elements per block
@@ -239,6 +241,8 @@ def tensor_type(name: str, shape: tuple[int, ...], ctx: MixContext, counters: di
 
 @dataclass(frozen=True)
 class QuantInfo:
+    """A quant label's rank and the quality cost the seed measurements give it."""
+
     label: str
     rank: int  # 0 = best quality; higher is more aggressive
     nominal_bpw: float

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from math import prod
 
-from ollama_fit.model.quants import BASE_TYPE, GGML_TYPES, MixContext, is_attn_v, tensor_type
+from ollama_fit.model.quants import GGML_TYPES, MixContext, is_attn_v, tensor_type
 from ollama_fit.units import human
 
 SIGMOID_MOE_ARCHS = frozenset({"glm4moe", "minimax-m2"})
@@ -25,6 +25,8 @@ NO_EXPERT_OUTPUT_PEAK_ARCHS = SIGMOID_MOE_ARCHS | {"mistral4", "glm-dsa", "deeps
 
 @dataclass(frozen=True, init=False)
 class Tensor:
+    """One tensor of a GGUF table; its element count, bytes and layer are worked out once."""
+
     name: str
     shape: tuple[int, ...]  # ggml order: shape[0] is the row length
     type: str  # ggml type name
@@ -157,6 +159,8 @@ class ModelShape:
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A model's shapes and tensor table at one quant: the estimator's input."""
+
     shape: ModelShape
     tensors: tuple[Tensor, ...]
     quant: str  # label: Q4_K_M, Q8_0, ... (from general.file_type for a header)
@@ -661,14 +665,6 @@ def _layout(shape: ModelShape) -> tuple[tuple[tuple[str, tuple[int, ...], str], 
     """A model's tensors as (name, shape, kind: the name without its `blk.N.`), and the Tensors made for it so
     far: a plan rebuilds one model at several quants, and a tensor of one type in two of them is one object."""
     return tuple((n, d, n.split(".", 2)[2] if n.startswith("blk.") else n) for n, d in tensor_shapes(shape)), {}
-
-
-def weights_floor(shape: ModelShape, quant: str) -> int:
-    """A lower bound of the weights a quant's file holds, without building its tensor table: every tensor at
-    the quant's base type (llama-quantize's mixtures only ever give a tensor a larger type; a test checks the
-    bound against every rebuilt table)."""
-    base = GGML_TYPES[BASE_TYPE[quant]]
-    return sum(base.nbytes(prod(dims)) for _, dims, _ in _layout(shape)[0])
 
 
 def rebuild(shape: ModelShape, quant: str) -> ModelSpec:

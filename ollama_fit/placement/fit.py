@@ -67,6 +67,8 @@ class DeviceLayers:
 
 @dataclass(frozen=True)
 class FitResult:
+    """What llama.cpp's --fit decides: status, context, layers per device, the estimate of it."""
+
     status: str  # no-change, ctx-reduced, fit (layers or parts moved), failed
     ctx: int  # per slot, after the context rule
     layers: tuple[DeviceLayers, ...]  # per device

@@ -45,6 +45,8 @@ ON_GPU = ("gpu", "multi-gpu")
 
 @dataclass(frozen=True)
 class Placement:
+    """Where a load goes (kind, devices), its memory and its decode speed."""
+
     kind: str  # gpu, multi-gpu, partial, cpu
     memory: MemoryEstimate
     gpu_indices: tuple[int, ...]  # the real GPU index of each entry of memory.gpus
@@ -94,6 +96,8 @@ class Placement:
 
 @dataclass(frozen=True)
 class Shortfall:
+    """How far a load is from fitting: the device and the bytes it needs and has."""
+
     device: str
     need_bytes: int
     have_bytes: int

@@ -24,6 +24,8 @@ MAX_ROUNDS = 6
 
 @dataclass
 class _Listings:
+    """The Hub listings a plan has fetched, by repository."""
+
     hub: Hub
     cache: dict[str, list[HubFile]]
 

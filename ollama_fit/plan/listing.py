@@ -19,7 +19,7 @@ from ollama_fit.memory.estimate import (
     state_bytes,
 )
 from ollama_fit.model.catalog import CatalogModel
-from ollama_fit.model.gguf.draft import DraftModel
+from ollama_fit.model.draft import DraftModel
 from ollama_fit.model.spec import ModelShape, ModelSpec, Tensor
 from ollama_fit.placement.offload import KIND_TEXT
 from ollama_fit.plan.planner import Candidate, Miss, PlanRequest, evaluate, rank_candidates

@@ -46,6 +46,8 @@ AGED_MONTHS = 12
 
 @dataclass(frozen=True)
 class PlanRequest:
+    """What a plan is asked for: task, context, quant floor, speed target and the runtime's rules."""
+
     task: str = "chat"
     ctx: int | None = DEFAULT_CTX  # None: the largest context that fits
     kv_type: str = "f16"
@@ -76,6 +78,8 @@ class PlanRequest:
 
 @dataclass(frozen=True)
 class Candidate:
+    """A model that fits: its quant, context and placement."""
+
     model: CatalogModel
     quant: str
     ctx: int
@@ -119,6 +123,8 @@ class Projector:
 
 @dataclass(frozen=True)
 class Plan:
+    """The pick, the alternatives and the reasons, for the machine and the request."""
+
     choice: Candidate
     alternatives: tuple[Candidate, ...]
     reasons: tuple[str, ...]
@@ -324,6 +330,8 @@ def _fast_enough(p: Placement, target: float) -> bool:
 
 @dataclass(frozen=True)
 class Miss:
+    """A larger model that did not make it, and why."""
+
     model: CatalogModel
     quant: str
     why: str

@@ -14,6 +14,8 @@ EMERGENCY_QUANT = "Q2_K"
 
 @dataclass(frozen=True)
 class Task:
+    """A task's quality floor and speed target (profiles/quants.toml)."""
+
     name: str
     capability: str
     floor: str  # default lowest quant

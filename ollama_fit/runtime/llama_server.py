@@ -30,6 +30,8 @@ DEVICE_PREFIX = {"cuda": "CUDA", "rocm": "ROCm"}
 
 @dataclass(frozen=True)
 class ServeCommand:
+    """The llama-server command line for a plan, and the flags it pins."""
+
     argv: tuple[str, ...] | None  # with the local model file (first shard); None when it is not downloaded
     hf_argv: tuple[str, ...] | None  # the same with -hf ORG/REPO:QUANT (llama-server downloads it itself)
     pinned: tuple[str, ...] = ()  # where --fit placed it: the -ngl / -ot flags that pin that placement

@@ -16,6 +16,7 @@ from typing import Any
 from ollama_fit.errors import InvalidInput
 from ollama_fit.hardware.model import Gpu
 from ollama_fit.memory.estimate import Runtime
+from ollama_fit.model.draft import DRAFT_MTP, external_draft_type
 from ollama_fit.model.spec import ModelShape
 from ollama_fit.units import GiB, MiB
 
@@ -91,16 +92,6 @@ DEFAULT_DRAFT_TOKENS = 4
 # llm/llama_server.go `mmprojOffloadHeadroom`: a projector goes to the GPU only where the projector and this
 # much more are free, and LLAMA_ARG_FIT_TARGET becomes projector + this (llama.cpp's own margin is the same 1 GiB)
 PROJECTOR_HEADROOM = GiB
-# llm/llama_server.go `draftTypeMTP`, `draftTypeDFlash` (v0.32.15 L803-804): what --spec-type Ollama passes for a
-# GGUF's own prediction block or a draft file (`externalDraftType`, L826-835: "draft-dflash" for a draft GGUF of
-# architecture `dflash`, "draft-mtp" for any other)
-DRAFT_MTP = "draft-mtp"
-DRAFT_DFLASH = "draft-dflash"
-
-
-def external_draft_type(arch: str) -> str:
-    """llm/llama_server.go `externalDraftType` (v0.32.15 L826): the --spec-type of a model's draft file."""
-    return DRAFT_DFLASH if arch == "dflash" else DRAFT_MTP
 
 
 def parse_version(text: str, strict: bool = True) -> Version:

@@ -22,6 +22,8 @@ FILL_TOKENS = 1024  # the speed quoted is the early part of a conversation: this
 
 @dataclass(frozen=True)
 class Speed:
+    """A predicted decode speed: the point estimate, its range and how it was arrived at."""
+
     tps: float  # the point estimate, tokens per second
     low: float
     high: float

@@ -43,6 +43,8 @@ _OPS = {
 
 @dataclass(frozen=True)
 class Params:
+    """The speed model's constants: fitted ones and those read from the hardware's specs."""
+
     ops: dict[str, float] = field(default_factory=lambda: dict(_OPS))
     ops_default: float = 6.7
     # on the CPU the 4-bit legacy blocks keep their unpacking cost (fitted on a Core i9-13900K at 4 threads,

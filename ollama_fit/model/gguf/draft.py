@@ -9,42 +9,18 @@ llama_model with the target's model parameters (common/speculative.cpp `common_b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from ollama_fit.errors import BadModelFile, InvalidInput
+from ollama_fit.model.draft import DRAFT_DFLASH, DRAFT_MTP, DraftModel, external_draft_type
 from ollama_fit.model.gguf.reader import ArrayInfo, GGUFHeader, read_local_header, tensor_nbytes
 from ollama_fit.model.spec import ModelShape
-
-DRAFT_MTP = "draft-mtp"
-DRAFT_DFLASH = "draft-dflash"
-
-
-@dataclass(frozen=True)
-class DraftModel:
-    """The numbers of a draft GGUF that its memory depends on (sizes in bytes)."""
-
-    name: str  # the file's name, for messages
-    arch: str
-    kind: str  # the --spec-type Ollama passes for it: draft-mtp or draft-dflash
-    # every tensor of the file: a draft-mtp file is loaded with `load_mtp` (the --spec-type sets it for the draft
-    # as for the target: common/common.cpp `common_model_params_to_llama` L1683), so its prediction block too; a
-    # dflash file has no tensor llama.cpp skips (src/models/dflash.cpp `load_arch_tensors`)
-    weights_bytes: int
-    input_bytes: int  # token_embd: the input layer, kept in system memory beside GPUs
-    n_embd: int
-    n_vocab: int
-    n_ff: int
-    nextn_layers: int  # prediction blocks (`{arch}.nextn_predict_layers`)
-    cached_layers: int  # layers the draft context caches: the blocks (draft-mtp) or every layer (dflash)
-    kv_width: int  # K + V elements per cell of one cached layer
-    target_layers: tuple[int, ...] = ()  # dflash: the target layers whose inputs it reads
 
 
 def draft_from_header(h: GGUFHeader, name: str = "draft") -> DraftModel:
     """The draft model of a GGUF header (no layer-count cross-check: an MTP-only drafter holds no trunk)."""
     arch = h.architecture
-    kind = DRAFT_DFLASH if arch == "dflash" else DRAFT_MTP  # llama_server.go `externalDraftType` L831
+    kind = external_draft_type(arch)
     blocks = int(h.arch("block_count", 0) or 0)
     nextn = int(h.arch("nextn_predict_layers", 0) or 0)
     heads = h.arch("attention.head_count", 0)
