@@ -568,15 +568,21 @@ def fraction_table(spec: ModelSpec) -> dict[tuple[int, str], tuple[int, int]]:
     """(layer, fraction) -> (bytes moved, of which routed experts), for every layer and fraction that moves
     something: one pass over the tensor table, for a placement search to build Moves from."""
     table: dict[tuple[int, str], list[int]] = {}
+    # the patterns read only what follows `blk.N.`: each tensor kind is matched once, not once a layer
+    matched: dict[str, tuple[bool, tuple[str, ...]]] = {}
     for t in spec.tensors:
         if t.layer is None or t.layer >= spec.shape.n_layer:
             continue
-        expert = bool(EXPERTS.search(t.name))
-        for fraction, pattern in FRACTION_MOVES.items():
-            if pattern.search(t.name):
-                entry = table.setdefault((t.layer, fraction), [0, 0])
-                entry[0] += t.nbytes
-                entry[1] += t.nbytes if expert else 0
+        kind = t.name.split(".", 2)[2]
+        hit = matched.get(kind)
+        if hit is None:
+            moves = tuple(fraction for fraction, pattern in FRACTION_MOVES.items() if pattern.search(t.name))
+            hit = matched[kind] = (bool(EXPERTS.search(t.name)), moves)
+        expert, fractions = hit
+        for fraction in fractions:
+            entry = table.setdefault((t.layer, fraction), [0, 0])
+            entry[0] += t.nbytes
+            entry[1] += t.nbytes if expert else 0
     return {k: (v[0], v[1]) for k, v in table.items()}
 
 

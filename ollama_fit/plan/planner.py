@@ -487,12 +487,18 @@ def _first_fit(
     return found[0], found[1], misses
 
 
+def _all_memory(report: ProbeReport) -> int:
+    """Every GPU's usable bytes and the host's together: more than any load can use (one pool counts twice), so
+    weights beyond it cannot fit anywhere."""
+    budget = report.budget
+    return sum(g.usable_bytes for g in budget.gpus) + budget.host.usable_bytes
+
+
 def _beyond_reach(floor: str, req: PlanRequest, report: ProbeReport) -> Callable[[CatalogModel], Miss | None]:
     """A miss for a model whose weights alone, at the lowest quant it may take, exceed every device and RAM
     together (a bound from its shapes, no tensor table: place() would turn it down after building one and
     estimating it, most of a plan's time on a small machine with a catalog of 1T models)."""
-    budget = report.budget
-    room = sum(g.usable_bytes for g in budget.gpus) + budget.host.usable_bytes
+    room = _all_memory(report)
 
     def miss(model: CatalogModel) -> Miss | None:
         ladder = _ladder(model, floor, req)
@@ -851,7 +857,10 @@ def _first_lower_quant(
     miss: Miss, rt: Runtime, req: PlanRequest, report: ProbeReport, task: Task, accept: Callable[[Placement], bool]
 ) -> tuple[str, Placement] | None:
     """The best quant below the one that missed (among those the task allows) whose placement `accept` takes."""
+    room = _all_memory(report)
     for q in _lower_quants(miss, task):
+        if miss.model.weights_floor(q) > room:
+            continue  # its weights alone exceed every device together (as in _beyond_reach): no table to build
         p = _try(miss.model, q, rt, report, req)
         if isinstance(p, Placement) and accept(p):
             return q, p
