@@ -96,6 +96,10 @@ def cache_dir() -> Path:
     return user_cache_path("ollama-fit")
 
 
+# RAM bandwidth in GB/s above any machine's: a typo (MB/s for GB/s); the environment's and --ram-bandwidth's bound
+MAX_RAM_BANDWIDTH_GBS = 10_000
+
+
 def ram_bandwidth_override() -> float | None:
     """OLLAMA_FIT_RAM_BANDWIDTH_GBS: the RAM bandwidth to plan with instead of measuring it (GB/s)."""
     text = os.environ.get("OLLAMA_FIT_RAM_BANDWIDTH_GBS", "").strip()
@@ -105,4 +109,4 @@ def ram_bandwidth_override() -> float | None:
         value = float(text)
     except ValueError:
         return None
-    return value if 0 < value < 10_000 else None
+    return value if 0 < value < MAX_RAM_BANDWIDTH_GBS else None

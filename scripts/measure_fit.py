@@ -95,6 +95,15 @@ def cache_dir(binary: Path) -> Path:
     return binary.parent.parent.parent  # <cache>/build-11434/bin/llama-server
 
 
+def rpc_binaries() -> Path | None:
+    """The llama-server whose folder also holds ggml-rpc-server (the measured devices), or None, said on stderr."""
+    binary = default_binary()
+    if binary.exists() and (binary.parent / "ggml-rpc-server").exists():
+        return binary
+    print(f"no llama-server / ggml-rpc-server in {binary.parent} (scripts/build_llama_cpp.sh)", file=sys.stderr)
+    return None
+
+
 def shim(binary: Path) -> Path:
     """The compiled shim in the llama.cpp cache, rebuilt when its source is newer."""
     src = ROOT / "scripts" / "fake_device_memory.c"
@@ -304,9 +313,8 @@ def main() -> int:
     parser.add_argument("out", nargs="?", type=Path, default=ROOT / "tests" / "fixtures" / "fit-rpc-llama.jsonl")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still kill the servers, delete the file
-    binary = default_binary()
-    if not (binary.exists() and (binary.parent / "ggml-rpc-server").exists()):
-        print(f"no llama-server / ggml-rpc-server in {binary.parent} (scripts/build_llama_cpp.sh)", file=sys.stderr)
+    binary = rpc_binaries()
+    if binary is None:
         return 2
     so = shim(binary)
     from ggufs import patch_u32

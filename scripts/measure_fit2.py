@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import measure_fit as one  # noqa: E402  (puts tests/ on sys.path too)
-from measure_llama_server import default_binary  # noqa: E402
 
 from ollama_fit.errors import InvalidInput  # noqa: E402
 from ollama_fit.model.catalog import find_model  # noqa: E402
@@ -213,9 +212,8 @@ def main() -> int:
     parser.add_argument("out", nargs="?", type=Path, default=ROOT / "tests" / "fixtures" / "fit-rpc2-llama.jsonl")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still kill the servers, delete the file
-    binary = default_binary()
-    if not (binary.exists() and (binary.parent / "ggml-rpc-server").exists()):
-        print(f"no llama-server / ggml-rpc-server in {binary.parent} (scripts/build_llama_cpp.sh)", file=sys.stderr)
+    binary = one.rpc_binaries()
+    if binary is None:
         return 2
     so = one.shim(binary)
     from ggufs import patch_u32

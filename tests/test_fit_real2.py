@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_fit_real import Compared as OneDevice
 from test_fit_real import _spec, runtime_of
 
 from ollama_fit.memory.estimate import estimate, split_for_ngl
 from ollama_fit.placement import fit as fit_module
-from ollama_fit.placement.fit import FRACTION_NAMES, FitDevice, FitResult, fit
+from ollama_fit.placement.fit import FRACTION_NAMES, FitDevice, fit
 
 FIXTURE = Path(__file__).parent / "fixtures" / "fit-rpc2-llama.jsonl"
 MiB = 1024**2
@@ -31,9 +32,8 @@ Layers = tuple[int, int, str | None] | None  # (n_layer, n_part, overflow type o
 
 
 @dataclass(frozen=True)
-class Compared:
-    row: dict[str, Any]
-    ours: FitResult
+class Compared(OneDevice):
+    """The one-device comparison (its context total) with a decision per device."""
 
     @property
     def devices(self) -> int:
@@ -57,11 +57,6 @@ class Compared:
         return (r["status"], r["n_ctx"], per)
 
     @property
-    def ctx_total(self) -> int:
-        _, _, streams = runtime_of(self.row)
-        return self.ours.ctx * streams
-
-    @property
     def layers_off(self) -> int:
         """The most layers (whole or partial) one device is off by; 99 where one side placed none (status)."""
         worst = 0
@@ -72,7 +67,8 @@ class Compared:
                 worst = max(worst, abs(o[0] - r[0]), abs(o[1] - r[1]))
         return worst
 
-    def device_mib(self) -> list[float]:
+    @property
+    def devices_mib(self) -> list[float]:
         out = [0.0] * self.devices
         for g in self.ours.estimate.gpus:
             out[g.position or 0] = (g.total_bytes - g.overhead_bytes) / MiB
@@ -103,7 +99,7 @@ def _table(results: list[Compared]) -> str:
         r = c.row
         mark = "ok " if c.decision == c.real else "!! "
         used_real = [d.get("used_mib") for d in r["devices"]]
-        used_ours = [round(m) for m in c.device_mib()]
+        used_ours = [round(m) for m in c.devices_mib]
         lines.append(
             f"{mark}{r['model']:>16} dev={r['rpc_device_mib']} ctx={r['num_ctx']}x{r['parallel']}: "
             f"real {c.real} ours {c.decision} used real={used_real} ours={used_ours}"
@@ -157,7 +153,7 @@ def test_the_device_memory_of_a_partial_offload_is_llama_cpps() -> None:
     off = [
         c
         for c in same
-        for ours, d in zip(c.device_mib(), c.row["devices"], strict=True)
+        for ours, d in zip(c.devices_mib, c.row["devices"], strict=True)
         if abs(ours - d["used_mib"]) > max(0.03 * d["used_mib"], 64)
     ]
     assert not off, _table(off)

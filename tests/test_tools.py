@@ -251,7 +251,9 @@ def test_list_installed_counts_a_draft_files_context(ollama, monkeypatch, tmp_pa
     monkeypatch.setenv("OLLAMA_HOST", ollama.host)
     monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "models"))
     ollama.version = "0.32.15"  # draft files came with llama-server underneath (0.30)
-    draft = write_dflash_draft(tmp_path / ("sha256-" + "4" * 64))
+    blobs = tmp_path / "my models" / "blobs"  # Ollama writes the path unquoted, its inner spaces too
+    blobs.mkdir(parents=True)
+    draft = write_dflash_draft(blobs / ("sha256-" + "4" * 64))
     ollama.blobs["sha256-" + "3" * 64] = Blob(2 * GiB, b"GGUF")
     files = {"m.gguf": "sha256:" + "3" * 64}
     ollama.models["plain:latest"] = Model("plain:latest", files, {"num_ctx": 8192}, "chatml", "a" * 64)

@@ -549,7 +549,7 @@ def render_installed(rows: Sequence[Any], width: int | None = None, paint: Paint
         need = human(r.need_bytes) if r.need_bytes is not None else "?"
         out.append([r.name, human(r.size_bytes), str(r.ctx), need, fits, r.where])
     text = table(out, header=["name", "size", "ctx", "needs", "fits", "where"], width=width)
-    drafts = [f"  {r.name}: {r.draft}" for r in rows if getattr(r, "draft", "")]
+    drafts = [f"  {r.name}: {r.draft}" for r in rows if r.draft]
     return "\n".join([text, "", "Speculative decoding:", *drafts]) if drafts else text
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ollama_fit.config import MAX_RAM_BANDWIDTH_GBS
 from ollama_fit.errors import InvalidInput
 from ollama_fit.hardware.apple import default_gpu_limit
 from ollama_fit.hardware.cpus import find_cpu, suggest_cpus
@@ -53,7 +54,6 @@ class Simulation:
 # A desktop that carries the simulated card: 8 cores, RAM bandwidth unknown (the speed model assumes
 # dual-channel DDR5 and says so).
 SIMULATED_CPU = Cpu(model="a desktop CPU (simulated)", physical_cores=8, logical_cores=16)
-MAX_RAM_BANDWIDTH_GBS = 10_000  # as OLLAMA_FIT_RAM_BANDWIDTH_GBS: above any machine's RAM, a typo (MB/s for GB/s)
 
 _COUNT = re.compile(r"^\s*(\d+)\s*[x×]\s*(.+)$", re.IGNORECASE)
 _APPLE = re.compile(

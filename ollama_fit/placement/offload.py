@@ -203,6 +203,12 @@ def _partial(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware, costs: 
     return _placement(spec, rt, budget, hw, best, "partial") if best else None
 
 
+def all_memory(budget: Budget) -> int:
+    """Every GPU's usable bytes and the host's together: more than any load can use (one pool counts twice), so
+    weights beyond it cannot fit anywhere."""
+    return sum(g.usable_bytes for g in budget.gpus) + budget.host.usable_bytes
+
+
 def place(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware) -> Placement | Shortfall:
     """The best placement that fits (one GPU, several, GPU + CPU, CPU), or how far the model is off."""
     gpus = budget.gpus
@@ -217,7 +223,7 @@ def place(spec: ModelSpec, rt: Runtime, budget: Budget, hw: Hardware) -> Placeme
         missing = shortfall(single, [max(gpus, key=lambda g: g.usable_bytes)], budget)
         if budget.unified_memory and missing:
             return missing  # one pool: layers moved to the CPU would still take the same memory
-        if missing and spec.weights_bytes > sum(g.usable_bytes for g in gpus) + budget.host.usable_bytes:
+        if missing and spec.weights_bytes > all_memory(budget):
             return missing  # the weights alone exceed every device together: no split can hold them
         if gpu_rt.runner == "llama-server":
             fitted = _fitted(spec, gpu_rt, budget, hw)

@@ -115,12 +115,18 @@ def installed_draft(modelfile: str, parameters: str) -> InstalledDraft | None:
     from ollama_fit.model.gguf.draft import draft_from_header
     from ollama_fit.model.gguf.reader import read_local_header
 
-    line = re.search(r"(?m)^DRAFT\s+(\S+)", modelfile)
+    # parser.Command.String: `DRAFT path`, the path quoted only with a newline or an edge space (parser.go `quote`)
+    line = re.search(r"(?m)^DRAFT[ \t]+(.+?)[ \t]*$", modelfile)
     if line is None:
         return None
     asked = re.search(r"(?m)^draft_num_predict\s+(\d+)", parameters)
     tokens = int(asked.group(1)) if asked else DEFAULT_DRAFT_TOKENS
-    path = Path(line.group(1))
+    text = line.group(1)
+    for mark in ('"""', '"'):
+        if len(text) > 2 * len(mark) and text.startswith(mark) and text.endswith(mark):
+            text = text[len(mark) : -len(mark)]
+            break
+    path = Path(text)
     for candidate in (path, config.ollama_models_dir() / "blobs" / path.name):
         try:
             header = read_local_header(candidate)

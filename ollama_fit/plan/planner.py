@@ -21,7 +21,7 @@ from ollama_fit.memory.estimate import Runtime, estimate
 from ollama_fit.model.catalog import CatalogModel
 from ollama_fit.model.quants import KV_TYPES, quant_table
 from ollama_fit.model.spec import ModelShape, ModelSpec
-from ollama_fit.placement.offload import KIND_TEXT, Placement, Shortfall, max_context, place
+from ollama_fit.placement.offload import KIND_TEXT, Placement, Shortfall, all_memory, max_context, place
 from ollama_fit.plan.apple_advice import wired_limit_remedy
 from ollama_fit.plan.tasks import Task, floor_for, get_task, meets
 from ollama_fit.runtime.ollama import NEWEST, OllamaLoad
@@ -487,18 +487,11 @@ def _first_fit(
     return found[0], found[1], misses
 
 
-def _all_memory(report: ProbeReport) -> int:
-    """Every GPU's usable bytes and the host's together: more than any load can use (one pool counts twice), so
-    weights beyond it cannot fit anywhere."""
-    budget = report.budget
-    return sum(g.usable_bytes for g in budget.gpus) + budget.host.usable_bytes
-
-
 def _beyond_reach(floor: str, req: PlanRequest, report: ProbeReport) -> Callable[[CatalogModel], Miss | None]:
     """A miss for a model whose weights alone, at the lowest quant it may take, exceed every device and RAM
-    together (a bound from its shapes, no tensor table: place() would turn it down after building one and
+    together (CatalogModel.weights_floor, no tensor table: place() would turn it down after building one and
     estimating it, most of a plan's time on a small machine with a catalog of 1T models)."""
-    room = _all_memory(report)
+    room = all_memory(report.budget)
 
     def miss(model: CatalogModel) -> Miss | None:
         ladder = _ladder(model, floor, req)
@@ -857,7 +850,7 @@ def _first_lower_quant(
     miss: Miss, rt: Runtime, req: PlanRequest, report: ProbeReport, task: Task, accept: Callable[[Placement], bool]
 ) -> tuple[str, Placement] | None:
     """The best quant below the one that missed (among those the task allows) whose placement `accept` takes."""
-    room = _all_memory(report)
+    room = all_memory(report.budget)
     for q in _lower_quants(miss, task):
         if miss.model.weights_floor(q) > room:
             continue  # its weights alone exceed every device together (as in _beyond_reach): no table to build
